@@ -1,0 +1,64 @@
+"""flyte-connector: build, run and try Flyte connectors.
+
+Public SDK names are imported lazily so `flyte-connector --help` does not pay for
+protobuf; `from connector_cli import AsyncConnector` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from connector_cli._version import __version__
+
+_EXPORTS = {
+    "AsyncConnector": "connector_cli.sdk",
+    "Resource": "connector_cli.sdk",
+    "is_terminal_phase": "connector_cli.sdk",
+    "convert_to_flyte_phase": "connector_cli.sdk",
+    "phase_name": "connector_cli.sdk",
+    "ResourceMeta": "connector_cli.meta",
+    "ConnectorRegistry": "connector_cli.registry",
+    "ConnectorError": "connector_cli.errors",
+    "ConnectorNotFound": "connector_cli.errors",
+    "RegistrationError": "connector_cli.errors",
+    "DuplicateConnectorError": "connector_cli.errors",
+    "ResourceMetaError": "connector_cli.errors",
+    "UnknownStateError": "connector_cli.errors",
+    "UsageError": "connector_cli.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from connector_cli.errors import (
+        ConnectorError,
+        ConnectorNotFound,
+        DuplicateConnectorError,
+        RegistrationError,
+        ResourceMetaError,
+        UnknownStateError,
+        UsageError,
+    )
+    from connector_cli.meta import ResourceMeta
+    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk import (
+        AsyncConnector,
+        Resource,
+        convert_to_flyte_phase,
+        is_terminal_phase,
+        phase_name,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connector_cli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,81 @@
+"""`flyte-connector list`: what connectors are installed, and which plugins failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from typing import TYPE_CHECKING
+
+import click
+
+from connector_cli.cli import cli
+from connector_cli.cli.options import discovery_config, modules_option, option, plugins_option
+
+if TYPE_CHECKING:
+    from connector_cli.discovery import DiscoveryReport
+    from connector_cli.registry import ConnectorRegistry
+
+
+@cli.command("list")
+@modules_option
+@plugins_option
+@option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
+def list_command(modules: tuple[str, ...], plugins: tuple[str, ...], as_json: bool) -> None:
+    """List installed connectors and their task types; exit 1 if any plugin failed."""
+    from connector_cli.discovery import inventory
+    from connector_cli.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    data = inventory(registry, load_plugins(registry, modules, plugins))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render_inventory(data)
+    if data["failed"]:
+        raise click.exceptions.Exit(1)
+
+
+def load_plugins(
+    registry: ConnectorRegistry, modules: tuple[str, ...], plugins: tuple[str, ...]
+) -> DiscoveryReport:
+    """Discover into `registry`; names that do not exist at all are a usage error (exit 2)."""
+    from connector_cli.discovery import discover
+    from connector_cli.errors import ModuleNotFound
+
+    config = discovery_config(modules, plugins)
+    if config.modules and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    report = discover(registry, config.modules, config.plugins)
+    if report.missing:
+        lines = "; ".join(f.error for f in report.missing)
+        raise ModuleNotFound(f"{lines} (check the name, and that it is installed or importable)")
+    return report
+
+
+def render_inventory(data: dict) -> None:
+    """Print the connectors table and, if any, the failed plugins table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if data["connectors"]:
+        table = Table(title="Connectors", title_justify="left")
+        table.add_column("Connector", style="bold")
+        table.add_column("Task types")
+        table.add_column("Source")
+        for row in data["connectors"]:
+            types_ = ", ".join(f"{t['name']} v{t['version']}" for t in row["task_types"])
+            table.add_row(row["name"], types_, row["source"].get("description", "code"))
+        console.print(table)
+    else:
+        console.print("No connectors found. Install a plugin package or pass --modules.")
+    if data["failed"]:
+        failed = Table(title="Failed plugins", title_justify="left", title_style="bold red")
+        failed.add_column("Plugin", style="bold")
+        failed.add_column("Source")
+        failed.add_column("Error", style="red")
+        for row in data["failed"]:
+            failed.add_row(row["plugin"], row["source"].get("description", ""), row["error"])
+        console.print(failed)

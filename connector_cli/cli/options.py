@@ -1,0 +1,74 @@
+"""Shared click options: one spelling, one environment variable per option.
+
+Every option `--some-name` is also read from `FLYTE_CONNECTOR_SOME_NAME`, whichever command
+uses it. List options accept several values separated by commas or spaces.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+import click
+
+from connector_cli.config import DiscoveryConfig
+
+ENV_PREFIX = "FLYTE_CONNECTOR_"
+_F = Callable[..., Any]
+
+
+def envvar_for(long_name: str) -> str:
+    """The environment variable of an option, e.g. '--metrics-port' -> FLYTE_CONNECTOR_METRICS_PORT."""
+    return ENV_PREFIX + long_name.lstrip("-").replace("-", "_").upper()
+
+
+def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
+    """`click.option` with the project's environment variable derived from the long name."""
+    long_name = next(d for d in param_decls if d.startswith("--")).split("/")[0]
+    attrs.setdefault("envvar", envvar_for(long_name))
+    attrs.setdefault("show_envvar", True)
+    return click.option(*param_decls, **attrs)
+
+
+def split_list(
+    ctx: click.Context, param: click.Parameter, value: Optional[tuple[str, ...]]
+) -> Optional[tuple[str, ...]]:
+    """Flatten a multiple option whose values may themselves be comma/space separated."""
+    if value is None:
+        return None
+    items = [item for raw in value for item in re.split(r"[,\s]+", raw) if item]
+    return tuple(dict.fromkeys(items))
+
+
+def list_option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
+    """A repeatable option that also takes comma/space separated values."""
+    return option(*param_decls, multiple=True, callback=split_list, **attrs)
+
+
+modules_option = list_option(
+    "--modules",
+    "-m",
+    metavar="MODULE[:ATTR]",
+    help="Import connectors from these modules (repeatable; comma/space separated). "
+    "The current directory is importable.",
+)
+
+plugins_option = list_option(
+    "--plugins",
+    metavar="NAME",
+    help="Load only these installed plugins (entry-point or distribution names); "
+    "'none' loads none, 'all' (the default) loads every one.",
+)
+
+
+def discovery_config(modules: tuple[str, ...], plugins: tuple[str, ...]) -> DiscoveryConfig:
+    """Build the discovery config from the --modules/--plugins values."""
+    lowered = {p.lower() for p in plugins}
+    selected: Optional[tuple[str, ...]]
+    if not plugins or "all" in lowered:
+        selected = None
+    elif lowered == {"none"}:
+        selected = ()
+    else:
+        selected = tuple(p for p in plugins if p.lower() != "none")
+    return DiscoveryConfig(modules=modules, plugins=selected)

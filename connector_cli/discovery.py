@@ -1,0 +1,285 @@
+"""Load connectors from installed plugins (entry points) and `--modules`, each in isolation.
+
+An entry point in the `flyte.connectors` group, or a `--modules` name (`pkg.mod` or
+`pkg.mod:Attr`), may point at a module that registers connectors on import, at an
+`AsyncConnector` subclass, or at an instance. A plugin that fails is recorded with where it
+came from and one line saying why; whatever it registered before failing is rolled back,
+and the other plugins load regardless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+import types
+from typing import Any, Callable, Collection, Optional
+
+from connector_cli.errors import RegistrationError
+from connector_cli.registry import ConnectorRegistry, Origin, Registration, root_registry
+from connector_cli.sdk import AsyncConnector
+
+ENTRY_POINT_GROUP = "flyte.connectors"
+
+NOT_FOUND = "not-found"
+NOT_INSTALLED = "not-installed"
+IMPORT_ERROR = "import-error"
+REGISTRATION_ERROR = "registration-error"
+NO_CONNECTORS = "no-connectors"
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that did not load: where it came from, what kind of failure, one line why."""
+
+    origin: Origin
+    reason: str
+    error: str
+    exception: Optional[BaseException] = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+
+@dataclasses.dataclass
+class DiscoveryReport:
+    """What discovery loaded (as registrations, each tagged with its origin) and what failed."""
+
+    loaded: list[Origin] = dataclasses.field(default_factory=list)
+    failed: list[PluginFailure] = dataclasses.field(default_factory=list)
+
+    @property
+    def missing(self) -> list[PluginFailure]:
+        """Names the user asked for that do not exist: a `--modules` module that is not
+        there, or a `--plugins` name that is not installed. A usage error, not a broken
+        plugin."""
+        return [
+            f
+            for f in self.failed
+            if f.reason == NOT_INSTALLED or (f.reason == NOT_FOUND and f.origin.kind == "module")
+        ]
+
+
+def discover(
+    registry: ConnectorRegistry,
+    modules: Collection[str] = (),
+    plugins: Optional[Collection[str]] = None,
+    group: str = ENTRY_POINT_GROUP,
+) -> DiscoveryReport:
+    """Load entry-point plugins (all when `plugins` is None, none when empty) and `modules`.
+
+    `plugins` selects entry points by entry-point name or distribution name.
+    """
+    report = DiscoveryReport()
+    if plugins is None or plugins:
+        _load_entry_points(registry, report, group, plugins)
+    for spec in modules:
+        module_name, _, attr = spec.partition(":")
+        origin = Origin("module", module_name, spec)
+        _load_isolated(registry, report, origin, module_name, attr)
+    return report
+
+
+def _load_entry_points(
+    registry: ConnectorRegistry,
+    report: DiscoveryReport,
+    group: str,
+    wanted: Optional[Collection[str]],
+) -> None:
+    import importlib_metadata
+
+    wanted_keys = {_normalize(w) for w in wanted} if wanted is not None else None
+    seen: set[str] = set()
+    for ep in sorted(importlib_metadata.entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        keys = {_normalize(ep.name)} | ({_normalize(dist_name)} if dist_name else set())
+        if wanted_keys is not None and not keys & wanted_keys:
+            continue
+        seen |= keys
+        origin = Origin(
+            "entry-point", ep.name, ep.value, dist_name, dist.version if dist is not None else None
+        )
+        module_name, _, attr = ep.value.partition(":")
+        _load_isolated(registry, report, origin, module_name.strip(), attr.strip())
+    for name in sorted(wanted or ()):
+        if _normalize(name) not in seen:
+            report.failed.append(
+                PluginFailure(
+                    Origin("entry-point", name),
+                    NOT_INSTALLED,
+                    f"no installed plugin named {name!r} in entry-point group {group!r}",
+                )
+            )
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _load_isolated(
+    registry: ConnectorRegistry,
+    report: DiscoveryReport,
+    origin: Origin,
+    module_name: str,
+    attr: str,
+) -> None:
+    """Import one plugin into `registry`; on any failure roll back and record it."""
+    snapshot = registry.snapshot()
+    try:
+        with registry.activate(origin) as made:
+            module = _import(module_name, made)
+            target = _resolve(module, attr) if attr else module
+            _register_target(registry, target, made, origin)
+        if not made:
+            raise _NoConnectors(
+                f"{origin.target or module_name} registered no connectors; register them at "
+                "import with ConnectorRegistry.register(...) or point at a connector class"
+            )
+    except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+        registry.restore(snapshot)
+        reason, message = _classify(exc, module_name)
+        report.failed.append(PluginFailure(origin, reason, message, exc))
+    else:
+        report.loaded.append(origin)
+
+
+class _NoConnectors(Exception):
+    pass
+
+
+_IMPORT_LOG: dict[str, list[Registration]] = {}
+
+
+def _import(module_name: str, made: list[Registration]) -> types.ModuleType:
+    """Import a plugin module, replaying its import-time registrations if already imported.
+
+    A module runs its top-level `register` calls only once per process; the log lets a
+    second registry (a test, a second server) receive the same connectors.
+    """
+    if module_name in _IMPORT_LOG:
+        _replay(_IMPORT_LOG[module_name])
+        return sys.modules.get(module_name) or importlib.import_module(module_name)
+    if module_name in sys.modules:
+        module = sys.modules[module_name]
+        _replay(_registered_elsewhere(module_name))
+        return module
+    start = len(made)
+    module = importlib.import_module(module_name)
+    _IMPORT_LOG[module_name] = made[start:]
+    return module
+
+
+def _replay(rows: list[Registration]) -> None:
+    for row in rows:
+        ConnectorRegistry.register(row.connector)
+
+
+def _registered_elsewhere(module_name: str) -> list[Registration]:
+    """Connectors defined in a module that was imported before discovery saw it (by user
+    code, or by another plugin): its import-time registrations went elsewhere, so find them
+    in the import log and the process-wide registry."""
+    rows = [row for logged in _IMPORT_LOG.values() for row in logged]
+    rows += root_registry().registrations()
+    found: dict[int, Registration] = {}
+    for row in rows:
+        module = type(row.connector).__module__
+        if module == module_name or module.startswith(module_name + "."):
+            found.setdefault(id(row.connector), row)
+    return list(found.values())
+
+
+def _resolve(module: types.ModuleType, attr: str) -> Any:
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ImportError(f"module {module.__name__!r} has no attribute {attr!r}") from None
+    return target
+
+
+def _register_target(
+    registry: ConnectorRegistry, target: Any, made: list[Registration], origin: Origin
+) -> None:
+    """Register what an entry point or `--modules` spec points at."""
+    if isinstance(target, types.ModuleType):
+        return
+    if isinstance(target, type) and issubclass(target, AsyncConnector):
+        if any(type(row.connector) is target for row in made):
+            return
+        if getattr(target, "__abstractmethods__", None):
+            missing = ", ".join(sorted(target.__abstractmethods__))
+            raise RegistrationError(f"{target.__qualname__} does not implement {missing}")
+        target = target()
+    if isinstance(target, AsyncConnector) and any(row.connector is target for row in made):
+        return
+    if not isinstance(target, AsyncConnector):
+        raise RegistrationError(
+            f"{origin.target or origin.name} points at {_kind(target)}, not a connector "
+            "class, a connector instance or a module"
+        )
+    registry.register(target)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__qualname__}"
+    if callable(value):
+        return f"the callable {getattr(value, '__qualname__', repr(value))}"
+    return f"a {type(value).__name__}"
+
+
+def _classify(exc: Exception, module_name: str) -> tuple[str, str]:
+    """Tell 'no such module' from 'the module's own import broke', and summarise in a line."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and (
+        module_name == exc.name or module_name.startswith(exc.name + ".")
+    ):
+        return NOT_FOUND, f"module {module_name!r} not found"
+    if isinstance(exc, _NoConnectors):
+        return NO_CONNECTORS, str(exc)
+    if isinstance(exc, RegistrationError):
+        return REGISTRATION_ERROR, _one_line(str(exc))
+    if isinstance(exc, ImportError):
+        return IMPORT_ERROR, f"importing {module_name!r} failed: {_one_line(str(exc))}"
+    return IMPORT_ERROR, (
+        f"importing {module_name!r} raised {type(exc).__name__}: {_one_line(str(exc))}"
+    )
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def inventory(registry: ConnectorRegistry, report: Optional[DiscoveryReport] = None) -> dict:
+    """What is loaded and what failed, as JSON-ready data (`list` and `list --json` show it).
+
+    Connectors are grouped by name and origin; task types keep registration order.
+    """
+    grouped: dict[tuple[str, Optional[Origin]], list[dict]] = {}
+    for row in registry.registrations():
+        key = (row.connector.name, row.origin)
+        grouped.setdefault(key, []).append({"name": row.category[0], "version": row.category[1]})
+    connectors = [
+        {"name": name, "task_types": types_, "source": origin_dict(origin)}
+        for (name, origin), types_ in grouped.items()
+    ]
+    failed = [
+        {
+            "plugin": f.origin.name,
+            "source": origin_dict(f.origin),
+            "reason": f.reason,
+            "error": f.error,
+        }
+        for f in (report.failed if report else [])
+    ]
+    return {"connectors": connectors, "failed": failed}
+
+
+def origin_dict(origin: Optional[Origin]) -> dict:
+    """An origin as JSON-ready data (`{"kind": "code"}` when registered directly)."""
+    if origin is None:
+        return {"kind": "code"}
+    data = {k: v for k, v in dataclasses.asdict(origin).items() if v}
+    data["description"] = origin.describe()
+    return data

@@ -1,0 +1,47 @@
+"""One small error tree shared by the SDK, the CLI and the server.
+
+The CLI maps these to one line and an exit code; the server maps them to gRPC status
+codes. Messages are written for the person who has to act on them and never carry
+secrets.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class UsageError(ConnectorError):
+    """The caller asked for something malformed: bad input, a bad option, a bad file.
+
+    The CLI exits with status 2; the server answers INVALID_ARGUMENT.
+    """
+
+
+class ConnectorNotFound(ConnectorError, LookupError):
+    """No connector serves the requested task type or name (gRPC NOT_FOUND)."""
+
+
+class RegistrationError(ConnectorError, ValueError):
+    """`ConnectorRegistry.register` refused a connector; the message names it and the fix."""
+
+
+class DuplicateConnectorError(RegistrationError):
+    """A (task type, version) pair is already served by another connector."""
+
+
+class ResourceMetaError(UsageError, ValueError):
+    """`resource_meta` bytes could not be decoded into the connector's metadata type."""
+
+
+class UnknownStateError(ConnectorError, ValueError):
+    """`convert_to_flyte_phase` was given an external state it does not know."""
+
+
+class PluginLoadError(ConnectorError):
+    """A plugin or `--modules` entry could not be loaded (start-up failure)."""
+
+
+class ModuleNotFound(UsageError):
+    """A `--modules` name or a `--plugins` name that does not exist (exit status 2)."""

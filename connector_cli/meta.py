@@ -1,0 +1,295 @@
+"""`ResourceMeta`: the small, self-contained job handle a connector returns from `create`.
+
+The Flyte backend stores the encoded bytes and replays them verbatim on every later call,
+possibly to another replica, so the encoding is deterministic JSON (sorted keys, no
+whitespace) and decoding checks the bytes against the dataclass's declared field types.
+Decoders are compiled once per class: `decode` sits on the GetTask hot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import sys
+import types
+import typing
+from typing import Any, Callable, TypeVar
+
+from connector_cli.errors import ResourceMetaError
+
+_M = TypeVar("_M", bound="ResourceMeta")
+_Decoder = Callable[[Any, str], Any]
+
+
+class _Mismatch(Exception):
+    """Raised inside a decoder; turned into one `ResourceMetaError` at the top."""
+
+    def __init__(self, path: str, expected: str, got: Any) -> None:
+        super().__init__(path, expected, got)
+        self.path, self.expected, self.got = path, expected, got
+
+
+@dataclasses.dataclass
+class ResourceMeta:
+    """Base class for a connector's job metadata; subclass it as a `@dataclass`.
+
+    Fields may be str, int, float, bool, None, datetime, Enum, nested dataclasses, and
+    lists, tuples, dicts (str keys) and Optionals of those.
+    """
+
+    def encode(self) -> bytes:
+        """Encode to small deterministic bytes (JSON, sorted keys)."""
+        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls: type[_M], data: bytes) -> _M:
+        """Rebuild an instance of this class from `encode()` bytes.
+
+        Raises `ResourceMetaError` when the bytes are not JSON or do not match the class.
+        """
+        decoder = _DECODERS.get(cls) or _compile_class(cls)
+        try:
+            value = json.loads(data)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ResourceMetaError(
+                f"resource_meta is not {cls.__name__} data: not valid JSON ({_reason(exc)})"
+            ) from None
+        try:
+            return decoder(value, "")  # type: ignore[no-any-return]
+        except _Mismatch as exc:
+            where = f"field '{exc.path}'" if exc.path else "top level"
+            raise ResourceMetaError(
+                f"resource_meta does not match {cls.__name__}: {where}: expected {exc.expected}, "
+                f"got {_describe(exc.got)}"
+            ) from None
+
+
+def check_meta_class(cls: Any) -> None:
+    """Validate a metadata type up front so a bad one fails at registration, not on the wire.
+
+    Raises TypeError naming the class and the problem.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, ResourceMeta)):
+        raise TypeError(f"{cls!r} is not a ResourceMeta subclass")
+    if cls not in _DECODERS:
+        _compile_class(cls)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at byte {exc.pos}"
+    return type(exc).__name__
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, _Missing):
+        return "nothing (field missing)"
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    """Turn a metadata value into JSON-native data."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"ResourceMeta dict keys must be str, got {type(key).__name__}")
+            out[key] = _plain(item)
+        return out
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(
+        f"cannot encode a {type(value).__name__} in ResourceMeta; use JSON-like values, "
+        "datetimes, enums or dataclasses"
+    )
+
+
+_DECODERS: dict[type, _Decoder] = {}
+
+
+def _compile_class(cls: type) -> _Decoder:
+    if "__dataclass_fields__" not in cls.__dict__ and cls.__dict__.get("__annotations__"):
+        raise TypeError(f"{cls.__qualname__} declares fields but is not decorated with @dataclass")
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception as exc:
+        raise TypeError(f"cannot resolve the field types of {cls.__qualname__}: {exc}") from None
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    decoders = [(f.name, _compile(hints.get(f.name, Any), cls)) for f in fields]
+    required = {
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+    def decode(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise _Mismatch(path, f"an object ({cls.__name__})", value)
+        kwargs = {}
+        for name, decoder in decoders:
+            item = value.get(name, _MISSING)
+            sub = f"{path}.{name}" if path else name
+            if item is _MISSING:
+                if name in required:
+                    raise _Mismatch(sub, "a value", item)
+                continue
+            kwargs[name] = decoder(item, sub)
+        return cls(**kwargs)
+
+    _DECODERS[cls] = decode
+    return decode
+
+
+def _compile(tp: Any, owner: type) -> _Decoder:
+    """Build a decoder for one declared type (recursive, done once per class)."""
+    if tp is Any or tp is object:
+        return lambda v, p: v
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        return scalar
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return _optional(_compile(rest[0], owner))
+        return _union([_compile(a, owner) for a in args], tp)
+    if origin in (list, typing.List, tuple, typing.Tuple) or tp in (list, tuple):
+        return _sequence(tp, origin, args, owner)
+    if origin in (dict, typing.Dict) or tp is dict:
+        value_decoder = _compile(args[1], owner) if args else _compile(Any, owner)
+        return _mapping(value_decoder)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if tp is dt.datetime:
+        return _datetime
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return _DECODERS.get(tp) or _compile_class(tp)
+    raise TypeError(f"{owner.__qualname__} has a field of unsupported type {tp!r}")
+
+
+def _scalar(kind: type, label: str) -> _Decoder:
+    def decode(value: Any, path: str) -> Any:
+        if type(value) is kind:
+            return value
+        raise _Mismatch(path, label, value)
+
+    return decode
+
+
+def _float(value: Any, path: str) -> float:
+    if type(value) in (float, int):
+        return float(value)
+    raise _Mismatch(path, "a number", value)
+
+
+def _none(value: Any, path: str) -> None:
+    if value is not None:
+        raise _Mismatch(path, "null", value)
+
+
+_SCALARS: dict[Any, _Decoder] = {
+    str: _scalar(str, "a string"),
+    int: _scalar(int, "an integer"),
+    bool: _scalar(bool, "true or false"),
+    float: _float,
+    type(None): _none,
+    None: _none,
+}
+
+
+def _optional(decoder: _Decoder) -> _Decoder:
+    def decode(value: Any, path: str) -> Any:
+        return None if value is None else decoder(value, path)
+
+    return decode
+
+
+def _union(decoders: list[_Decoder], tp: Any) -> _Decoder:
+    label = " or ".join(
+        "null" if a is type(None) else getattr(a, "__name__", str(a)) for a in typing.get_args(tp)
+    )
+
+    def decode(value: Any, path: str) -> Any:
+        for decoder in decoders:
+            try:
+                return decoder(value, path)
+            except _Mismatch:
+                continue
+        raise _Mismatch(path, label, value)
+
+    return decode
+
+
+def _sequence(tp: Any, origin: Any, args: tuple, owner: type) -> _Decoder:
+    is_tuple = origin in (tuple, typing.Tuple) or tp is tuple
+    if is_tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        fixed = [_compile(a, owner) for a in args]
+
+        def decode_fixed(value: Any, path: str) -> Any:
+            if not isinstance(value, list) or len(value) != len(fixed):
+                raise _Mismatch(path, f"a list of {len(fixed)} items", value)
+            return tuple(d(v, f"{path}[{i}]") for i, (d, v) in enumerate(zip(fixed, value)))
+
+        return decode_fixed
+    item = _compile(args[0], owner) if args else _compile(Any, owner)
+    build = tuple if is_tuple else list
+
+    def decode(value: Any, path: str) -> Any:
+        if not isinstance(value, list):
+            raise _Mismatch(path, "a list", value)
+        return build(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+    return decode
+
+
+def _mapping(value_decoder: _Decoder) -> _Decoder:
+    def decode(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise _Mismatch(path, "an object", value)
+        return {k: value_decoder(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+
+    return decode
+
+
+def _enum(cls: type[enum.Enum]) -> _Decoder:
+    def decode(value: Any, path: str) -> Any:
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(repr(m.value) for m in cls)
+            raise _Mismatch(path, f"one of {allowed}", value) from None
+
+    return decode
+
+
+def _datetime(value: Any, path: str) -> dt.datetime:
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _Mismatch(path, "an ISO 8601 datetime", value)
