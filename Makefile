@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH ?=
 
 .PHONY: install serve test bench clean
 
@@ -24,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
-	@echo "no benchmarks yet" >&2
+	$(BIN)/python bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
