@@ -45,3 +45,22 @@ class PluginLoadError(ConnectorError):
 
 class ModuleNotFound(UsageError):
     """A `--modules` name or a `--plugins` name that does not exist (exit status 2)."""
+
+
+class LiteralError(UsageError, ValueError):
+    """A value could not be converted to or from a Flyte literal.
+
+    The message names the input and the path inside it, e.g.
+    `input 'rows[3].when': expected a datetime (ISO 8601), got 'yesterday'`.
+    """
+
+
+class RemoteError(ConnectorError):
+    """A connector daemon answered a client call with an error status.
+
+    `code` is the `grpc.StatusCode` name (e.g. 'UNAVAILABLE'); the message is the daemon's.
+    """
+
+    def __init__(self, message: str, code: str = "UNKNOWN") -> None:
+        super().__init__(message)
+        self.code = code

@@ -64,4 +64,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="flyte-connector")
 
 
-from connector_cli.cli import inventory as _inventory  # noqa: E402,F401  (registers `list`)
+# Each module registers its commands on `cli`.
+from connector_cli.cli import inventory as _inventory  # noqa: E402,F401
+from connector_cli.cli import run_task as _run_task  # noqa: E402,F401
+from connector_cli.cli import scaffold as _scaffold  # noqa: E402,F401
+from connector_cli.cli import serve as _serve  # noqa: E402,F401

@@ -72,3 +72,34 @@ def discovery_config(modules: tuple[str, ...], plugins: tuple[str, ...]) -> Disc
     else:
         selected = tuple(p for p in plugins if p.lower() != "none")
     return DiscoveryConfig(modules=modules, plugins=selected)
+
+
+endpoint_option = option(
+    "--endpoint",
+    metavar="HOST:PORT",
+    default=None,
+    help="Talk to a running connector daemon over gRPC instead of loading plugins here.",
+)
+
+
+def client_tls_options(fn: _F) -> _F:
+    """TLS options of a client talking to a daemon (`--endpoint`): CA, client cert and key."""
+    fn = option("--tls-key", metavar="FILE", default=None,
+                help="Client private key (PEM) for mutual TLS.")(fn)
+    fn = option("--tls-cert", metavar="FILE", default=None,
+                help="Client certificate (PEM) for mutual TLS.")(fn)
+    fn = option("--tls-ca", metavar="FILE", default=None,
+                help="CA certificate (PEM) to verify the daemon; implies --tls.")(fn)
+    fn = option("--tls", "use_tls", is_flag=True, default=False,
+                help="Connect with TLS, verifying the daemon against the system CAs.")(fn)
+    return fn
+
+
+def client_tls(use_tls: bool, tls_ca: Optional[str], tls_cert: Optional[str],
+               tls_key: Optional[str]) -> Any:
+    """A `ClientTLS` when any TLS option is set, else None (plaintext h2c)."""
+    if not (use_tls or tls_ca or tls_cert or tls_key):
+        return None
+    from connector_cli.client import ClientTLS
+
+    return ClientTLS(ca_cert=tls_ca, cert=tls_cert, key=tls_key)

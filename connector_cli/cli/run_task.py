@@ -1,0 +1,1 @@
+"""`flyte-connector test`: run a connector end to end (see connector_cli.runner)."""

@@ -1,0 +1,1 @@
+"""`flyte-connector init` and `flyte-connector template`: scaffolding for authors."""

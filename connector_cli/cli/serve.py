@@ -1,0 +1,1 @@
+"""`flyte-connector serve`: run the gRPC daemon (see connector_cli.server)."""
