@@ -17,11 +17,10 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 
 install: $(STAMP)
 
-serve: install
-	@echo "flyte-connector serve is not built yet (issue: the daemon); try: $(BIN)/flyte-connector list" >&2
-	@exit 1
+serve: install  # the daemon with every bundled plugin, in the foreground; SERVE_ARGS adds options
+	exec $(BIN)/flyte-connector serve --port 8000 --metrics-port 9090 $(SERVE_ARGS)
 
-test: install
+test: install postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -29,3 +28,15 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+.PHONY: docs
+docs: install
+	$(BIN)/python -m connector_cli.cli.reference docs/cli.md
+
+# The SQL plugin's tests start a throwaway PostgreSQL server: install Debian's package when
+# initdb is missing (it is not on PATH there, so /usr/lib/postgresql/*/bin counts too).
+.PHONY: postgres
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } || \
+		{ echo "warning: could not install PostgreSQL; its tests will be skipped" >&2; test "$$CI" != true; }

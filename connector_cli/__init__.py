@@ -26,6 +26,9 @@ _EXPORTS = {
     "ResourceMetaError": "connector_cli.errors",
     "UnknownStateError": "connector_cli.errors",
     "UsageError": "connector_cli.errors",
+    "FlyteFile": "connector_cli.literals",
+    "FlyteDirectory": "connector_cli.literals",
+    "StructuredDataset": "connector_cli.literals",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
         UnknownStateError,
         UsageError,
     )
+    from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset
     from connector_cli.meta import ResourceMeta
     from connector_cli.registry import ConnectorRegistry
     from connector_cli.sdk import (

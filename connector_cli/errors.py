@@ -43,6 +43,10 @@ class PluginLoadError(ConnectorError):
     """A plugin or `--modules` entry could not be loaded (start-up failure)."""
 
 
+class StartupError(ConnectorError):
+    """The daemon could not start: port in use, unreadable TLS files (exit status 1)."""
+
+
 class ModuleNotFound(UsageError):
     """A `--modules` name or a `--plugins` name that does not exist (exit status 2)."""
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
 from connector_cli.cli import cli
-from connector_cli.cli.options import discovery_config, modules_option, option, plugins_option
+from connector_cli.cli.options import (
+    client_tls,
+    client_tls_options,
+    discovery_config,
+    endpoint_option,
+    modules_option,
+    option,
+    plugins_option,
+)
 
 if TYPE_CHECKING:
     from connector_cli.discovery import DiscoveryReport
@@ -21,20 +28,62 @@ if TYPE_CHECKING:
 @cli.command("list")
 @modules_option
 @plugins_option
+@endpoint_option
+@client_tls_options
 @option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of a table.")
-def list_command(modules: tuple[str, ...], plugins: tuple[str, ...], as_json: bool) -> None:
-    """List installed connectors and their task types; exit 1 if any plugin failed."""
-    from connector_cli.discovery import inventory
-    from connector_cli.registry import ConnectorRegistry
+@click.pass_context
+def list_command(
+    ctx: click.Context, modules: tuple[str, ...], plugins: tuple[str, ...],
+    endpoint: Optional[str], use_tls: bool, tls_ca: Optional[str], tls_cert: Optional[str],
+    tls_key: Optional[str], as_json: bool,
+) -> None:
+    """List installed connectors and their task types; exit 1 if any plugin failed.
 
-    registry = ConnectorRegistry()
-    data = inventory(registry, load_plugins(registry, modules, plugins))
+    With --endpoint, ask a running daemon instead (ListConnectors over gRPC).
+    """
+    if endpoint:
+        data = remote_inventory(ctx, endpoint, client_tls(use_tls, tls_ca, tls_cert, tls_key))
+    else:
+        from connector_cli.discovery import inventory
+        from connector_cli.registry import ConnectorRegistry
+
+        registry = ConnectorRegistry()
+        data = inventory(registry, load_plugins(registry, modules, plugins))
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
         render_inventory(data)
     if data["failed"]:
         raise click.exceptions.Exit(1)
+
+
+def remote_inventory(ctx: click.Context, endpoint: str, tls: Any) -> dict:
+    """What a running daemon serves, in the shape `inventory` returns."""
+    import asyncio
+
+    from connector_cli.client import ConnectorClient
+    from connector_cli.errors import UsageError
+
+    for name in ("modules", "plugins"):
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise UsageError(f"--{name} loads plugins here; it cannot be used with --endpoint")
+
+    async def ask() -> list:
+        async with ConnectorClient(endpoint, tls=tls) as client:
+            return await client.list_connectors()
+
+    source = {"kind": "endpoint", "endpoint": endpoint, "description": endpoint}
+    connectors = [
+        {
+            "name": c.name,
+            "task_types": [
+                {"name": t.name, "version": t.version} for t in c.supported_task_categories
+            ],
+            "source": source,
+        }
+        for c in asyncio.run(ask())
+    ]
+    return {"connectors": connectors, "failed": []}
 
 
 def load_plugins(

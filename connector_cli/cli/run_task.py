@@ -1,1 +1,205 @@
-"""`flyte-connector test`: run a connector end to end (see connector_cli.runner)."""
+"""`flyte-connector test`: run a connector end to end (see connector_cli.runner).
+
+Parses options into a `RunRequest` and `RunOptions`, picks the backend (in-process or
+`--endpoint`), runs the loop with Ctrl-C/SIGTERM wired to `Run.interrupt`, renders
+progress (cli.run_render) and exits with the run's status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+from connector_cli.cli import CLIError, EXIT_USAGE, cli
+from connector_cli.cli.options import (
+    client_tls,
+    client_tls_options,
+    endpoint_option,
+    list_option,
+    modules_option,
+    option,
+    plugins_option,
+)
+
+if TYPE_CHECKING:
+    from connector_cli.runner import Backend, Run, RunOptions, RunRequest
+    from connector_cli.tasks import LoadedTask
+
+
+@cli.command("test")
+@click.argument("task", metavar="TASK_FILE", type=click.Path(dir_okay=False))
+@option("--inputs", "inputs_file", metavar="FILE", default=None,
+        help="Input values: a JSON (or YAML) object of input name -> value.")
+@option("--input", "-i", "input_pairs", metavar="NAME=VALUE", multiple=True,
+        help="One input (repeatable); VALUE is JSON when it parses, else a string. "
+        "Wins over --inputs.")
+@option("--output-prefix", metavar="PATH", default=None,
+        help="Where the job may write outputs. Default: a fresh local temporary directory.")
+@option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+        show_default=True, metavar="SECONDS",
+        help="Seconds between polls; after a minute it grows gently, up to 15 s.")
+@option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+        metavar="SECONDS", help="Give up (and delete the job) after this long. Default: none.")
+@option("--secret", "secret_pairs", metavar="NAME=VALUE", multiple=True,
+        help="A connection secret (repeatable). Also read from FLYTE_SECRET_<NAME>.")
+@list_option("--secrets-file", metavar="FILE",
+             help="Secrets from a JSON object or a dotenv file (repeatable).")
+@option("--logs", is_flag=True, help="Fetch and print the job's logs (get_logs) at the end.")
+@option("--follow", is_flag=True, help="Print the job's logs while it runs (implies --logs).")
+@option("--metrics", is_flag=True, help="Fetch and print the job's metrics (get_metrics).")
+@option("--keep", is_flag=True, help="Do not delete the job on Ctrl-C, timeout or error.")
+@option("--json", "as_json", is_flag=True, help="Print one JSON result object for scripts.")
+@option("--progress", type=click.Choice(["auto", "live", "plain"]), default="auto",
+        show_default=True,
+        help="Live status line (terminal), plain timestamped lines, or pick by the output.")
+@endpoint_option
+@client_tls_options
+@modules_option
+@plugins_option
+@click.pass_context
+def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
+    """Run TASK_FILE's connector: create, poll get until done, delete on abort.
+
+    TASK_FILE is a TaskTemplate or TaskSpec as binary protobuf, proto-JSON or YAML.
+    Exit status: 0 succeeded, 1 failed/aborted/error, 2 bad usage or input,
+    3 timed out, 130 interrupted.
+    """
+    from connector_cli.cli.run_render import make_observer
+
+    loaded, request, options = _prepare(task, opts)
+    masker = _masker(request)
+    observer = make_observer(opts["as_json"], opts["progress"], masker)
+    backend = _backend(opts)
+    observer.starting(loaded, request, backend.description)
+    result = _execute(backend, request, options, observer)
+    observer.backend = backend.description
+    observer.finished(result, request, loaded)
+    debug = bool(ctx.meta.get("debug"))
+    if result.error:
+        if debug and result.exception is not None:
+            traceback.print_exception(result.exception, file=sys.stderr)
+        hint = _hint(result.exception, debug or result.status == "invalid_input")
+        raise CLIError(masker.text(result.error) + hint, result.exit_code)
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)
+
+
+def _hint(exc: Optional[BaseException], quiet: bool) -> str:
+    from connector_cli.errors import RemoteError
+
+    if quiet or exc is None:
+        return ""
+    if isinstance(exc, RemoteError):
+        return " (the daemon's log has the traceback)"
+    return " (run with --debug for the traceback)"
+
+
+def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
+    """Everything before the run; bad input raises `UsageError` (exit 2)."""
+    from connector_cli.literals import json_to_inputs
+    from connector_cli.runner import RunOptions, RunRequest
+    from connector_cli.secrets import collect_secrets, connection_for
+    from connector_cli.tasks import execution_metadata, load_task, read_inputs
+
+    loaded = load_task(task)
+    template = loaded.template
+    values = read_inputs(opts["inputs_file"], opts["input_pairs"])
+    interface = template.interface if template.HasField("interface") else None
+    inputs = json_to_inputs(values, interface, loaded.defaults)
+    secrets = collect_secrets(opts["secret_pairs"], opts["secrets_file"] or (), os.environ)
+    request = RunRequest(
+        template=template,
+        inputs=inputs if len(inputs.literals) else None,
+        output_prefix=_output_prefix(opts["output_prefix"]),
+        task_execution_metadata=execution_metadata(template),
+        connection=connection_for(template, secrets),
+    )
+    logs = "follow" if opts["follow"] else "end" if opts["logs"] else "none"
+    options = RunOptions(poll_interval=opts["poll_interval"], timeout=opts["timeout"],
+                         keep=opts["keep"], logs=logs, metrics=opts["metrics"])
+    return loaded, request, options
+
+
+def _output_prefix(given: Optional[str]) -> str:
+    """The given prefix (a local one is created), or a fresh temporary directory."""
+    import tempfile
+
+    if not given:
+        return tempfile.mkdtemp(prefix="flyte-connector-test-")
+    if "://" not in given:
+        try:
+            Path(given).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from connector_cli.errors import UsageError
+
+            raise UsageError(f"cannot create --output-prefix {given!r}: {exc.strerror}") from None
+    return given
+
+
+def _masker(request: RunRequest) -> Any:
+    from connector_cli.secrets import SecretMasker
+
+    return SecretMasker(request.connection.secrets.values())
+
+
+def _backend(opts: dict[str, Any]) -> Backend:
+    from connector_cli.backends import InProcessBackend, RemoteBackend
+
+    if opts["endpoint"]:
+        if opts["modules"]:
+            raise CLIError("--modules loads connectors here; it cannot be combined with "
+                           "--endpoint (load them in the daemon instead)", EXIT_USAGE)
+        tls = client_tls(opts["use_tls"], opts["tls_ca"], opts["tls_cert"], opts["tls_key"])
+        return RemoteBackend(opts["endpoint"], tls)
+    from connector_cli.cli.inventory import load_plugins
+    from connector_cli.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    report = load_plugins(registry, opts["modules"], opts["plugins"])
+    failures = [f"{f.origin.name}: {f.error}" for f in report.failed]
+    return InProcessBackend(registry, plugin_failures=failures)
+
+
+def _execute(backend: Backend, request: RunRequest, options: RunOptions,
+             observer: Any) -> Any:
+    """Run the loop with SIGINT/SIGTERM asking it to stop (a second one skips the delete)."""
+    from connector_cli.runner import Run
+
+    run = Run(backend, request, options, observer)
+    try:
+        return asyncio.run(_main(run, backend, observer))
+    except KeyboardInterrupt:  # no loop signal handlers on this platform
+        raise click.exceptions.Exit(130) from None
+
+
+async def _main(run: Run, backend: Backend, observer: Any) -> Any:
+    from connector_cli.errors import ConnectorNotFound
+
+    loop = asyncio.get_running_loop()
+    installed = []
+
+    def on_signal(signum: int) -> None:
+        observer.interrupted(signal.Signals(signum).name, second=run.stopping)
+        run.interrupt()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    try:
+        return await run.execute()
+    except ConnectorNotFound as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from None
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await backend.close()

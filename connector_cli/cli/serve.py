@@ -1,1 +1,116 @@
 """`flyte-connector serve`: run the gRPC daemon (see connector_cli.server)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Optional
+
+import click
+
+from connector_cli.cli import cli
+from connector_cli.cli.options import modules_option, option, plugins_option
+from connector_cli.config import DEFAULT_MAX_MESSAGE_SIZE
+
+if TYPE_CHECKING:
+    from connector_cli.discovery import DiscoveryReport
+    from connector_cli.registry import ConnectorRegistry
+
+logger = logging.getLogger("connector_cli.serve")
+PORT = click.IntRange(0, 65535)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@cli.command("serve")
+@option("--host", default="::", show_default=True,
+        help="Address to listen on ('::' is every IPv6 and IPv4 address).")
+@option("--port", type=PORT, default=8000, show_default=True,
+        help="gRPC port; 0 picks a free one (the log says which).")
+@option("--metrics-port", type=PORT, default=9090, show_default=True,
+        help="Prometheus /metrics port on the same host; 0 disables metrics.")
+@option("--workers", type=click.IntRange(min=1), default=32, show_default=True,
+        help="Threads that run plain-def connector methods.")
+@modules_option
+@plugins_option
+@option("--grace-period", type=click.FloatRange(min=0), default=25.0, show_default=True,
+        help="Seconds in-flight requests may take to finish after SIGTERM/SIGINT.")
+@option("--tls-cert", metavar="FILE", default=None, help="Server certificate (PEM): serve TLS.")
+@option("--tls-key", metavar="FILE", default=None, help="Private key (PEM) of --tls-cert.")
+@option("--tls-client-ca", metavar="FILE", default=None,
+        help="CA (PEM) that client certificates must be signed by: mutual TLS.")
+@option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULT_MAX_MESSAGE_SIZE,
+        show_default=True, help="Largest gRPC message accepted or sent, in bytes.")
+@option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
+        show_default=True, help="Least severe log level printed.")
+@option("--log-format", type=click.Choice(("text", "json")), default="text", show_default=True,
+        help="Log lines as text, or as one JSON object per line.")
+@option("--strict", is_flag=True, default=False,
+        help="Refuse to start when any installed plugin fails to load.")
+def serve_command(
+    host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
+    plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
+    tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
+    log_level: str, log_format: str, strict: bool,
+) -> None:
+    """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
+
+    Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
+    options or a module that does not exist, 128+N when a second signal N forced the stop.
+    """
+    import asyncio
+
+    from connector_cli.config import ServerConfig
+    from connector_cli.logging_setup import configure_logging
+    from connector_cli.registry import ConnectorRegistry
+
+    configure_logging(log_level, log_format)
+    config = ServerConfig(
+        host=host, port=port, metrics_port=metrics_port or None, workers=workers,
+        grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
+        tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+    )
+    registry = ConnectorRegistry()
+    report = _load(registry, modules, plugins, strict)
+    from connector_cli.server import ConnectorServer
+
+    server = ConnectorServer(registry, config, report)
+    try:
+        code = asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        code = 130
+    if server.abandoned_threads:
+        # Worker threads stuck in connector code would keep the interpreter from exiting.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _load(
+    registry: ConnectorRegistry, modules: tuple[str, ...], plugins: tuple[str, ...], strict: bool
+) -> DiscoveryReport:
+    """Load plugins; a failed --modules entry (or any failure with --strict) stops start-up."""
+    from connector_cli.cli.inventory import load_plugins
+    from connector_cli.errors import PluginLoadError
+
+    report = load_plugins(registry, modules, plugins)
+    for failure in report.failed:
+        logger.warning(
+            "plugin %r (%s) failed to load: %s",
+            failure.origin.name, failure.origin.describe(), failure.error,
+        )
+    fatal = [f for f in report.failed if strict or f.origin.kind == "module"]
+    if fatal:
+        hint = "" if strict else "; fix or drop the --modules entry"
+        raise PluginLoadError(
+            "cannot start: " + "; ".join(f.error for f in fatal)
+            + (" (--strict refuses failed plugins)" if strict else hint)
+        )
+    if report.loaded:
+        logger.info("loaded %s", ", ".join(o.describe() for o in report.loaded))
+    if not len(registry):
+        logger.warning("no connectors loaded: install a plugin package or pass --modules")
+    return report

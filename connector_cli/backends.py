@@ -1,0 +1,295 @@
+"""Where `flyte-connector test` runs a connector: in this process, or on a daemon over gRPC.
+
+`InProcessBackend` calls the connector through a `ConnectorRegistry` and `call_method`,
+converting inputs, resource meta and results exactly as the daemon's servicer does (it
+reuses the servicer's helpers), so what works here works served. `RemoteBackend` sends
+the same requests to a running daemon with `ConnectorClient`. Both return
+`flyteidl2.connector.Resource` messages, so the runner cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import difflib
+import inspect
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+from connector_cli.errors import ConnectorNotFound, RemoteError
+from connector_cli.run_model import Category, RunRequest, Unsupported
+from connector_cli.sdk import call_method, implements
+
+logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from flyteidl2.connector.connector_pb2 import (
+        GetTaskLogsResponse,
+        GetTaskMetricsResponse,
+        Resource,
+    )
+
+    from connector_cli.client import ClientTLS, ConnectorClient
+    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk import AsyncConnector
+
+
+class DaemonThreadExecutor(concurrent.futures.Executor):
+    """Runs each call on its own daemon thread.
+
+    A plain-`def` connector method that blocks forever must not keep the command from
+    exiting after Ctrl-C or `--timeout`; `ThreadPoolExecutor` joins its threads at exit.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=work, name="connector-call", daemon=True).start()
+        return future
+
+
+class InProcessBackend:
+    """Runs the connector registered for the template's task type in this process."""
+
+    def __init__(self, registry: ConnectorRegistry,
+                 executor: Optional[concurrent.futures.Executor] = None,
+                 plugin_failures: Iterable[str] = ()) -> None:
+        self.registry = registry
+        self.executor = executor or DaemonThreadExecutor()
+        self.plugin_failures = list(plugin_failures)
+        self.description = "in-process"
+
+    def _connector(self, category: Category) -> AsyncConnector:
+        return self.registry.get_connector(*category)
+
+    async def check(self, category: Category) -> None:
+        try:
+            connector = self._connector(category)
+        except ConnectorNotFound as exc:
+            if not self.plugin_failures:
+                raise
+            raise ConnectorNotFound(f"{exc}; plugins that failed to load: "
+                                    f"{'; '.join(self.plugin_failures)}") from None
+        logger.debug("running %r in-process", connector)
+
+    async def create(self, request: RunRequest) -> bytes:
+        from flyteidl2.connector.connector_pb2 import CreateTaskRequest
+
+        from connector_cli.literals import inputs_to_python
+        from connector_cli.meta import ResourceMeta
+        from connector_cli.service import ContractError, connection_kwargs
+
+        message = CreateTaskRequest(connection=request.connection_proto())
+        kwargs, _ = connection_kwargs(message, "create")
+        template = request.template
+        connector = self._connector(request.category)
+        inputs = inputs_to_python(request.inputs, template.interface
+                                  if template.HasField("interface") else None)
+        meta = await call_method(connector, "create", executor=self.executor,
+                                 task_template=template, output_prefix=request.output_prefix,
+                                 inputs=inputs,
+                                 task_execution_metadata=request.task_execution_metadata,
+                                 **kwargs)
+        if not isinstance(meta, ResourceMeta):
+            raise ContractError(
+                f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
+            )
+        return meta.encode()
+
+    async def get(self, request: RunRequest, meta: bytes) -> Resource:
+        from flyteidl2.connector.connector_pb2 import Resource
+
+        from connector_cli.service import fill_resource
+
+        connector, decoded, kwargs = self._prepare(request, meta, "get")
+        resource = await call_method(connector, "get", decoded, executor=self.executor, **kwargs)
+        out = Resource()
+        fill_resource(out, resource, f"{connector.name}.get")
+        return out
+
+    async def delete(self, request: RunRequest, meta: bytes) -> None:
+        connector, decoded, kwargs = self._prepare(request, meta, "delete")
+        await call_method(connector, "delete", decoded, executor=self.executor, **kwargs)
+
+    def _prepare(self, request: RunRequest, meta: bytes, op: str) -> tuple[Any, Any, dict]:
+        from flyteidl2.connector.connector_pb2 import GetTaskRequest
+
+        from connector_cli.service import connection_kwargs
+
+        connector = self._connector(request.category)
+        decoded = connector.metadata_type.decode(meta)
+        kwargs, _ = connection_kwargs(GetTaskRequest(connection=request.connection_proto()), op)
+        return connector, decoded, kwargs
+
+    async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
+        connector = self._connector(request.category)
+        if not implements(connector, "get_logs"):
+            raise Unsupported("get_logs")
+        decoded = connector.metadata_type.decode(meta)
+        result = await call_method(connector, "get_logs", decoded, executor=self.executor,
+                                   token=token, lines=0)
+        return page_of([message async for message in self._messages(result)])
+
+    async def _messages(self, result: Any) -> Any:
+        if inspect.isasyncgen(result):
+            async for item in result:
+                yield item
+        elif inspect.isgenerator(result):
+            loop, done = asyncio.get_running_loop(), object()
+            while (item := await loop.run_in_executor(self.executor, next, result, done)) \
+                    is not done:
+                yield item
+        else:
+            yield result
+
+    async def metrics(self, request: RunRequest, meta: bytes, start: float,
+                      end: float) -> GetTaskMetricsResponse:
+        connector = self._connector(request.category)
+        if not implements(connector, "get_metrics"):
+            raise Unsupported("get_metrics")
+        decoded = connector.metadata_type.decode(meta)
+        return await call_method(connector, "get_metrics", decoded, executor=self.executor,
+                                 **metrics_window(start, end))
+
+    async def close(self) -> None:
+        """Nothing to release: worker threads are daemons and end with their calls."""
+
+
+class RemoteBackend:
+    """Sends the same requests to a running daemon at `endpoint`."""
+
+    def __init__(self, endpoint: str, tls: Optional[ClientTLS] = None,
+                 timeout: float = 10.0) -> None:
+        from connector_cli.errors import UsageError
+
+        if not endpoint or ":" not in endpoint:
+            raise UsageError(f"endpoint {endpoint!r} is not HOST:PORT (e.g. localhost:8000)")
+        if tls is not None:
+            tls.credentials()  # reads the files now, so a bad path is a usage error up front
+        self.endpoint, self.tls, self.timeout = endpoint, tls, timeout
+        self._client: Optional[ConnectorClient] = None
+        self.description = f"daemon at {endpoint}"
+
+    @property
+    def client(self) -> ConnectorClient:
+        """The client, made on first use: its channel belongs to the running loop."""
+        if self._client is None:
+            from connector_cli.client import ConnectorClient
+
+            self._client = ConnectorClient(self.endpoint, tls=self.tls, timeout=self.timeout)
+        return self._client
+
+    async def check(self, category: Category) -> None:
+        served = [
+            (c.name, c.version)
+            for connector in await self.client.list_connectors()
+            for c in connector.supported_task_categories
+        ]
+        if tuple(category) not in served:
+            raise ConnectorNotFound(not_served_message(category, served, self.endpoint))
+
+    async def create(self, request: RunRequest) -> bytes:
+        return await self.client.create(
+            request.template, request.output_prefix, request.inputs,
+            request.task_execution_metadata, request.connection_proto(),
+        )
+
+    async def get(self, request: RunRequest, meta: bytes) -> Resource:
+        return await self.client.get(request.category, meta, request.output_prefix,
+                                     request.connection_proto())
+
+    async def delete(self, request: RunRequest, meta: bytes) -> None:
+        await self.client.delete(request.category, meta, request.connection_proto())
+
+    async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
+        try:
+            return page_of([m async for m in self.client.get_logs(request.category, meta,
+                                                                  token=token)])
+        except RemoteError as exc:
+            if exc.code == "UNIMPLEMENTED":
+                raise Unsupported("get_logs") from None
+            raise
+
+    async def metrics(self, request: RunRequest, meta: bytes, start: float,
+                      end: float) -> GetTaskMetricsResponse:
+        try:
+            return await self.client.get_metrics(request.category, meta,
+                                                 **metrics_window(start, end))
+        except RemoteError as exc:
+            if exc.code == "UNIMPLEMENTED":
+                raise Unsupported("get_metrics") from None
+            raise
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def not_served_message(category: Category, served: list[Category], endpoint: str) -> str:
+    """Like the registry's not-found message, for what a daemon's ListConnectors reports."""
+    name, version = category
+    same_type = [str(v) for t, v in served if t == name]
+    if same_type:
+        hint = f" (served versions of {name!r}: {', '.join(same_type)})"
+    else:
+        match = difflib.get_close_matches(name, [t for t, _ in served], n=1)
+        hint = f" (did you mean {match[0]!r}?)" if match else ""
+    listing = ", ".join(f"{t} v{v}" for t, v in served) or "none"
+    return (f"no connector for task type {name!r} v{version}{hint}; "
+            f"the daemon at {endpoint} serves: {listing}")
+
+
+def metrics_window(start: float, end: float) -> dict[str, Any]:
+    """GetTaskMetrics fields for the run's wall-clock window, one point per second."""
+    from google.protobuf.duration_pb2 import Duration
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    start_ts, end_ts = Timestamp(), Timestamp()
+    start_ts.FromNanoseconds(int(start * 1e9))
+    end_ts.FromNanoseconds(int(end * 1e9))
+    return {"queries": [], "start_time": start_ts, "end_time": end_ts,
+            "step": Duration(seconds=1)}
+
+
+def page_of(messages: Iterable[Any]) -> tuple[list[str], str]:
+    """Log lines of one GetTaskLogs answer and the next page's token ('' when last)."""
+    from flyteidl2.connector import connector_pb2 as pb
+
+    lines: list[str] = []
+    token = ""
+    for message in messages:
+        if isinstance(message, pb.GetTaskLogsResponseBody):
+            message = pb.GetTaskLogsResponse(body=message)
+        elif isinstance(message, pb.GetTaskLogsResponseHeader):
+            message = pb.GetTaskLogsResponse(header=message)
+        elif not isinstance(message, pb.GetTaskLogsResponse):
+            raise TypeError(f"get_logs produced {type(message).__name__}; return or yield "
+                            "GetTaskLogsResponse messages")
+        if message.HasField("header"):
+            token = message.header.token
+        elif message.HasField("body"):
+            lines.extend(_body_lines(message))
+    return lines, token
+
+
+def _body_lines(message: GetTaskLogsResponse) -> list[str]:
+    body = message.body
+    if not body.lines:
+        return list(body.results)
+    out = []
+    for line in body.lines:
+        if line.HasField("timestamp"):
+            when = line.timestamp.ToDatetime().isoformat(timespec="seconds")
+            out.append(f"{when} {line.message}")
+        else:
+            out.append(line.message)
+    return out

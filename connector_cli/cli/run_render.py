@@ -1,0 +1,266 @@
+"""How `flyte-connector test` shows a run: a rich live status line on a terminal, plain
+timestamped lines otherwise, or one JSON object with `--json`. Every text passes through
+the run's `SecretMasker` before it is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+import click
+
+from connector_cli.run_model import PollUpdate, RunObserver, RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from connector_cli.secrets import SecretMasker
+    from connector_cli.tasks import LoadedTask
+
+_META_PREVIEW = 160
+
+
+def make_observer(as_json: bool, progress: str, masker: SecretMasker) -> Renderer:
+    """The renderer for `--json` / `--progress` and whether stdout is a terminal."""
+    if as_json:
+        return JsonRenderer(masker)
+    if progress == "live" or (progress == "auto" and sys.stdout.isatty()):
+        return LiveRenderer(masker)
+    return PlainRenderer(masker)
+
+
+def result_document(result: RunResult, request: RunRequest, loaded: LoadedTask,
+                    backend: str, masker: SecretMasker) -> dict[str, Any]:
+    """The `--json` object: everything about the run, secrets masked."""
+    from connector_cli.literals import to_json
+
+    execution = request.task_execution_metadata.task_execution_id.node_execution_id
+    doc = {
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "phase": result.phase or None,
+        "message": result.message,
+        "error": result.error,
+        "outputs": {name: to_json(value) for name, value in result.output_values.items()},
+        "log_links": [{"name": link.name, "uri": link.uri} for link in result.log_links],
+        "custom_info": result.custom_info,
+        "resource_meta": meta_document(result.resource_meta),
+        "duration": round(result.duration, 3),
+        "polls": result.polls,
+        "deleted": result.deleted,
+        "delete_error": result.delete_error,
+        "logs": result.logs,
+        "metrics": result.metrics,
+        "task": {"file": loaded.path, "form": loaded.form, "type": request.template.type,
+                 "version": request.template.task_type_version},
+        "execution": execution.execution_id.name,
+        "output_prefix": request.output_prefix,
+        "backend": backend,
+        "connection": request.connection.masked(),
+    }
+    return masker.data(doc)  # type: ignore[no-any-return]
+
+
+def meta_document(meta: Optional[bytes]) -> Any:
+    """Resource meta as JSON data when it is JSON (as `ResourceMeta.encode` makes), else
+    `{"base64": ...}`."""
+    if meta is None:
+        return None
+    try:
+        return json.loads(meta)
+    except ValueError:
+        return {"base64": base64.b64encode(meta).decode("ascii")}
+
+
+class Renderer(RunObserver):
+    """A `RunObserver` that also frames the run: start, interrupts and the final summary."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self.masker = masker
+        self.backend = ""
+        self.started_at = time.monotonic()
+
+    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
+        """Before `check`/`create`."""
+        self.backend = backend
+        self.started_at = time.monotonic()
+
+    def interrupted(self, signal_name: str, second: bool) -> None:
+        """A signal arrived; the first stops polling, the second skips the delete."""
+
+    def finished(self, result: RunResult, request: RunRequest, loaded: LoadedTask) -> None:
+        """The run is over."""
+
+
+class JsonRenderer(Renderer):
+    """Prints nothing while running, then the one result object."""
+
+    def finished(self, result: RunResult, request: RunRequest, loaded: LoadedTask) -> None:
+        doc = result_document(result, request, loaded, self.backend, self.masker)
+        click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+class _TextRenderer(Renderer):
+    """What plain and live output share: the wording of every event and the summary."""
+
+    def emit(self, text: str, style: str = "") -> None:
+        raise NotImplementedError
+
+    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
+        super().starting(loaded, request, backend)
+        template = request.template
+        self.emit(f"task type {template.type!r} v{template.task_type_version} from "
+                  f"{loaded.path} ({loaded.form}), {backend}")
+        self.emit(f"output prefix: {request.output_prefix}")
+        secrets = sorted(request.connection.secrets)
+        if secrets:
+            self.emit(f"secrets: {', '.join(secrets)} (values hidden)")
+
+    def created(self, resource_meta: bytes) -> None:
+        text = self.masker.text(json.dumps(meta_document(resource_meta)))
+        if len(text) > _META_PREVIEW:
+            text = text[: _META_PREVIEW - 3] + "..."
+        self.emit(f"created the job; resource meta: {text}")
+
+    def polled(self, update: PollUpdate) -> None:
+        for link in update.new_log_links:
+            self.emit(f"log link: {self.masker.text(link.name)} {self.masker.text(link.uri)}",
+                      "cyan")
+
+    def log_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            self.emit(f"log | {self.masker.text(line)}", "dim")
+
+    def note(self, text: str) -> None:
+        self.emit(self.masker.text(text), "yellow")
+
+    def deleting(self, reason: str) -> None:
+        self.emit(f"{reason.replace('_', ' ')}: deleting the job", "yellow")
+
+    def deleted(self, error: Optional[str]) -> None:
+        if error:
+            self.emit(f"delete failed: {self.masker.text(error)}; the job may still be running",
+                      "red")
+        else:
+            self.emit("deleted the job", "yellow")
+
+    def interrupted(self, signal_name: str, second: bool) -> None:
+        if second:
+            self.emit(f"{signal_name} again: not waiting for delete", "red")
+        else:
+            self.emit(f"{signal_name}: stopping (press Ctrl-C again to skip the delete)",
+                      "yellow")
+
+    def summary_lines(self, result: RunResult) -> tuple[Optional[str], list[str]]:
+        """The closing line (None after an error, which gets its own line) and details."""
+        what = result.status.replace("_", " ")
+        head = f"{what} in {result.duration:.1f}s after {result.polls} poll(s)"
+        if result.phase:
+            head += f", phase {result.phase}"
+        if result.message:
+            head += f": {self.masker.text(result.message)}"
+        details = []
+        for metric in result.metrics:
+            data = self.masker.text(json.dumps(metric["data"], default=str))
+            details.append(f"metric {metric['metric']}: {data}")
+        return (None if result.status in ("error", "invalid_input") else head), details
+
+    def output_rows(self, result: RunResult) -> list[tuple[str, str]]:
+        """(name, JSON text) per output, masked."""
+        from connector_cli.literals import to_json
+
+        return [(name, self.masker.text(json.dumps(to_json(value), default=str)))
+                for name, value in result.output_values.items()]
+
+
+class PlainRenderer(_TextRenderer):
+    """Timestamped lines, one per event, for logs and pipes."""
+
+    def emit(self, text: str, style: str = "") -> None:
+        stamp = dt.datetime.now().isoformat(sep=" ", timespec="seconds")
+        click.echo(f"{stamp} {text}")
+
+    def polled(self, update: PollUpdate) -> None:
+        if update.phase_changed or update.message != getattr(self, "_last_message", None):
+            message = f": {self.masker.text(update.message)}" if update.message else ""
+            self.emit(f"{update.phase}{message} (poll {update.polls}, {update.elapsed:.1f}s)")
+        self._last_message = update.message
+        super().polled(update)
+
+    def finished(self, result: RunResult, request: RunRequest, loaded: LoadedTask) -> None:
+        head, details = self.summary_lines(result)
+        if head:
+            self.emit(head)
+        for line in details:
+            click.echo(f"  {line}")
+        rows = self.output_rows(result)
+        if rows:
+            click.echo("outputs:")
+            for name, value in rows:
+                click.echo(f"  {name} = {value}")
+
+
+class LiveRenderer(_TextRenderer):
+    """A rich live status line (phase, elapsed, polls, message) above a kept history."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.spinner import Spinner
+
+        super().__init__(masker)
+        self.console = Console(force_terminal=True) if not sys.stdout.isatty() else Console()
+        self.spinner = Spinner("dots")
+        self.phase, self.message, self.polls = "CREATING", "", 0
+        self.live = Live(self, console=self.console, refresh_per_second=8, transient=True)
+
+    def __rich__(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.started_at
+        status = Text.assemble((f"{self.phase:<10}", "bold"), f"  {elapsed:6.1f}s",
+                               f"  poll {self.polls}", ("  " + self.message, "dim"))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(self.spinner, status)
+        return grid
+
+    def emit(self, text: str, style: str = "") -> None:
+        from rich.text import Text
+
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        self.console.print(Text.assemble((stamp + " ", "dim"), (text, style)))
+
+    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
+        super().starting(loaded, request, backend)
+        self.live.start()
+
+    def polled(self, update: PollUpdate) -> None:
+        if update.phase_changed:
+            message = f": {self.masker.text(update.message)}" if update.message else ""
+            self.emit(f"-> {update.phase}{message}", "bold")
+        self.phase, self.polls = update.phase, update.polls
+        self.message = self.masker.text(update.message)
+        super().polled(update)
+
+    def finished(self, result: RunResult, request: RunRequest, loaded: LoadedTask) -> None:
+        from rich.table import Table
+
+        self.live.stop()
+        style = "green" if result.status == "succeeded" else "red"
+        head, details = self.summary_lines(result)
+        if head:
+            self.console.print(head, style=f"bold {style}", highlight=False)
+        for line in details:
+            self.console.print(f"  {line}", highlight=False)
+        rows = self.output_rows(result)
+        if rows:
+            table = Table(title="Outputs", title_justify="left")
+            table.add_column("Name", style="bold")
+            table.add_column("Value")
+            for name, value in rows:
+                table.add_row(name, value)
+            self.console.print(table)

@@ -1,0 +1,180 @@
+"""Prometheus metrics of one daemon, on its own `CollectorRegistry`.
+
+Series names keep the ones Flyte's connector dashboards already use
+(`flyte_connector_requests_success_total`, `..._failure_total`,
+`..._request_latency_seconds`, `..._input_literal_bytes`) and add requests by status code,
+in-flight requests and plugin load results.
+
+Recording sits on the request hot path, so it is plain integer arithmetic on the event
+loop thread (no locks, no label lookups); a custom collector turns the tallies into metric
+families only when /metrics is scraped. prometheus_client (about 50 ms of imports, mostly
+its HTTP server) is imported only when the endpoint starts, after the daemon is serving.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Iterable, Iterator, Optional
+
+
+PREFIX = "flyte_connector_"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BYTES_BUCKETS = tuple(float(4**i) for i in range(3, 14))
+_REQUEST = ("task_type", "operation")
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "requests_success": ("counter", "Successful requests.", _REQUEST),
+    "requests_failure": ("counter", "Failed requests, by gRPC status code.",
+                         (*_REQUEST, "error_code")),
+    "requests": ("counter", "Requests, by gRPC status code (OK included).", (*_REQUEST, "code")),
+    "request_latency_seconds": ("histogram", "Time to answer a request.", _REQUEST),
+    "input_literal_bytes": ("histogram", "Size of CreateTask inputs.", ("task_type",)),
+    "requests_in_flight": ("gauge", "Requests being answered now.", ("operation",)),
+    "plugins_loaded": ("gauge", "Plugins and modules that loaded.", ()),
+    "plugins_failed": ("gauge", "Plugins and modules that failed to load.", ()),
+    "plugin_failure": ("gauge", "1 for each plugin that failed to load.", ("plugin", "reason")),
+}
+
+
+class _Tally:
+    """Count, sum and per-bucket counts (not cumulative) of observed values."""
+
+    __slots__ = ("count", "total", "buckets", "bounds")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.bounds = bounds
+        self.buckets = [0] * (len(bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.buckets[bisect_left(self.bounds, value)] += 1
+
+    def merge(self, other: _Tally) -> None:
+        self.count += other.count
+        self.total += other.total
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
+
+    def histogram(self) -> list[tuple[str, float]]:
+        from prometheus_client.utils import floatToGoString
+
+        running, out = 0, []
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), self.buckets):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
+class Metrics:
+    """The daemon's request tallies and plugin state, plus the optional HTTP endpoint."""
+
+    def __init__(self) -> None:
+        self._requests: dict[tuple[str, str, str], _Tally] = {}
+        self._inputs: dict[str, _Tally] = {}
+        self._in_flight: dict[str, int] = {}
+        self._plugins: tuple[int, list[tuple[str, str]]] = (0, [])
+        self._httpd: Optional[Any] = None
+        self._registry: Optional[Any] = None
+
+    @property
+    def registry(self) -> Any:
+        """The `prometheus_client.CollectorRegistry` holding this daemon's collector."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(self)
+        return self._registry
+
+    def started(self, operation: str) -> None:
+        """A request began."""
+        flight = self._in_flight
+        flight[operation] = flight.get(operation, 0) + 1
+
+    def finished(self, operation: str, task_type: str, code: str, seconds: float) -> None:
+        """A request ended with gRPC status `code` ('OK', 'NOT_FOUND', ...)."""
+        self._in_flight[operation] -= 1
+        key = (operation, task_type, code)
+        tally = self._requests.get(key)
+        if tally is None:
+            tally = self._requests[key] = _Tally(LATENCY_BUCKETS)
+        tally.observe(seconds)
+
+    def inputs(self, task_type: str, size: int) -> None:
+        """Record the byte size of a CreateTask's inputs."""
+        tally = self._inputs.get(task_type)
+        if tally is None:
+            tally = self._inputs[task_type] = _Tally(BYTES_BUCKETS)
+        tally.observe(size)
+
+    def plugins(self, loaded: int, failed: Iterable[tuple[str, str]]) -> None:
+        """Plugin load results: how many loaded, and each failed (plugin, reason)."""
+        self._plugins = (loaded, list(failed))
+
+    def collect(self) -> Iterator[Any]:
+        """Metric families for a scrape (called by prometheus_client in its HTTP thread)."""
+        rows: dict[str, list[tuple[list[str], Any]]] = {name: [] for name in FAMILIES}
+        latency: dict[tuple[str, str], _Tally] = {}
+        for (operation, task_type, code), tally in list(self._requests.items()):
+            rows["requests"].append(([task_type, operation, code], tally.count))
+            if code == "OK":
+                rows["requests_success"].append(([task_type, operation], tally.count))
+            else:
+                rows["requests_failure"].append(([task_type, operation, code], tally.count))
+            merged = latency.setdefault((task_type, operation), _Tally(LATENCY_BUCKETS))
+            merged.merge(tally)
+        rows["request_latency_seconds"] = [(list(k), t) for k, t in latency.items()]
+        rows["input_literal_bytes"] = [([k], t) for k, t in list(self._inputs.items())]
+        rows["requests_in_flight"] = [([op], n) for op, n in list(self._in_flight.items())]
+        loaded, failed = self._plugins
+        rows["plugins_loaded"] = [([], loaded)]
+        rows["plugins_failed"] = [([], len(failed))]
+        rows["plugin_failure"] = [([plugin, reason], 1) for plugin, reason in failed]
+        for name, data in rows.items():
+            yield _family(name, data)
+
+    def serve_http(self, host: str, port: int) -> int:
+        """Expose /metrics on host:port (0 = ephemeral) in a daemon thread; the bound port."""
+        from prometheus_client.exposition import start_http_server
+
+        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._httpd = httpd
+        return int(httpd.server_port)
+
+    def close(self) -> None:
+        """Stop the HTTP endpoint, if started."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+
+def _family(name: str, rows: list[tuple[list[str], Any]]) -> Any:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+    )
+
+    kind, doc, labels = FAMILIES[name]
+    cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
+           "histogram": HistogramMetricFamily}[kind]
+    family = cls(PREFIX + name, doc, labels=list(labels))
+    for values, value in rows:
+        if kind == "histogram":
+            family.add_metric(values, value.histogram(), value.total)
+        else:
+            family.add_metric(values, value)
+    return family
+
+
+def exported_series() -> dict[str, set[str]]:
+    """Every sample name /metrics can carry, with its label names (for checking
+    dashboards and alert rules against what the daemon really exports)."""
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    series = {}
+    for name, (kind, _doc, labels) in FAMILIES.items():
+        for suffix in suffixes[kind]:
+            series[PREFIX + name + suffix] = set(labels) | ({"le"} if suffix == "_bucket" else set())
+    return series

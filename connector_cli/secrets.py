@@ -1,0 +1,198 @@
+"""Secrets and configs for a local run: what the Flyte backend would put in `connection`.
+
+Secrets come from the environment (`FLYTE_SECRET_<NAME>`), secrets files (JSON objects or
+dotenv) and `--secret NAME=VALUE`, later sources winning. Like the backend, a template
+whose `custom.secrets` maps a keyword argument to a secret name gets that keyword filled
+with the secret's value; `custom.configs` become the connection configs. Values never
+appear in error messages, and `SecretMasker` hides them in anything printed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+
+from connector_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+ENV_PREFIX = "FLYTE_SECRET_"
+MASK = "****"
+MIN_MASKED_LENGTH = 4
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_DOTENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*(.*?)\s*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """Resolved connection keyword arguments: secret values and plain configs."""
+
+    secrets: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def kwargs(self) -> dict[str, str]:
+        """Secrets and configs as the keyword arguments a connector method receives.
+
+        A name that is both a secret and a config is refused rather than letting one
+        silently replace the other.
+        """
+        clash = sorted(set(self.secrets) & set(self.configs))
+        if clash:
+            raise UsageError(
+                f"{', '.join(map(repr, clash))} is both a secret and a config; rename one"
+            )
+        return {**self.configs, **self.secrets}
+
+    def masked(self) -> dict[str, Any]:
+        """What may be printed: secret names with masked values, and the configs."""
+        return {"secrets": {name: MASK for name in sorted(self.secrets)},
+                "configs": dict(self.configs)}
+
+
+def collect_secrets(
+    pairs: Iterable[str] = (),
+    files: Iterable[str | Path] = (),
+    environ: Optional[Mapping[str, str]] = None,
+) -> dict[str, str]:
+    """Secrets from `FLYTE_SECRET_*` variables, then files, then NAME=VALUE pairs.
+
+    The part of a variable name after the prefix is the secret name, lower-cased when it
+    is written all in capitals (`FLYTE_SECRET_API_KEY` gives `api_key`).
+    """
+    found: dict[str, str] = {}
+    for key, value in (environ or {}).items():
+        if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):]
+            found[name.lower() if name.isupper() else name] = value
+    for file in files:
+        found.update(read_secrets_file(file))
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not _NAME.match(name.strip()):
+            raise UsageError(
+                f"--secret expects NAME=VALUE with NAME a plain identifier, got {_shape(pair)}"
+            )
+        found[name.strip()] = value
+    return found
+
+
+def read_secrets_file(path: str | Path) -> dict[str, str]:
+    """A JSON object of names to values, or dotenv lines `NAME=VALUE` (# comments)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise UsageError(f"cannot read secrets file {str(file)!r}: {reason}") from None
+    if text.lstrip().startswith("{"):
+        return _json_secrets(text, str(file))
+    return _dotenv_secrets(text, str(file))
+
+
+def _json_secrets(text: str, where: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"secrets file {where!r} is not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise UsageError(
+                f"secrets file {where!r}: the value of {name!r} must be a string or number"
+            )
+        out[str(name)] = str(value)
+    return out
+
+
+def _dotenv_secrets(text: str, where: str) -> dict[str, str]:
+    out = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _DOTENV_LINE.match(line)
+        if match is None:
+            raise UsageError(
+                f"secrets file {where!r} line {number}: expected NAME=VALUE (JSON or dotenv)"
+            )
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[name] = value
+    return out
+
+
+def _shape(pair: str) -> str:
+    """Describe a malformed pair without echoing what may be a secret value."""
+    name = pair.partition("=")[0]
+    return f"{name[:20]!r}=..." if "=" in pair else "a value without '='"
+
+
+def connection_for(template: TaskTemplate, secrets: Mapping[str, str]) -> Connection:
+    """The connection the Flyte backend would send for `template`, given secret values.
+
+    `custom.secrets` (keyword -> secret name) takes the value of that secret name (or of
+    a secret named like the keyword); every given secret is passed as well.
+    `custom.configs` become the configs.
+    """
+    custom = _custom(template)
+    resolved = dict(secrets)
+    for keyword, secret_name in _string_map(custom.get("secrets"), "secrets").items():
+        if secret_name in secrets:
+            resolved[keyword] = secrets[secret_name]
+        elif keyword not in secrets:
+            raise UsageError(
+                f"the template needs secret {secret_name!r} (for {keyword!r}); pass "
+                f"--secret {secret_name}=VALUE, a --secrets-file, or {_env_name(secret_name)}"
+            )
+    configs = _string_map(custom.get("configs"), "configs")
+    return Connection(secrets=resolved, configs=configs)
+
+
+def _custom(template: TaskTemplate) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(template.custom) if template.HasField("custom") else {}
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"the template's custom.{what} must be a mapping of names to strings")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _env_name(secret_name: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", secret_name)
+
+
+class SecretMasker:
+    """Replaces secret values in text (and nested JSON data) with a mask before printing.
+
+    Values shorter than `MIN_MASKED_LENGTH` are not searched for, so a secret like "1"
+    does not mask every digit; longer values are replaced wherever they appear.
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        kept = sorted({v for v in values if len(v) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
+
+    def text(self, value: str) -> str:
+        """`value` with every secret replaced by the mask."""
+        return self._pattern.sub(MASK, value) if self._pattern else value
+
+    def data(self, value: Any) -> Any:
+        """JSON-like data with every string (and key) masked."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value

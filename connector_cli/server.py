@@ -1,0 +1,330 @@
+"""The daemon's lifecycle: bind (real port) -> start -> SERVING -> signal -> drain -> close.
+
+`ConnectorServer` runs the two connector services plus gRPC health and reflection on one
+grpc.aio server, plain-`def` connector methods on its own thread pool, and (optionally) a
+Prometheus endpoint. `serve()` adds uvicorn-like signal handling: the first SIGINT/SIGTERM
+sets health to NOT_SERVING and drains in-flight requests for the grace period, a second
+one stops at once. Start-up failures raise `StartupError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import logging
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+import grpc
+import grpc.aio
+
+from connector_cli.config import ServerConfig
+from connector_cli.errors import StartupError
+from connector_cli.registry import ConnectorRegistry
+from connector_cli.service import MetadataService, TaskService, service_names
+
+logger = logging.getLogger(__name__)
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+_server_ids = itertools.count(1)
+
+
+def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    """Channel options: message sizes, an exclusive port, and keepalive that accepts the
+    backend's 30 s client pings (even between calls) and drops dead peers."""
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", config.max_message_size),
+        ("grpc.max_send_message_length", config.max_message_size),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+    ]
+
+
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT with IPv6 hosts in brackets, e.g. '[::]:8000'."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise StartupError(f"cannot read the {what} {path!r}: {exc.strerror}") from None
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """TLS (and with a client CA, mTLS) credentials; files are checked up front so a bad
+    one is a start-up error rather than a failed handshake later."""
+    import ssl
+
+    assert config.tls_cert and config.tls_key
+    cert, key = _read(config.tls_cert, "TLS certificate"), _read(config.tls_key, "TLS key")
+    ca = _read(config.tls_client_ca, "client CA certificate") if config.tls_client_ca else None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise StartupError(
+            f"the TLS certificate {config.tls_cert!r} and key {config.tls_key!r} are not a "
+            f"valid PEM certificate and matching private key ({exc})"
+        ) from None
+    if ca is not None:
+        try:
+            context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as exc:
+            raise StartupError(
+                f"the client CA {config.tls_client_ca!r} is not a PEM certificate ({exc})"
+            ) from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def check_free(
+    host: str, port: int, what: str = "listen on", choose: str = "--port, or stop what uses it"
+) -> None:
+    """Raise `StartupError` naming the OS reason when host:port cannot be bound.
+
+    grpc reports a failed bind only as a generic error (and logs its own line), so try it
+    with a plain socket first. Errors other than "in use" and "permission denied" (say, no
+    IPv6 here) are left for grpc, which may still bind another way."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            return
+        raise StartupError(
+            f"cannot {what} {host_port(host, port)}: {exc.strerror or exc} "
+            f"(choose another {choose})"
+        ) from None
+
+
+class ConnectorServer:
+    """One daemon: connector services, health, reflection and metrics over `registry`."""
+
+    def __init__(
+        self,
+        registry: ConnectorRegistry,
+        config: Optional[ServerConfig] = None,
+        plugin_report: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config or ServerConfig()
+        self.plugin_report = plugin_report
+        self.port = 0
+        self.metrics_port: Optional[int] = None
+        self.abandoned_threads = 0
+        self._thread_prefix = f"connector-{next(_server_ids)}"
+        self._server: Optional[grpc.aio.Server] = None
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._metrics: Any = None
+        self._health: Any = None
+        self._services: tuple[TaskService, MetadataService] | None = None
+        self._stopped: Optional[asyncio.Event] = None
+        self._stopping = False
+
+    @property
+    def address(self) -> str:
+        """Where the daemon listens, e.g. '127.0.0.1:50051' or '[::]:8000'."""
+        return host_port(self.config.host, self.port)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now."""
+        return sum(s.in_flight for s in self._services or ())
+
+    async def start(self) -> None:
+        """Bind, start and report SERVING, then start metrics; `StartupError` when it cannot.
+
+        The Prometheus endpoint starts last, in a thread, so its imports do not delay the
+        first ListConnectors answer."""
+        started = time.perf_counter()
+        config = self.config
+        self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
+        self._metrics = self._make_metrics()
+        server = grpc.aio.server(options=grpc_options(config))
+        tasks = TaskService(self.registry, self._executor, self._metrics)
+        meta = MetadataService(self.registry, self._executor, self._metrics)
+        self._services = (tasks, meta)
+        self._health = _add_services(server, tasks, meta)
+        try:
+            if config.metrics_port:
+                check_free(config.host, config.metrics_port, "serve metrics on",
+                           "--metrics-port, or 0 to disable metrics")
+            self.port = self._bind(server)
+        except StartupError:
+            self._executor.shutdown(wait=False)
+            await server.stop(None)
+            raise
+        self._server = server
+        self._stopped = asyncio.Event()
+        await server.start()
+        for name in ("", *service_names()):
+            await self._health.set(name, _serving())
+        logger.info(
+            "flyte-connector listening on %s (%s, %d task types, %d workers) ready in %.2fs",
+            self.address, "TLS" if config.tls else "plaintext", len(self.registry),
+            config.workers, time.perf_counter() - started,
+        )
+        if self._metrics is not None:
+            try:
+                self.metrics_port = await asyncio.to_thread(self._serve_metrics)
+            except StartupError:
+                await self.stop(0)
+                raise
+            logger.info("metrics on http://%s/metrics", host_port(config.host, self.metrics_port))
+
+    def _make_metrics(self) -> Any:
+        if self.config.metrics_port is None:
+            return None
+        from connector_cli.metrics import Metrics
+
+        metrics = Metrics()
+        report = self.plugin_report
+        if report is not None:
+            metrics.plugins(len(report.loaded), [(f.origin.name, f.reason) for f in report.failed])
+        return metrics
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        target = host_port(self.config.host, self.config.port)
+        if self.config.port:
+            check_free(self.config.host, self.config.port)
+        try:
+            if self.config.tls:
+                return server.add_secure_port(target, server_credentials(self.config))
+            return server.add_insecure_port(target)
+        except RuntimeError:
+            raise StartupError(
+                f"cannot listen on {target}: the port is in use or the address is not "
+                "available here (choose another with --port/--host)"
+            ) from None
+
+    def _serve_metrics(self) -> int:
+        assert self.config.metrics_port is not None
+        try:
+            return int(self._metrics.serve_http(self.config.host, self.config.metrics_port))
+        except OSError as exc:
+            target = host_port(self.config.host, self.config.metrics_port)
+            raise StartupError(
+                f"cannot serve metrics on {target}: {exc.strerror or exc} "
+                "(choose another --metrics-port, or 0 to disable metrics)"
+            ) from None
+
+    async def stop(self, grace: Optional[float] = None) -> None:
+        """NOT_SERVING, refuse new RPCs, give in-flight ones `grace` seconds, then close."""
+        if self._server is None or self._stopped is None:
+            return
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        grace = self.config.grace_period if grace is None else grace
+        await self._health.enter_graceful_shutdown()
+        pending = self.in_flight
+        if pending:
+            logger.info("draining %d in-flight requests (up to %.0fs)", pending, grace)
+        await self._server.stop(grace)
+        self._close_pools()
+        self._stopped.set()
+        logger.info("flyte-connector on %s stopped", self.address)
+
+    def _close_pools(self) -> None:
+        assert self._executor is not None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + 0.2
+        busy = 0
+        for thread in threading.enumerate():
+            if thread.name.startswith(self._thread_prefix + "_"):
+                thread.join(max(0.0, deadline - time.monotonic()))
+                busy += thread.is_alive()
+        self.abandoned_threads = busy
+        if busy:
+            logger.warning("%d connector threads are still running; not waiting for them", busy)
+        if self._metrics is not None:
+            self._metrics.close()
+
+    async def wait_stopped(self) -> None:
+        """Return once `stop` has finished."""
+        assert self._stopped is not None
+        await self._stopped.wait()
+
+    async def serve(self) -> int:
+        """Start, run until SIGINT/SIGTERM, drain; the exit status (128 + signal if forced).
+
+        Signal handlers go in before `start`, so a signal right after the ready line is
+        never lost to the default handler."""
+        loop = asyncio.get_running_loop()
+        received: list[int] = []
+        first, again = asyncio.Event(), asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            name = signal.Signals(signum).name
+            if len(received) == 1:
+                logger.info("received %s: shutting down (send it again to stop at once)", name)
+                first.set()
+            else:
+                logger.warning("received %s again: stopping now", name)
+                again.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            await self.start()
+            await first.wait()
+            drain = asyncio.ensure_future(self.stop())
+            forced = asyncio.ensure_future(again.wait())
+            await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
+            if drain.done():
+                forced.cancel()
+                drain.result()
+                return 0
+            drain.cancel()
+            self.abandoned_threads = max(self.abandoned_threads, 1)
+            return 128 + received[-1]
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+def _serving() -> int:
+    from grpc_health.v1 import health_pb2
+
+    return health_pb2.HealthCheckResponse.SERVING
+
+
+def _add_services(server: grpc.aio.Server, tasks: TaskService, meta: MetadataService) -> Any:
+    """Register connector services, health and reflection; returns the health servicer."""
+    from flyteidl2.connector.service_pb2_grpc import (
+        add_AsyncConnectorServiceServicer_to_server,
+        add_ConnectorMetadataServiceServicer_to_server,
+    )
+    from grpc_health.v1 import health_pb2_grpc
+    from grpc_health.v1._async import HealthServicer
+    from grpc_reflection.v1alpha import reflection
+
+    add_AsyncConnectorServiceServicer_to_server(tasks, server)
+    add_ConnectorMetadataServiceServicer_to_server(meta, server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    return health

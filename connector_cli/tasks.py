@@ -1,0 +1,287 @@
+"""Load a task template from a file for `flyte-connector test`.
+
+Accepted forms: a binary `flyteidl2.core.TaskTemplate`, a binary `flyteidl2.task.TaskSpec`
+wrapping one (its `default_inputs` become input defaults), or either of those written as
+proto-JSON or YAML. The form is detected from the content (the file suffix only decides
+what is tried first), because binary protobuf parses leniently: a candidate is accepted
+only when it parses with no unknown fields anywhere and names a task type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from connector_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from flyteidl2.core.literals_pb2 import Literal
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from google.protobuf.message import Message
+
+_TEXT_SUFFIXES = {".json", ".yaml", ".yml"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedTask:
+    """A task template read from `path`, the form it was in, and its input defaults."""
+
+    template: TaskTemplate
+    defaults: dict[str, Literal]
+    path: str
+    form: str
+
+    @property
+    def category(self) -> tuple[str, int]:
+        """The (task type, version) a connector must serve to run this template."""
+        return (self.template.type, self.template.task_type_version)
+
+
+class _NotThisForm(Exception):
+    """A candidate form did not fit; the message says why, briefly."""
+
+
+def load_task(path: str | Path) -> LoadedTask:
+    """Read a task template file in any accepted form.
+
+    Raises `UsageError` with one line: the file is missing, it fits none of the forms
+    (naming each form tried and why it did not fit), or the template names no task type.
+    """
+    file = Path(path)
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read task template {str(file)!r}: {exc.strerror}") from None
+    tried: list[str] = []
+    for form, parse in _candidates(file.suffix.lower()):
+        try:
+            spec_or_template = parse(data)
+        except _NotThisForm as exc:
+            tried.append(f"{form} ({exc})")
+            continue
+        except UsageError as exc:
+            raise UsageError(f"task template {str(file)!r}: {exc}") from None
+        return _loaded(spec_or_template, str(file), form)
+    raise UsageError(
+        f"{str(file)!r} is not a task template; tried {'; '.join(tried)}"
+    )
+
+
+def _candidates(suffix: str) -> list[tuple[str, Callable[[bytes], Any]]]:
+    binary = [("binary TaskSpec", _binary_spec), ("binary TaskTemplate", _binary_template)]
+    text = [("proto-JSON", _proto_json), ("YAML", _yaml)]
+    return text + binary if suffix in _TEXT_SUFFIXES else binary + text
+
+
+def _loaded(message: Message, path: str, form: str) -> LoadedTask:
+    from flyteidl2.task.task_definition_pb2 import TaskSpec
+
+    defaults: dict[str, Literal] = {}
+    if isinstance(message, TaskSpec):
+        template = message.task_template
+        for named in message.default_inputs:
+            if named.parameter.HasField("default"):
+                defaults[named.name] = named.parameter.default
+        form = form if "TaskSpec" in form else f"{form} TaskSpec"
+    else:
+        template = message
+        form = form if "TaskTemplate" in form else f"{form} TaskTemplate"
+    if not template.type:
+        raise UsageError(
+            f"task template {path!r} has no type; set `type` to the task type a connector "
+            "serves (see `flyte-connector list`)"
+        )
+    return LoadedTask(template=template, defaults=defaults, path=path, form=form)
+
+
+def _binary_spec(data: bytes) -> Message:
+    from flyteidl2.task.task_definition_pb2 import TaskSpec
+
+    spec = _strict_binary(TaskSpec, data)
+    if not spec.HasField("task_template"):
+        raise _NotThisForm("no task_template")
+    if not spec.task_template.type:
+        raise _NotThisForm("its task_template has no type")
+    return spec
+
+
+def _binary_template(data: bytes) -> Message:
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+    template = _strict_binary(TaskTemplate, data)
+    if not template.type and template.ByteSize() == 0:
+        raise _NotThisForm("empty")
+    return template
+
+
+def _strict_binary(cls: Any, data: bytes) -> Any:
+    from google.protobuf.message import DecodeError
+
+    try:
+        message = cls.FromString(data)
+    except DecodeError:
+        raise _NotThisForm("not valid protobuf wire data") from None
+    if _has_unknown_fields(message):
+        raise _NotThisForm(f"fields unknown to {cls.DESCRIPTOR.name}")
+    return message
+
+
+def _has_unknown_fields(message: Message) -> bool:
+    """True when `message` or any message inside it kept fields its schema does not know."""
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    if len(UnknownFieldSet(message)):
+        return True
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            items = value.values() if value_field.message_type else []
+        elif field.is_repeated:
+            items = value
+        else:
+            items = [value]
+        if any(_has_unknown_fields(item) for item in items):
+            return True
+    return False
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _NotThisForm("not UTF-8 text") from None
+
+
+def _proto_json(data: bytes) -> Message:
+    try:
+        value = json.loads(_text(data))
+    except json.JSONDecodeError as exc:
+        raise _NotThisForm(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    return _from_dict(value)
+
+
+def _yaml(data: bytes) -> Message:
+    import yaml
+
+    try:
+        value = yaml.safe_load(_text(data))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _NotThisForm(f"not YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
+    return _from_dict(value)
+
+
+def _from_dict(value: Any) -> Message:
+    """A TaskSpec when the mapping has a task template key, else a TaskTemplate.
+
+    A mapping that has the right shape but a wrong field is reported as a `UsageError`
+    straight away: it clearly is meant as a template, so other forms are not worth trying.
+    """
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from flyteidl2.task.task_definition_pb2 import TaskSpec
+    from google.protobuf import json_format
+
+    if value is None:
+        raise _NotThisForm("empty")
+    if not isinstance(value, dict):
+        raise _NotThisForm(f"top level is a {type(value).__name__}, not a mapping")
+    is_spec = "taskTemplate" in value or "task_template" in value
+    message = TaskSpec() if is_spec else TaskTemplate()
+    try:
+        json_format.ParseDict(value, message)
+    except json_format.ParseError as exc:
+        raise UsageError(
+            f"invalid {type(message).__name__}: {_short_parse_error(exc)}"
+        ) from None
+    return message
+
+
+def _short_parse_error(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace("flyteidl2.core.", "").replace("flyteidl2.task.", "")
+
+
+
+def read_inputs(file: str | Path | None = None, pairs: Iterable[str] = ()) -> dict[str, Any]:
+    """Input values from a JSON (or YAML) object file and `NAME=VALUE` pairs.
+
+    A pair's VALUE is parsed as JSON when it parses (`n=3` is a number, `s="3"` a string),
+    else taken as a string; pairs win over the file for the same name.
+    """
+    values: dict[str, Any] = {}
+    if file is not None:
+        values.update(_inputs_file(Path(file)))
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"-i expects NAME=VALUE, got {pair!r}")
+        try:
+            values[name.strip()] = json.loads(raw)
+        except ValueError:
+            values[name.strip()] = raw
+    return values
+
+
+def _inputs_file(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise UsageError(f"cannot read inputs file {str(file)!r}: {reason}") from None
+    try:
+        if file.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"inputs file {str(file)!r} is not valid JSON: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError; yaml is imported only for YAML files
+        raise UsageError(f"inputs file {str(file)!r} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"inputs file {str(file)!r} must hold an object of input name -> value, "
+            f"not a {type(data).__name__}"
+        )
+    return data
+
+
+def execution_metadata(template: TaskTemplate, name: str | None = None) -> Any:
+    """`TaskExecutionMetadata` for a local run, shaped like what the backend sends.
+
+    The execution gets a generated name (`local-<hex>`), project/domain from the
+    template id (else "local"/"development"), namespace "local" and the "default"
+    service account; `max_attempts` and `interruptible` stay unset, as in production.
+    """
+    import secrets as stdlib_secrets
+
+    from flyteidl2.connector.connector_pb2 import TaskExecutionMetadata
+    from flyteidl2.core import identifier_pb2 as ids
+
+    name = name or f"local-{stdlib_secrets.token_hex(4)}"
+    project = template.id.project or "local"
+    domain = template.id.domain or "development"
+    task_id = ids.Identifier(
+        resource_type=ids.TASK, project=project, domain=domain, org=template.id.org,
+        name=template.id.name or template.type, version=template.id.version or "local",
+    )
+    execution = ids.WorkflowExecutionIdentifier(project=project, domain=domain, name=name,
+                                                org=template.id.org)
+    return TaskExecutionMetadata(
+        task_execution_id=ids.TaskExecutionIdentifier(
+            task_id=task_id,
+            node_execution_id=ids.NodeExecutionIdentifier(node_id="n0", execution_id=execution),
+            retry_attempt=0,
+        ),
+        namespace="local",
+        labels={"execution-id": name, "project": project, "domain": domain},
+        k8s_service_account="default",
+    )

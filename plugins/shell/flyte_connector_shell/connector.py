@@ -1,0 +1,337 @@
+"""`ShellConnector`: run a command as a detached job on the connector host (task type "shell").
+
+`create` starts `wrapper.py` in a new session and returns at once. Everything later calls
+need travels in `ShellMeta` (PID, start-time fingerprint, boot id, job directory), and the
+wrapper records the exit code in the job directory, so `get`, `delete`, `get_logs` and
+`get_metrics` work from any daemon process on this host, including after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Optional
+
+from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
+
+from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
+from flyte_connector_shell import logs, procfs, wrapper
+from flyte_connector_shell.spec import ShellSpec, command_env, parse_custom, render_argv
+
+log = logging.getLogger(__name__)
+
+STATE_DIR_ENV = "FLYTE_CONNECTOR_SHELL_STATE_DIR"
+DELETED_MARK = "deleted"
+EXIT_CODE_OUTPUT = "exit_code"
+METRICS = ("cpu_seconds", "memory_rss_bytes", "memory_peak_rss_bytes", "processes")
+
+
+@dataclasses.dataclass
+class ShellMeta(ResourceMeta):
+    """The self-contained handle of one shell job."""
+
+    pid: int
+    start_ticks: int
+    boot_id: str
+    job_dir: str
+    outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    exit_code_output: bool = True
+    grace: float = 1.0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.job_dir)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.path / "outputs"
+
+    def running(self) -> bool:
+        """True while the wrapper (the fingerprinted session leader) is alive."""
+        return procfs.is_running(self.pid, self.start_ticks, self.boot_id)
+
+    def exit_record(self) -> Optional[dict[str, Any]]:
+        """What the wrapper recorded when the command ended, or None while it runs."""
+        try:
+            return json.loads((self.path / wrapper.EXIT_FILE).read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+
+def local_dir(output_prefix: str) -> Optional[Path]:
+    """The local directory an output prefix names, or None for a remote store (s3://...)."""
+    if output_prefix.startswith("file://"):
+        return Path(output_prefix[len("file://") :])
+    if not output_prefix or "://" in output_prefix:
+        return None
+    return Path(output_prefix).absolute()
+
+
+def make_job_dir(output_prefix: str) -> Path:
+    """A fresh job directory under a local output prefix, else under the state directory."""
+    base = local_dir(output_prefix)
+    if base is None:
+        base = Path(os.environ.get(STATE_DIR_ENV) or Path(tempfile.gettempdir(), "flyte-connector-shell"))
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        job_dir = Path(tempfile.mkdtemp(prefix="shell-", dir=base))
+    except OSError as exc:
+        raise UsageError(
+            f"shell task: cannot create a job directory in {str(base)!r}: {exc.strerror}"
+        ) from None
+    (job_dir / "outputs").mkdir()
+    return job_dir
+
+
+def _declared_outputs(template: Any, spec: ShellSpec) -> bool:
+    """Check file outputs against the interface; True when `exit_code` is an output."""
+    variables = template.interface.outputs.variables if template.HasField("interface") else []
+    names = {entry.key for entry in variables}
+    if not names:
+        return True
+    missing = sorted(set(spec.outputs) - names)
+    if missing:
+        raise UsageError(
+            f"shell task: custom.outputs {', '.join(missing)} not in the task interface's outputs "
+            f"({', '.join(sorted(names))})"
+        )
+    return EXIT_CODE_OUTPUT in names
+
+
+def _check_workdir(spec: ShellSpec) -> None:
+    if spec.workdir and Path(spec.workdir).is_absolute() and not Path(spec.workdir).is_dir():
+        raise UsageError(f"shell task: workdir {spec.workdir!r} is not an existing directory")
+
+
+def _workdir(spec: ShellSpec, job_dir: Path) -> Path:
+    """An absolute workdir as is; a relative one is made inside the job directory."""
+    if not spec.workdir:
+        return job_dir
+    workdir = job_dir / spec.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
+
+class ShellConnector(AsyncConnector):
+    """Runs a command or /bin/sh script as a detached local job."""
+
+    name = "Shell"
+    task_type_name = "shell"
+    metadata_type = ShellMeta
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: set[int] = set()
+
+    def create(
+        self,
+        task_template: Any,
+        output_prefix: str,
+        inputs: Optional[dict[str, Any]] = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> ShellMeta:
+        """Start the command in its own session and return at once."""
+        from google.protobuf.json_format import MessageToDict
+
+        custom = MessageToDict(task_template.custom) if task_template.HasField("custom") else {}
+        spec = parse_custom(custom)
+        exit_code_output = _declared_outputs(task_template, spec)
+        inputs = inputs or {}
+        argv = render_argv(spec, inputs)
+        job_env = dict(task_execution_metadata.environment_variables) if task_execution_metadata else {}
+        env = command_env(spec, inputs, {}, job_env, connection=kwargs)
+        _check_workdir(spec)
+        job_dir = make_job_dir(output_prefix)
+        try:
+            env.update(FLYTE_OUTPUT_DIR=str(job_dir / "outputs"), FLYTE_JOB_DIR=str(job_dir))
+            workdir = _workdir(spec, job_dir)
+            wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, {"argv": argv, "cwd": str(workdir)})
+            pid = self._spawn(job_dir, env)
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            raise RuntimeError(f"the shell job wrapper (pid {pid}) vanished at start")
+        log.debug("started shell job pid %d in %s", pid, job_dir)
+        return ShellMeta(
+            pid=pid,
+            start_ticks=stat.start_ticks,
+            boot_id=procfs.boot_id(),
+            job_dir=str(job_dir),
+            outputs=dict(spec.outputs),
+            exit_code_output=exit_code_output,
+            grace=spec.grace,
+        )
+
+    def _spawn(self, job_dir: Path, env: dict[str, str]) -> int:
+        """Start the wrapper as a session leader; posix_spawn keeps no Popen to warn about."""
+        fds = {
+            0: (os.devnull, os.O_RDONLY),
+            1: (job_dir / "stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            2: (job_dir / "stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        }
+        actions = [(os.POSIX_SPAWN_OPEN, fd, str(path), flags, 0o644) for fd, (path, flags) in fds.items()]
+        argv = [sys.executable, "-I", wrapper.__file__, str(job_dir)]
+        with self._lock:
+            self._reap()
+            pid = os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
+            self._children.add(pid)
+        return pid
+
+    def _reap(self) -> None:
+        """Collect wrappers this process started that have ended, so none stays a zombie."""
+        for pid in list(self._children):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._children.discard(pid)
+
+    def get(self, resource_meta: ShellMeta, **kwargs: Any) -> Resource:
+        """RUNNING until the exit record appears; then SUCCEEDED, FAILED or ABORTED."""
+        meta = resource_meta
+        links = [
+            TaskLog(name="stdout", uri=(meta.path / "stdout").as_uri()),
+            TaskLog(name="stderr", uri=(meta.path / "stderr").as_uri()),
+        ]
+        info: dict[str, Any] = {"pid": meta.pid, "job_dir": meta.job_dir}
+        record = meta.exit_record()
+        if record is None and meta.running():
+            return Resource(TaskExecution.RUNNING, f"running as pid {meta.pid}", links, None, info)
+        record = record or meta.exit_record()
+        deleted = (meta.path / DELETED_MARK).exists()
+        if record is None:
+            phase = TaskExecution.ABORTED if deleted else TaskExecution.FAILED
+            return Resource(phase, _lost_message(meta, deleted), links, None, info)
+        info["exit_code"] = record["exit_code"]
+        if deleted:
+            return Resource(TaskExecution.ABORTED, f"deleted ({_ending(record)})", links, None, info)
+        if record["exit_code"] != 0:
+            stderr = logs.tail(meta.path / "stderr")
+            message = _ending(record) + (f": {stderr}" if stderr else "")
+            return Resource(TaskExecution.FAILED, message, links, None, info)
+        outputs, missing = self._outputs(meta, record)
+        if missing:
+            return Resource(TaskExecution.FAILED, missing, links, None, info)
+        return Resource(TaskExecution.SUCCEEDED, "exit code 0", links, outputs, info)
+
+    def _outputs(self, meta: ShellMeta, record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        from connector_cli.literals import FlyteFile
+
+        outputs: dict[str, Any] = {}
+        if meta.exit_code_output:
+            outputs[EXIT_CODE_OUTPUT] = record["exit_code"]
+        for name, relative in meta.outputs.items():
+            path = meta.output_dir / relative
+            if not path.is_file():
+                return {}, (
+                    f"the command exited 0 but did not write output {name!r} "
+                    f"($FLYTE_OUTPUT_DIR/{relative})"
+                )
+            outputs[name] = FlyteFile(uri=str(path))
+        return outputs, ""
+
+    def delete(self, resource_meta: ShellMeta, **kwargs: Any) -> None:
+        """Terminate the job's whole process tree; finished or unknown jobs are fine."""
+        meta = resource_meta
+        if meta.path.is_dir() and meta.exit_record() is None and meta.running():
+            (meta.path / DELETED_MARK).touch()
+        killed = procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, meta.grace)
+        if killed:
+            log.info("shell job pid %d: killed %d process(es) that ignored SIGTERM", meta.pid, killed)
+        with self._lock:
+            self._reap()
+
+    async def get_logs(
+        self, resource_meta: ShellMeta, token: str = "", lines: int = 0, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """One page of stdout then stderr lines: the next-page header, then bodies."""
+        from flyteidl2.connector.connector_pb2 import (
+            GetTaskLogsResponse,
+            GetTaskLogsResponseBody,
+            GetTaskLogsResponseHeader,
+        )
+        from flyteidl2.logs.dataplane.payload_pb2 import LogLine, LogLineOriginator
+
+        meta = resource_meta
+        finished = meta.exit_record() is not None or not meta.running()
+        page = await asyncio.to_thread(logs.read_page, meta.path, token, lines, finished)
+        if page.next_token:
+            yield GetTaskLogsResponse(header=GetTaskLogsResponseHeader(token=page.next_token))
+        for start in range(0, len(page.lines), 500):
+            chunk = page.lines[start : start + 500]
+            body = GetTaskLogsResponseBody(
+                lines=[LogLine(message=text, originator=LogLineOriginator.USER) for _, text in chunk]
+            )
+            yield GetTaskLogsResponse(body=body)
+
+    def get_metrics(self, resource_meta: ShellMeta, **kwargs: Any) -> Any:
+        """CPU time and memory of the job's process tree (live), or its totals once ended."""
+        from flyteidl2.connector.connector_pb2 import GetTaskMetricsResponse
+
+        meta = resource_meta
+        wanted = list(kwargs.get("queries") or ()) or list(METRICS)
+        unknown = [q for q in wanted if q not in METRICS]
+        if unknown:
+            raise UsageError(f"shell task: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+        values = _metric_values(meta)
+        now = time.time()
+        return GetTaskMetricsResponse(results=[_metric(name, meta, values.get(name), now) for name in wanted])
+
+
+def _metric_values(meta: ShellMeta) -> dict[str, float]:
+    record = meta.exit_record()
+    if record is not None:
+        return {"cpu_seconds": record["cpu_seconds"], "memory_peak_rss_bytes": record["max_rss_bytes"],
+                "processes": 0}
+    members = procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)
+    used = procfs.usage([p for p in members if p.pid != meta.pid])
+    return {"cpu_seconds": used.cpu_seconds, "memory_rss_bytes": used.rss_bytes,
+            "processes": used.processes}
+
+
+def _metric(name: str, meta: ShellMeta, value: Optional[float], now: float) -> Any:
+    """One metric as a Prometheus range-query result (matrix) with one sample, or none."""
+    from flyteidl2.core.metrics_pb2 import ExecutionMetricResult
+    from google.protobuf.struct_pb2 import Struct
+
+    series = [] if value is None else [
+        {"metric": {"__name__": name, "pid": str(meta.pid)}, "values": [[now, _number(value)]]}
+    ]
+    data = Struct()
+    data.update({"resultType": "matrix", "result": series})
+    return ExecutionMetricResult(metric=name, data=data)
+
+
+def _number(value: float) -> str:
+    """Prometheus sample values are strings: integers without a fraction."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _ending(record: dict[str, Any]) -> str:
+    if record.get("signal"):
+        return f"exit code {record['exit_code']} (killed by {record['signal']})"
+    return f"exit code {record['exit_code']}"
+
+
+def _lost_message(meta: ShellMeta, deleted: bool) -> str:
+    if deleted:
+        return "deleted"
+    if not meta.path.is_dir():
+        return f"job directory {meta.job_dir} is gone"
+    return (
+        f"the job (pid {meta.pid}) ended without recording an exit code: it was killed, "
+        "or the host restarted"
+    )

@@ -1,0 +1,79 @@
+"""Paging through a job's stdout and stderr files.
+
+A page token is `STDOUT_OFFSET:STDERR_OFFSET` (byte offsets): any daemon replica can resume
+from it. A page holds stdout lines first, then stderr lines. While the job runs, a trailing
+line without its newline waits for the next page; once it has finished, it is returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Optional
+
+from connector_cli.errors import UsageError
+
+STREAMS = ("stdout", "stderr")
+MAX_LINE = 64 * 1024
+DEFAULT_PAGE_LINES = 1000
+_TOKEN = re.compile(r"^(\d+):(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """Lines as (stream, text) pairs and the token of the next page (None on the last)."""
+
+    lines: list[tuple[str, str]]
+    next_token: Optional[str]
+
+
+def parse_token(token: str) -> list[int]:
+    """Byte offsets from a token; '' starts at the beginning."""
+    if not token:
+        return [0, 0]
+    match = _TOKEN.match(token)
+    if not match:
+        raise UsageError(f"log token {token!r} was not issued by the shell connector")
+    return [int(match.group(1)), int(match.group(2))]
+
+
+def read_page(job_dir: Path, token: str, limit: int, finished: bool) -> Page:
+    """Up to `limit` lines (a default page when 0) from `token` on.
+
+    The last page of a finished job has no next token; a running job always gets one so
+    the caller can follow the output.
+    """
+    offsets = parse_token(token)
+    limit = limit if limit > 0 else DEFAULT_PAGE_LINES
+    lines: list[tuple[str, str]] = []
+    more = not finished
+    for index, stream in enumerate(STREAMS):
+        path = job_dir / stream
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            handle.seek(offsets[index])
+            while len(lines) < limit:
+                raw = handle.readline(MAX_LINE)
+                if not raw or (not raw.endswith(b"\n") and len(raw) < MAX_LINE and not finished):
+                    break
+                offsets[index] += len(raw)
+                lines.append((stream, raw.rstrip(b"\n").decode("utf-8", "replace")))
+            more = more or offsets[index] < path.stat().st_size
+    return Page(lines, f"{offsets[0]}:{offsets[1]}" if more else None)
+
+
+def tail(path: Path, max_bytes: int = 600, max_lines: int = 5) -> str:
+    """The last few lines of a file (for failure messages), '' if it is empty or missing."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").strip()
+    return " | ".join(text.splitlines()[-max_lines:])

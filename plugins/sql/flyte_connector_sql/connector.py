@@ -1,0 +1,194 @@
+"""`SQLConnector` (task type "sql"): queries on SQLite or PostgreSQL in detached workers.
+
+`create` writes the job spec, starts the worker and returns a `SQLMeta`; `get` and
+`delete` need nothing but that meta and the job directory it names, so any daemon
+process (or one restarted since) can answer. The database password comes only from the
+connection secret `sql_password` and is never written to the meta, a file or a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from flyteidl2.core.execution_pb2 import TaskExecution
+
+from connector_cli.errors import ConnectorError
+from connector_cli.meta import ResourceMeta
+from connector_cli.sdk import AsyncConnector, Resource
+from flyte_connector_sql import jobfiles, process
+from flyte_connector_sql.spec import (
+    POSTGRESQL,
+    encode_params,
+    parse_template,
+    password_from,
+    scrub,
+)
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 5.0
+STOP_GRACE = 0.8
+_PHASES = {
+    jobfiles.STARTING: TaskExecution.INITIALIZING,
+    jobfiles.CONNECTING: TaskExecution.INITIALIZING,
+    jobfiles.RUNNING: TaskExecution.RUNNING,
+    jobfiles.WRITING: TaskExecution.RUNNING,
+}
+
+
+@dataclass
+class SQLMeta(ResourceMeta):
+    """Where a SQL job lives: its worker (pid + start fingerprint) and its directory."""
+
+    job_id: str
+    job_dir: str
+    job_uri: str
+    engine: str
+    format: str
+    pid: int
+    start_ticks: int
+    dsn: str = ""
+    backend_pid: Optional[int] = None
+
+
+class SQLConnector(AsyncConnector):
+    """Runs the template's query with the task's inputs bound as named parameters."""
+
+    name = "SQL Connector"
+    task_type_name = "sql"
+    metadata_type = SQLMeta
+
+    def create(
+        self,
+        task_template: Any,
+        output_prefix: str,
+        inputs: Optional[dict[str, Any]] = None,
+        task_execution_metadata: Any = None,
+        **kwargs: Any,
+    ) -> SQLMeta:
+        """Start the query in a detached worker and return as soon as it has connected."""
+        spec = parse_template(task_template)
+        params = encode_params(inputs)
+        job_id = uuid.uuid4().hex[:16]
+        job_dir, job_uri = jobfiles.make_job_dir(output_prefix, job_id)
+        jobfiles.write_json(job_dir / jobfiles.SPEC, {**spec.to_json(), "params": params})
+        jobfiles.update_status(job_dir, jobfiles.STARTING)
+        password = password_from(kwargs) if spec.engine == POSTGRESQL else None
+        pid, ticks, handshake = process.spawn_worker(
+            job_dir, {"password": password} if password else {}, HANDSHAKE_TIMEOUT
+        )
+        backend_pid = handshake.get("backend_pid")
+        log.debug("SQL job %s: worker %d, backend %s", job_id, pid, backend_pid)
+        return SQLMeta(
+            job_id=job_id, job_dir=str(job_dir), job_uri=job_uri, engine=spec.engine,
+            format=spec.format, pid=pid, start_ticks=ticks,
+            dsn=spec.target if spec.engine == POSTGRESQL else "",
+            backend_pid=backend_pid if isinstance(backend_pid, int) else None,
+        )
+
+    def get(self, resource_meta: SQLMeta, **kwargs: Any) -> Resource:
+        """Report progress, the database's error, or the row count and the result dataset."""
+        job_dir = Path(resource_meta.job_dir)
+        status = jobfiles.read_json(job_dir / jobfiles.STATUS)
+        if status is None:
+            return Resource(phase=TaskExecution.FAILED,
+                            message=f"the job directory {job_dir} has no status (removed?)")
+        state = status.get("state")
+        if state not in jobfiles.TERMINAL and not process.is_alive(
+            resource_meta.pid, resource_meta.start_ticks
+        ):
+            status = jobfiles.read_json(job_dir / jobfiles.STATUS) or status
+            state = status.get("state")
+        cancelled = (job_dir / jobfiles.CANCELLED).exists()
+        info = _info(resource_meta, status)
+        if state == jobfiles.SUCCEEDED:
+            return self._succeeded(resource_meta, status, info)
+        if cancelled or state == jobfiles.ABORTED:
+            return Resource(phase=TaskExecution.ABORTED, message="cancelled", custom_info=info)
+        if state == jobfiles.FAILED:
+            message = scrub(str(status.get("message", "the query failed")),
+                            password_from(kwargs))
+            return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info)
+        if not process.is_alive(resource_meta.pid, resource_meta.start_ticks):
+            tail = scrub(jobfiles.log_tail(job_dir), password_from(kwargs))
+            message = "the SQL worker exited unexpectedly" + (f": {tail}" if tail else "")
+            return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info)
+        return Resource(phase=_PHASES.get(str(state), TaskExecution.RUNNING),
+                        message=_progress(status), custom_info=info)
+
+    def _succeeded(self, meta: SQLMeta, status: dict[str, Any], info: dict[str, Any]) -> Resource:
+        from connector_cli.literals import StructuredDataset
+
+        rows = int(status.get("rows", 0))
+        uri = f"{meta.job_uri}/{status['result']}"
+        return Resource(
+            phase=TaskExecution.SUCCEEDED, message=f"{rows} rows", custom_info=info,
+            outputs={"row_count": rows, "result": StructuredDataset(uri=uri, format=meta.format)},
+        )
+
+    def delete(self, resource_meta: SQLMeta, **kwargs: Any) -> None:
+        """Cancel the query (on the PostgreSQL server too) and stop the worker; idempotent."""
+        job_dir = Path(resource_meta.job_dir)
+        status = jobfiles.read_json(job_dir / jobfiles.STATUS) or {}
+        alive = process.is_alive(resource_meta.pid, resource_meta.start_ticks)
+        if status.get("state") in jobfiles.TERMINAL and not alive:
+            return
+        if job_dir.is_dir():
+            (job_dir / jobfiles.CANCELLED).touch()
+        backend_pid = resource_meta.backend_pid or status.get("backend_pid")
+        if resource_meta.engine == POSTGRESQL and isinstance(backend_pid, int):
+            self._cancel_backend(resource_meta, backend_pid, kwargs)
+        if not process.stop(resource_meta.pid, resource_meta.start_ticks, STOP_GRACE):
+            raise ConnectorError(f"SQL job {resource_meta.job_id}: the worker did not stop")
+
+    def _cancel_backend(self, meta: SQLMeta, backend_pid: int, kwargs: dict[str, Any]) -> None:
+        """`pg_cancel_backend` over a control connection; if none can be opened (say, no
+        password was sent), the worker's own cancel request (psycopg's, on SIGTERM)."""
+        import psycopg
+
+        from flyte_connector_sql.postgres import cancel_backend
+
+        password = password_from(kwargs)
+
+        def stop_worker() -> None:
+            process.stop(meta.pid, meta.start_ticks, STOP_GRACE)
+
+        try:
+            gone = cancel_backend(meta.dsn, password, backend_pid, meta.job_id, stop_worker)
+        except psycopg.Error as exc:
+            reason = scrub(_first_line(exc), password)
+            log.warning("SQL job %s: no control connection (%s); using the worker's cancel",
+                        meta.job_id, reason)
+            stop_worker()
+            status = jobfiles.read_json(Path(meta.job_dir) / jobfiles.STATUS) or {}
+            if status.get("state") in jobfiles.TERMINAL:
+                return
+            raise ConnectorError(
+                f"SQL job {meta.job_id}: cannot cancel the query on the server: {reason}"
+            ) from None
+        if not gone:
+            raise ConnectorError(
+                f"SQL job {meta.job_id}: backend {backend_pid} is still running after cancel"
+            )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _progress(status: dict[str, Any]) -> str:
+    elapsed = time.time() - float(status.get("started", time.time()))
+    rows = int(status.get("rows", 0))
+    text = f"{status.get('state', 'running')} for {elapsed:.1f}s"
+    return f"{text}, {rows} rows written" if rows else text
+
+
+def _info(meta: SQLMeta, status: dict[str, Any]) -> dict[str, Any]:
+    return {"engine": meta.engine, "job_id": meta.job_id, "rows": int(status.get("rows", 0)),
+            "state": str(status.get("state", ""))}

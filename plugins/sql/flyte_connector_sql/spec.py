@@ -1,0 +1,165 @@
+"""What a SQL task asks for: the query, the database target, the result format, the inputs.
+
+Everything here is checked in `create`, so a malformed template is one clear
+INVALID_ARGUMENT line instead of a worker failing later. Input values are encoded to JSON
+with small type tags so the worker process binds exactly the values Flyte sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from connector_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+FORMATS = {"csv": "csv", "jsonl": "jsonl"}
+PASSWORD_KWARG = "sql_password"
+MASK = "****"
+_TEMPLATE_KEYS = {"query", "database", "format", "secrets", "configs"}
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuerySpec:
+    """A validated SQL task: `target` is a SQLite path or a password-free PostgreSQL DSN."""
+
+    query: str
+    engine: str
+    target: str
+    format: str = "csv"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_template(template: TaskTemplate) -> QuerySpec:
+    """Read `custom` (query, database, format); the query may also come from `template.sql`."""
+    custom = _custom(template)
+    unknown = sorted(set(custom) - _TEMPLATE_KEYS)
+    if unknown:
+        raise UsageError(
+            f"unknown key {unknown[0]!r} in the sql task's custom; "
+            f"expected {', '.join(sorted(_TEMPLATE_KEYS - {'secrets', 'configs'}))}"
+        )
+    query = custom.get("query") or (template.sql.statement if template.HasField("sql") else "")
+    if not isinstance(query, str) or not query.strip():
+        raise UsageError("the sql task has no query: set custom.query (or template.sql.statement)")
+    fmt = custom.get("format", "csv")
+    if fmt not in FORMATS:
+        raise UsageError(f"custom.format {fmt!r} is not supported; use one of: csv, jsonl")
+    database = custom.get("database", ":memory:")
+    if not isinstance(database, str) or not database:
+        raise UsageError("custom.database must be a SQLite path or a postgresql:// DSN")
+    if database.startswith(_PG_SCHEMES):
+        return QuerySpec(query, POSTGRESQL, check_dsn(database), fmt)
+    return QuerySpec(query, SQLITE, sqlite_path(database), fmt)
+
+
+def _custom(template: TaskTemplate) -> dict[str, Any]:
+    if not template.HasField("custom"):
+        return {}
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(template.custom)
+
+
+def sqlite_path(database: str) -> str:
+    """An absolute SQLite path (relative ones resolve against the daemon's directory)."""
+    if database.startswith("sqlite:///"):
+        database = database[len("sqlite://"):]
+    if database == ":memory:":
+        return database
+    return os.path.abspath(os.path.expanduser(database))
+
+
+def check_dsn(dsn: str) -> str:
+    """Refuse a DSN that carries a password: it would be stored in the template and meta."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        raise UsageError("custom.database is not a valid postgresql:// DSN") from None
+    if parts.get("password"):
+        raise UsageError(
+            "custom.database must not contain a password; pass it as the connection "
+            f"secret {PASSWORD_KWARG!r} (custom.secrets: {{{PASSWORD_KWARG}: SECRET_NAME}})"
+        )
+    return dsn
+
+
+def password_from(kwargs: Mapping[str, Any]) -> Optional[str]:
+    """The database password from the connection secrets, if one was given."""
+    value = kwargs.get(PASSWORD_KWARG)
+    return str(value) if value else None
+
+
+def scrub(text: str, password: Optional[str]) -> str:
+    """Mask the password wherever it might appear in a message."""
+    return text.replace(password, MASK) if password else text
+
+
+def encode_params(inputs: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Inputs as JSON with type tags (datetimes, bytes) for the worker to bind."""
+    return {name: _encode(name, value) for name, value in (inputs or {}).items()}
+
+
+def _encode(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"$seconds": value.total_seconds()}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, (list, tuple)):
+        return {"$list": [_encode(name, item) for item in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"$json": value}
+    uri = getattr(value, "uri", None)
+    if isinstance(uri, str):
+        return uri
+    raise UsageError(
+        f"input {name!r}: a {type(value).__name__} cannot be bound as a SQL parameter; "
+        "use a scalar, a date/time, bytes, a list or a JSON object"
+    )
+
+
+def decode_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of `encode_params`, giving plain Python values."""
+    return {name: _decode(value) for name, value in params.items()}
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    (tag, item), = value.items()
+    if tag == "$datetime":
+        return dt.datetime.fromisoformat(item)
+    if tag == "$date":
+        return dt.date.fromisoformat(item)
+    if tag == "$seconds":
+        return dt.timedelta(seconds=item)
+    if tag == "$bytes":
+        return base64.b64decode(item)
+    if tag == "$list":
+        return [_decode(v) for v in item]
+    return JsonValue(item)
+
+
+@dataclasses.dataclass(frozen=True)
+class JsonValue:
+    """A JSON object input: bound as jsonb on PostgreSQL and as JSON text on SQLite."""
+
+    value: Any
