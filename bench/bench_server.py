@@ -207,7 +207,9 @@ async def blocking_batch(address: str) -> tuple[float, float]:
 # --- orchestration ------------------------------------------------------------------------
 
 def measure_rounds(rounds: int, seconds: float) -> tuple[dict, dict, dict]:
-    results: dict = {(k, w, c): [] for k in ("ours", "floor") for w in WORKLOADS for c in CONCURRENCY}
+    results: dict = {
+        (k, w, c): [] for k in ("ours", "floor") for w in WORKLOADS for c in CONCURRENCY
+    }
     rss: dict = {"ours": [], "floor": []}
     ready: dict = {"ours": [], "floor": []}
     for r in range(rounds):
@@ -244,7 +246,8 @@ def report(results: dict, rss: dict, ready: dict, extra: dict) -> None:
                   f"{m['rps'][0] / m['rps'][1]:>5.2f} | {m['p50'][0]:>6.2f}/{m['p99'][0]:<7.2f} "
                   f"{m['p50'][1]:>7.2f}/{m['p99'][1]:<7.2f} {m['p99'][0] / m['p99'][1]:>5.2f} | "
                   f"{m['cpu_us'][0]:>10.0f} {m['cpu_us'][1]:>10.0f} "
-                  f"{m['cpu_us'][1] / m['cpu_us'][0]:>8.2f} {m['busy'][0]:>4.0%}/{m['busy'][1]:<4.0%}")
+                  f"{m['cpu_us'][1] / m['cpu_us'][0]:>8.2f} "
+                  f"{m['busy'][0]:>4.0%}/{m['busy'][1]:<4.0%}")
     print("\nratio: requests/s of ours / floor's (medians). capacity: the floor's server CPU per "
           "request / ours,\ni.e. the throughput ratio once the server's core is the bottleneck. "
           "busy: server core use;\nbelow ~90% the load generator, not the server, set the pace.")
@@ -255,7 +258,8 @@ def report(results: dict, rss: dict, ready: dict, extra: dict) -> None:
         p99x = median(ours, "p99") / median(floor, "p99")
         print(f"{workload} @64: {ratio:.2f} of the floor's requests/s, capacity {capacity:.2f} "
               f"(target >= 0.80); p99 {p99x:.2f}x the floor's (target <= 1.3)")
-    print(f"ready (start -> ListConnectors answered, median): ours {statistics.median(ready['ours']):.3f}s, "
+    print(f"ready (start -> ListConnectors answered, median): ours "
+          f"{statistics.median(ready['ours']):.3f}s, "
           f"with all installed plugins {extra['ready_all']:.3f}s, floor "
           f"{statistics.median(ready['floor']):.3f}s (target <= 0.25s)")
     ours_rss, floor_rss = statistics.median(rss["ours"]), statistics.median(rss["floor"])
@@ -277,10 +281,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         asyncio.run(serve_floor())
         return 0
     pin(1)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     print(f"server on core 0, load on core 1 ({os.cpu_count()} cores); "
           f"{args.rounds} rounds x {args.seconds}s per cell; figures are noisy on a shared "
-          f"machine" + ("" if cores else ""), flush=True)
+          "machine", flush=True)
     results, rss, ready = measure_rounds(args.rounds, args.seconds)
     batch = []
     server = Server("ours", workers=64)

@@ -176,5 +176,6 @@ def exported_series() -> dict[str, set[str]]:
     series = {}
     for name, (kind, _doc, labels) in FAMILIES.items():
         for suffix in suffixes[kind]:
-            series[PREFIX + name + suffix] = set(labels) | ({"le"} if suffix == "_bucket" else set())
+            extra = {"le"} if suffix == "_bucket" else set()
+            series[PREFIX + name + suffix] = set(labels) | extra
     return series

@@ -238,13 +238,30 @@ class ConnectorServer:
         self._stopping = True
         grace = self.config.grace_period if grace is None else grace
         await self._health.enter_graceful_shutdown()
-        pending = self.in_flight
+        pending, cancelled = self.in_flight, self._cancelled()
         if pending:
-            logger.info("draining %d in-flight requests (up to %.0fs)", pending, grace)
+            logger.info("draining %d in-flight requests (up to %gs)", pending, grace)
         await self._server.stop(grace)
+        await self._cancel_leftovers()
+        cancelled = self._cancelled() - cancelled
+        if cancelled:
+            logger.warning("cancelled %d requests that did not finish within %gs", cancelled,
+                           grace)
         self._close_pools()
         self._stopped.set()
         logger.info("flyte-connector on %s stopped", self.address)
+
+    async def _cancel_leftovers(self) -> None:
+        """Cancel handlers still running after `server.stop(grace)`: grpc ends their RPCs
+        but does not always cancel the coroutines, which would keep connector code going."""
+        leftover = [t for s in self._services or () for t in s.tasks if not t.done()]
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            await asyncio.wait(leftover, timeout=1.0)
+
+    def _cancelled(self) -> int:
+        return sum(s.cancelled for s in self._services or ())
 
     def _close_pools(self) -> None:
         assert self._executor is not None
@@ -317,14 +334,13 @@ def _add_services(server: grpc.aio.Server, tasks: TaskService, meta: MetadataSer
         add_AsyncConnectorServiceServicer_to_server,
         add_ConnectorMetadataServiceServicer_to_server,
     )
-    from grpc_health.v1 import health_pb2_grpc
-    from grpc_health.v1._async import HealthServicer
+    from grpc_health.v1 import health, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
     add_AsyncConnectorServiceServicer_to_server(tasks, server)
     add_ConnectorMetadataServiceServicer_to_server(meta, server)
-    health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    return health
+    return servicer

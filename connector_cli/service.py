@@ -154,6 +154,8 @@ class _Base:
         self.executor = executor
         self.metrics = metrics if metrics is not None else NoMetrics()
         self.in_flight = 0
+        self.cancelled = 0
+        self.tasks: set[asyncio.Task[Any]] = set()
 
 
 class _Call:
@@ -164,7 +166,9 @@ class _Call:
     `secrets` are the values to mask.
     """
 
-    __slots__ = ("service", "context", "operation", "task_type", "label", "secrets", "started")
+    __slots__ = (
+        "service", "context", "operation", "task_type", "label", "secrets", "started", "task"
+    )
 
     def __init__(self, service: _Base, context: Any, operation: str, task_type: str) -> None:
         self.service, self.context = service, context
@@ -174,6 +178,8 @@ class _Call:
         self.started = 0.0
 
     async def __aenter__(self) -> _Call:
+        self.task = asyncio.current_task()
+        self.service.tasks.add(self.task)  # type: ignore[arg-type]
         self.service.in_flight += 1
         self.service.metrics.started(self.operation)
         self.started = time.perf_counter()
@@ -181,6 +187,7 @@ class _Call:
 
     async def __aexit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> None:
         service = self.service
+        service.tasks.discard(self.task)  # type: ignore[arg-type]
         service.in_flight -= 1
         if exc is None:
             code = "OK"
@@ -189,6 +196,7 @@ class _Call:
             code = status.name
         else:
             code = "CANCELLED"
+            service.cancelled += 1
         service.metrics.finished(
             self.operation, self.label, code, time.perf_counter() - self.started
         )

@@ -59,7 +59,8 @@ async def serve_in_background(
     Connectors come from `registry` (a fresh one when None) plus `modules` and installed
     `plugins` (entry-point or distribution names; none by default). `server_options` are
     `ServerConfig` fields, e.g. `workers=4` or `metrics_port=0` for ephemeral metrics
-    (off by default). Pass `client_tls` when the daemon serves TLS. A module or plugin that fails to load raises `PluginLoadError`.
+    (off by default). Pass `client_tls` when the daemon serves TLS. A module or plugin
+    that fails to load raises `PluginLoadError`.
     """
     from connector_cli.client import ConnectorClient
     from connector_cli.config import ServerConfig
@@ -75,7 +76,8 @@ async def serve_in_background(
     server = ConnectorServer(registry, ServerConfig(**server_options), report)
     await server.start()
     try:
-        async with ConnectorClient(server.address, tls=client_tls, timeout=client_timeout) as client:
+        client = ConnectorClient(server.address, tls=client_tls, timeout=client_timeout)
+        async with client:
             yield RunningDaemon(server, client, registry, report)
     finally:
         await server.stop()
@@ -91,3 +93,293 @@ def _load(
     if report.failed:
         raise PluginLoadError("; ".join(f"{f.origin.name}: {f.error}" for f in report.failed))
     return report
+
+
+# --- Running connectors in-process, and building templates and inputs from plain Python ---
+# (`run_task`, `make_template`, `make_inputs`, `registry_with`; the pytest fixtures around
+# them live in connector_cli.pytest_plugin.)
+
+import os  # noqa: E402
+from typing import Mapping  # noqa: E402
+
+from connector_cli.run_model import PollUpdate, RunObserver, RunResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from flyteidl2.core.literals_pb2 import Literal
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from flyteidl2.core.types_pb2 import LiteralType
+    from flyteidl2.task.common_pb2 import Inputs
+
+    from connector_cli.run_model import Backend, RunRequest
+    from connector_cli.sdk import AsyncConnector
+
+TypeSpec = Any
+"""A Python type (`int`, `list[str]`, `Optional[float]`, `FlyteFile`, an Enum class), a
+ready `LiteralType`, or an example value whose type is inferred (`3`, `"x"`, `[1.5]`)."""
+
+
+@dataclasses.dataclass
+class TaskRunResult(RunResult):
+    """A `RunResult` plus every phase `get` reported, in order (repeats included)."""
+
+    phases: list[str] = dataclasses.field(default_factory=list)
+
+
+class _PhaseRecorder(RunObserver):
+    def __init__(self, result: TaskRunResult) -> None:
+        self.result = result
+
+    def polled(self, update: PollUpdate) -> None:
+        self.result.phases.append(update.phase)
+
+
+def registry_with(
+    *connectors: AsyncConnector, modules: Collection[str] = (), plugins: Collection[str] = ()
+) -> ConnectorRegistry:
+    """A fresh registry holding `connectors` plus what `modules` and installed `plugins`
+    register (none by default); a module or plugin that fails raises `PluginLoadError`."""
+    from connector_cli.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    for connector in connectors:
+        registry.register(connector)
+    if modules or plugins:
+        _load(registry, modules, plugins)
+    return registry
+
+
+def make_template(
+    task_type: str,
+    *,
+    custom: Optional[Mapping[str, Any]] = None,
+    inputs: Optional[Mapping[str, TypeSpec]] = None,
+    outputs: Optional[Mapping[str, TypeSpec]] = None,
+    version: int = 0,
+    name: str = "",
+) -> TaskTemplate:
+    """A `TaskTemplate` for `task_type` v`version` with a typed interface.
+
+    `inputs`/`outputs` map names to a `TypeSpec`; `custom` is the template's JSON config
+    (what the connector reads from `task_template.custom`).
+    """
+    from flyteidl2.core.identifier_pb2 import Identifier
+    from flyteidl2.core.interface_pb2 import TypedInterface
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+    from connector_cli.errors import UsageError
+
+    if not task_type:
+        raise UsageError("a task template needs a task type")
+    template = TaskTemplate(type=task_type, task_type_version=version)
+    if name:
+        template.id.CopyFrom(Identifier(name=name))
+    if inputs or outputs:
+        template.interface.CopyFrom(TypedInterface(
+            inputs=_variable_map(inputs or {}, "input"),
+            outputs=_variable_map(outputs or {}, "output")))
+    if custom is not None:
+        if not isinstance(custom, Mapping):
+            raise UsageError(f"custom must be a mapping (a JSON object), got {type(custom).__name__}")
+        try:
+            template.custom.update(custom)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"custom is not JSON data: {exc}") from None
+    return template
+
+
+def _variable_map(specs: Mapping[str, TypeSpec], role: str) -> Any:
+    from flyteidl2.core.interface_pb2 import Variable, VariableEntry, VariableMap
+
+    from connector_cli.errors import LiteralError
+
+    entries = []
+    for name, spec in specs.items():
+        try:
+            literal_type = to_literal_type(spec)
+        except LiteralError as exc:
+            raise LiteralError(f"{role} '{name}': {str(exc).partition(': ')[2] or exc}") from None
+        entries.append(VariableEntry(key=name, value=Variable(type=literal_type)))
+    return VariableMap(variables=entries)
+
+
+def to_literal_type(spec: TypeSpec) -> LiteralType:
+    """The `LiteralType` for a `TypeSpec` (see the `TypeSpec` note above)."""
+    import enum
+    import typing
+    from datetime import datetime, timedelta
+
+    from flyteidl2.core.types_pb2 import (
+        BlobType,
+        EnumType,
+        LiteralType,
+        SimpleType,
+        StructuredDatasetType,
+    )
+
+    from connector_cli.literals import (
+        FlyteDirectory,
+        FlyteFile,
+        StructuredDataset,
+        infer_literal_type,
+    )
+
+    if isinstance(spec, LiteralType):
+        return spec
+    simple = {bool: "BOOLEAN", int: "INTEGER", float: "FLOAT", str: "STRING", bytes: "BINARY",
+              datetime: "DATETIME", timedelta: "DURATION", dict: "STRUCT", type(None): "NONE",
+              None: "NONE"}
+    if _hashable(spec) and spec in simple:
+        return LiteralType(simple=SimpleType.Value(simple[spec]))
+    if spec is FlyteFile or spec is FlyteDirectory:
+        dim = BlobType.SINGLE if spec is FlyteFile else BlobType.MULTIPART
+        return LiteralType(blob=BlobType(dimensionality=dim))
+    if spec is StructuredDataset:
+        return LiteralType(structured_dataset_type=StructuredDatasetType())
+    if isinstance(spec, type) and issubclass(spec, enum.Enum):
+        return LiteralType(enum_type=EnumType(values=[str(m.value) for m in spec]))
+    if isinstance(spec, type) and dataclasses.is_dataclass(spec):
+        return LiteralType(simple=SimpleType.STRUCT)
+    origin, args = typing.get_origin(spec), typing.get_args(spec)
+    if origin is not None:
+        return _generic_type(spec, origin, args)
+    return infer_literal_type(spec)
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _generic_type(spec: Any, origin: Any, args: tuple[Any, ...]) -> LiteralType:
+    """`list[T]`, `dict[str, T]`, `Optional[T]` and `Union[...]` / `T | None`."""
+    import types
+    import typing
+
+    from flyteidl2.core.types_pb2 import LiteralType, TypeStructure, UnionType
+
+    from connector_cli.errors import LiteralError
+
+    if origin in (list, tuple) and args and (origin is list or args[-1] is Ellipsis
+                                             or len(set(args)) == 1):
+        return LiteralType(collection_type=to_literal_type(args[0]))
+    if origin is dict and len(args) == 2 and args[0] is str:
+        return LiteralType(map_value_type=to_literal_type(args[1]))
+    if origin is typing.Union or origin is getattr(types, "UnionType", None):
+        variants = []
+        for arg in args:
+            variant = LiteralType()
+            variant.CopyFrom(to_literal_type(arg))
+            tag = "none" if arg is type(None) else getattr(arg, "__name__", str(arg))
+            variant.structure.CopyFrom(TypeStructure(tag=tag))
+            variants.append(variant)
+        return LiteralType(union_type=UnionType(variants=variants))
+    raise LiteralError(f"cannot map the type {spec!r} to a Flyte type; pass a LiteralType")
+
+
+def make_inputs(template: TaskTemplate, values: Mapping[str, Any],
+                defaults: Optional[Mapping[str, Literal]] = None) -> Inputs:
+    """`flyteidl2.task.Inputs` for `template` from Python or JSON values, typed by its
+    interface (a `LiteralError` names a wrong, unknown or missing input)."""
+    from connector_cli.literals import json_to_inputs
+
+    interface = template.interface if template.HasField("interface") else None
+    return json_to_inputs(values, interface, defaults)
+
+
+async def run_task(
+    target: AsyncConnector | ConnectorRegistry | RunningDaemon,
+    template: TaskTemplate | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | Inputs | str | os.PathLike[str] | None = None,
+    *,
+    secrets: Optional[Mapping[str, str]] = None,
+    output_prefix: Optional[str | os.PathLike[str]] = None,
+    timeout: Optional[float] = 30.0,
+    poll_interval: float = 0.05,
+    logs: bool = False,
+    metrics: bool = False,
+    raise_errors: bool = True,
+) -> TaskRunResult:
+    """Run one task through create -> get ... -> delete, as `flyte-connector test` does.
+
+    `target` is a connector, a registry, or a `RunningDaemon` (then the calls go over
+    gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads).
+    `secrets` resolve the template's `custom.secrets` like the backend does. On `timeout`
+    the job is deleted and the status is "timed_out". With `raise_errors`, an exception
+    raised by the connector's create/get is re-raised after the cleanup.
+    """
+    from connector_cli.runner import Run, RunOptions
+
+    backend = _backend_for(target)
+    request = _run_request(template, inputs, secrets, output_prefix)
+    options = RunOptions(poll_interval=poll_interval, max_poll_interval=max(poll_interval, 1.0),
+                         timeout=timeout, logs="end" if logs else "none", metrics=metrics,
+                         delete_timeout=10.0, epilogue_timeout=10.0)
+    result = TaskRunResult()
+    run = Run(backend, request, options, _PhaseRecorder(result))
+    run.result = result
+    try:
+        await run.execute()
+    finally:
+        await backend.close()
+    if raise_errors and result.exception is not None:
+        raise result.exception
+    return result
+
+
+def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]],
+                 output_prefix: Any) -> RunRequest:
+    import tempfile
+
+    from flyteidl2.task.common_pb2 import Inputs
+
+    from connector_cli.runner import RunRequest
+    from connector_cli.secrets import connection_for
+    from connector_cli.tasks import execution_metadata, load_task, read_inputs
+
+    defaults: dict[str, Any] = {}
+    if isinstance(template, (str, os.PathLike)):
+        loaded = load_task(template)
+        template, defaults = loaded.template, loaded.defaults
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = read_inputs(inputs)
+    if not isinstance(inputs, Inputs):
+        inputs = make_inputs(template, inputs or {}, defaults)
+    prefix = os.fspath(output_prefix) if output_prefix is not None else tempfile.mkdtemp(
+        prefix="flyte-connector-run-")
+    return RunRequest(template=template, inputs=inputs if len(inputs.literals) else None,
+                      output_prefix=prefix, task_execution_metadata=execution_metadata(template),
+                      connection=connection_for(template, secrets or {}))
+
+
+def _backend_for(target: Any) -> Backend:
+    from connector_cli.backends import InProcessBackend, RemoteBackend
+    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk import AsyncConnector
+
+    if isinstance(target, RunningDaemon):
+        return _daemon_backend(target)
+    if isinstance(target, AsyncConnector):
+        return InProcessBackend(registry_with(target))
+    if isinstance(target, ConnectorRegistry):
+        return InProcessBackend(target)
+    raise TypeError(f"run_task runs a connector, a ConnectorRegistry or a RunningDaemon, "
+                    f"not {type(target).__name__}")
+
+
+
+def _daemon_backend(daemon: RunningDaemon) -> Backend:
+    """A `RemoteBackend` that uses the daemon's own client (its channel and TLS)."""
+    from connector_cli.backends import RemoteBackend
+
+    class DaemonBackend(RemoteBackend):
+        @property
+        def client(self) -> ConnectorClient:
+            return daemon.client
+
+        async def close(self) -> None:
+            """The client belongs to the daemon, which closes it."""
+
+    return DaemonBackend(daemon.address)

@@ -88,6 +88,21 @@ async def test_health_serving_then_not_serving_while_draining() -> None:
         await channel.close()
 
 
+async def test_requests_still_running_after_the_grace_period_are_cancelled(caplog: pytest.LogCaptureFixture) -> None:
+    dc.SlowConnector.cancelled.clear()
+    async with serve_in_background(fresh_registry()) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            call = AsyncConnectorServiceStub(channel).GetTask(slow_get(20), timeout=10)
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            await daemon.server.stop(grace=0.3)
+            with pytest.raises(grpc.aio.AioRpcError):
+                await call
+    assert time.monotonic() - started < 3
+    assert dc.SlowConnector.cancelled == [20.0]
+    assert "cancelled 1 requests that did not finish within 0.3s" in caplog.text
+
+
 async def test_reflection_lists_and_describes_the_services() -> None:
     async with serve_in_background(fresh_registry()) as daemon:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
@@ -337,7 +352,7 @@ async def test_a_second_signal_stops_at_once() -> None:
                 await call
     assert time.monotonic() - started < 5
     assert code == 128 + signal.SIGTERM, log
-    assert "received SIGTERM again: stopping now" in log
+    assert "received SIGTERM again: stopping now" in log and "draining 2 in-flight" in log
 
 
 def test_startup_failures_are_one_line_and_non_zero(installed_dists: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -75,6 +76,7 @@ def serve_command(
     from connector_cli.server import ConnectorServer
 
     server = ConnectorServer(registry, config, report)
+    gc.freeze()  # modules and plugins live as long as the daemon: keep them out of GC passes
     try:
         code = asyncio.run(server.serve())
     except KeyboardInterrupt:

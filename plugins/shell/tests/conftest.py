@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
 import pytest
-from flyteidl2.core.interface_pb2 import TypedInterface, Variable, VariableEntry, VariableMap
 from flyteidl2.core.tasks_pb2 import TaskTemplate
-from flyteidl2.core.types_pb2 import BlobType, LiteralType, SimpleType
-from google.protobuf.struct_pb2 import Struct
 
+from connector_cli import testing
+from connector_cli.literals import FlyteFile
 from connector_cli.sdk import Resource, call_method, is_terminal_phase
 from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellConnector, ShellMeta
@@ -23,17 +22,9 @@ EXAMPLES = SHELL_DIR / "examples"
 
 def make_template(custom: dict[str, Any], outputs: Optional[dict[str, str]] = None) -> TaskTemplate:
     """A shell task template; `outputs` maps output names to 'int' or 'file'."""
-    struct = Struct()
-    struct.update(custom)
-    template = TaskTemplate(type="shell", custom=struct)
-    if outputs:
-        kinds = {
-            "int": LiteralType(simple=SimpleType.INTEGER),
-            "file": LiteralType(blob=BlobType(dimensionality=BlobType.SINGLE)),
-        }
-        entries = [VariableEntry(key=k, value=Variable(type=kinds[v])) for k, v in outputs.items()]
-        template.interface.CopyFrom(TypedInterface(outputs=VariableMap(variables=entries)))
-    return template
+    kinds = {"int": int, "file": FlyteFile}
+    return testing.make_template("shell", custom=custom,
+                                 outputs={k: kinds[v] for k, v in (outputs or {}).items()})
 
 
 def alive(pid: int) -> bool:

@@ -1,6 +1,6 @@
 """The shell connector through real daemons and the generated gRPC stubs.
 
-One daemon runs in-process (`serve_in_background`); the restart test runs two
+One daemon runs in-process (the `connector_daemon` fixture of the testing kit); the restart test runs two
 `flyte-connector serve` subprocesses one after the other, as a redeployed connector would.
 """
 
@@ -24,7 +24,6 @@ from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
 from connector_cli.client import ConnectorClient
 from connector_cli.errors import UsageError
 from connector_cli.literals import literal_to_python, python_to_literal
-from connector_cli.testing import serve_in_background
 from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellMeta
 
@@ -51,60 +50,60 @@ def kill_job(meta: bytes) -> None:
     procfs.terminate(decoded.pid, decoded.start_ticks, decoded.boot_id, 0.0)
 
 
-async def test_a_job_end_to_end_through_the_daemon(tmp_path: Path) -> None:
+async def test_a_job_end_to_end_through_the_daemon(connector_daemon, tmp_path: Path) -> None:
     template = make_template(
         {"script": 'echo "hello $FLYTE_INPUT_WHO"; echo "$FLYTE_INPUT_WHO" > "$FLYTE_OUTPUT_DIR/who.txt"',
          "outputs": {"who": "who.txt"}},
         outputs={"exit_code": "int", "who": "file"},
     )
     prefix = str(tmp_path / "out")
-    async with serve_in_background(plugins=["shell"]) as daemon:
-        assert [c.name for c in await daemon.client.list_connectors()] == ["Shell"]
-        meta = await daemon.client.create(template, prefix, inputs(who="$(id)"))
-        resource = await poll(daemon.client, meta, prefix)
-        assert resource.phase == TaskExecution.SUCCEEDED, resource.message
-        outputs = {n.name: literal_to_python(n.value) for n in resource.outputs.literals}
-        assert outputs["exit_code"] == 0
-        assert Path(outputs["who"].uri).read_text() == "$(id)\n"
-        assert [link.name for link in resource.log_links] == ["stdout", "stderr"]
-        messages = [m async for m in daemon.client.get_logs(SHELL, meta)]
-        assert [line.message for m in messages for line in m.body.lines] == ["hello $(id)"]
-        assert not any(m.HasField("header") for m in messages)
-        metrics = await daemon.client.get_metrics(SHELL, meta, queries=["cpu_seconds"])
-        assert [r.metric for r in metrics.results] == ["cpu_seconds"]
+    daemon = await connector_daemon(plugins=["shell"])
+    assert [c.name for c in await daemon.client.list_connectors()] == ["Shell"]
+    meta = await daemon.client.create(template, prefix, inputs(who="$(id)"))
+    resource = await poll(daemon.client, meta, prefix)
+    assert resource.phase == TaskExecution.SUCCEEDED, resource.message
+    outputs = {n.name: literal_to_python(n.value) for n in resource.outputs.literals}
+    assert outputs["exit_code"] == 0
+    assert Path(outputs["who"].uri).read_text() == "$(id)\n"
+    assert [link.name for link in resource.log_links] == ["stdout", "stderr"]
+    messages = [m async for m in daemon.client.get_logs(SHELL, meta)]
+    assert [line.message for m in messages for line in m.body.lines] == ["hello $(id)"]
+    assert not any(m.HasField("header") for m in messages)
+    metrics = await daemon.client.get_metrics(SHELL, meta, queries=["cpu_seconds"])
+    assert [r.metric for r in metrics.results] == ["cpu_seconds"]
 
 
-async def test_logs_pages_and_delete_through_the_daemon(tmp_path: Path) -> None:
+async def test_logs_pages_and_delete_through_the_daemon(connector_daemon, tmp_path: Path) -> None:
     template = make_template({"script": "seq 1 7; sleep 30"})
-    async with serve_in_background(plugins=["shell"]) as daemon:
-        meta = await daemon.client.create(template, str(tmp_path))
-        try:
-            path = Path(ShellMeta.decode(meta).job_dir) / "stdout"
-            assert wait_for(lambda: path.stat().st_size == 14)
-            first = [m async for m in daemon.client.get_logs(SHELL, meta, lines=5)]
-            assert first[0].header.token == "10:0"
-            assert [line.message for line in first[1].body.lines] == ["1", "2", "3", "4", "5"]
-            rest = [m async for m in daemon.client.get_logs(SHELL, meta, lines=5, token="10:0")]
-            assert [line.message for line in rest[1].body.lines] == ["6", "7"]
-            with pytest.raises(UsageError, match="was not issued"):
-                [m async for m in daemon.client.get_logs(SHELL, meta, token="x")]
-            live = await daemon.client.get_metrics(SHELL, meta, queries=["processes"])
-            assert int(live.results[0].data["result"][0]["values"][0][1]) >= 1
-            started = time.monotonic()
-            await daemon.client.delete(SHELL, meta)
-            assert time.monotonic() - started < 2.0
-            assert (await daemon.client.get(SHELL, meta)).phase == TaskExecution.ABORTED
-            await daemon.client.delete(SHELL, meta)
-        finally:
-            kill_job(meta)
+    daemon = await connector_daemon(plugins=["shell"])
+    meta = await daemon.client.create(template, str(tmp_path))
+    try:
+        path = Path(ShellMeta.decode(meta).job_dir) / "stdout"
+        assert wait_for(lambda: path.stat().st_size == 14)
+        first = [m async for m in daemon.client.get_logs(SHELL, meta, lines=5)]
+        assert first[0].header.token == "10:0"
+        assert [line.message for line in first[1].body.lines] == ["1", "2", "3", "4", "5"]
+        rest = [m async for m in daemon.client.get_logs(SHELL, meta, lines=5, token="10:0")]
+        assert [line.message for line in rest[1].body.lines] == ["6", "7"]
+        with pytest.raises(UsageError, match="was not issued"):
+            [m async for m in daemon.client.get_logs(SHELL, meta, token="x")]
+        live = await daemon.client.get_metrics(SHELL, meta, queries=["processes"])
+        assert int(live.results[0].data["result"][0]["values"][0][1]) >= 1
+        started = time.monotonic()
+        await daemon.client.delete(SHELL, meta)
+        assert time.monotonic() - started < 2.0
+        assert (await daemon.client.get(SHELL, meta)).phase == TaskExecution.ABORTED
+        await daemon.client.delete(SHELL, meta)
+    finally:
+        kill_job(meta)
 
 
-async def test_bad_templates_and_metas_are_invalid_argument(tmp_path: Path) -> None:
-    async with serve_in_background(plugins=["shell"]) as daemon:
-        with pytest.raises(UsageError, match="exactly one of 'command'"):
-            await daemon.client.create(make_template({}), str(tmp_path))
-        with pytest.raises(UsageError, match="resource_meta"):
-            await daemon.client.get(SHELL, b"not json")
+async def test_bad_templates_and_metas_are_invalid_argument(connector_daemon, tmp_path: Path) -> None:
+    daemon = await connector_daemon(plugins=["shell"])
+    with pytest.raises(UsageError, match="exactly one of 'command'"):
+        await daemon.client.create(make_template({}), str(tmp_path))
+    with pytest.raises(UsageError, match="resource_meta"):
+        await daemon.client.get(SHELL, b"not json")
 
 
 class Daemon:
