@@ -1,20 +1,34 @@
-"""Helpers for testing connectors against a real daemon.
+"""Helpers for connector authors' own tests (the pytest fixtures live in `pytest_plugin`).
 
-`serve_in_background` runs the same grpc.aio server `flyte-connector serve` runs, on
-127.0.0.1 with an ephemeral port, inside the current event loop, and hands back a client
-that talks to it with the generated flyteidl2 stubs (exactly what the Flyte backend does).
+- `serve_in_background` runs the same grpc.aio server `flyte-connector serve` runs, on
+  127.0.0.1 with an ephemeral port, inside the current event loop, and hands back a client
+  that talks to it with the generated flyteidl2 stubs (exactly what the Flyte backend does).
+- `run_task` drives a connector through create -> get ... -> delete, in-process or
+  against such a daemon, with the same runner `flyte-connector test` uses.
+- `make_template`, `make_inputs` and `registry_with` build task templates, inputs and
+  registries from plain Python.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import TYPE_CHECKING, Any, AsyncIterator, Collection, Optional
+import os
+from typing import TYPE_CHECKING, Any, AsyncIterator, Collection, Mapping, Optional
+
+from connector_cli.run_model import PollUpdate, RunObserver, RunResult
 
 if TYPE_CHECKING:
+    from flyteidl2.core.literals_pb2 import Literal
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from flyteidl2.core.types_pb2 import LiteralType
+    from flyteidl2.task.common_pb2 import Inputs
+
     from connector_cli.client import ClientTLS, ConnectorClient
     from connector_cli.discovery import DiscoveryReport
     from connector_cli.registry import ConnectorRegistry
+    from connector_cli.run_model import Backend, RunRequest
+    from connector_cli.sdk import AsyncConnector
     from connector_cli.server import ConnectorServer
 
 
@@ -94,24 +108,6 @@ def _load(
         raise PluginLoadError("; ".join(f"{f.origin.name}: {f.error}" for f in report.failed))
     return report
 
-
-# --- Running connectors in-process, and building templates and inputs from plain Python ---
-# (`run_task`, `make_template`, `make_inputs`, `registry_with`; the pytest fixtures around
-# them live in connector_cli.pytest_plugin.)
-
-import os  # noqa: E402
-from typing import Mapping  # noqa: E402
-
-from connector_cli.run_model import PollUpdate, RunObserver, RunResult  # noqa: E402
-
-if TYPE_CHECKING:
-    from flyteidl2.core.literals_pb2 import Literal
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-    from flyteidl2.core.types_pb2 import LiteralType
-    from flyteidl2.task.common_pb2 import Inputs
-
-    from connector_cli.run_model import Backend, RunRequest
-    from connector_cli.sdk import AsyncConnector
 
 TypeSpec = Any
 """A Python type (`int`, `list[str]`, `Optional[float]`, `FlyteFile`, an Enum class), a

@@ -20,7 +20,7 @@ EXAMPLE_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
 
 def embedded_examples() -> list[tuple[Path, str, str]]:
     found = []
-    for page in sorted((REPO / "docs").glob("*.md")):
+    for page in sorted((REPO / "docs").rglob("*.md")):
         for path, body in EXAMPLE_BLOCK.findall(page.read_text()):
             found.append((page, path, body))
     return found

@@ -7,7 +7,6 @@ progress (cli.run_render) and exits with the run's status code.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -170,6 +169,8 @@ def _backend(opts: dict[str, Any]) -> Backend:
 def _execute(backend: Backend, request: RunRequest, options: RunOptions,
              observer: Any) -> Any:
     """Run the loop with SIGINT/SIGTERM asking it to stop (a second one skips the delete)."""
+    import asyncio
+
     from connector_cli.runner import Run
 
     run = Run(backend, request, options, observer)
@@ -180,6 +181,8 @@ def _execute(backend: Backend, request: RunRequest, options: RunOptions,
 
 
 async def _main(run: Run, backend: Backend, observer: Any) -> Any:
+    import asyncio
+
     from connector_cli.errors import ConnectorNotFound
 
     loop = asyncio.get_running_loop()
