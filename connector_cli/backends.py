@@ -1,25 +1,21 @@
 """Where `flyte-connector test` runs a connector: in this process, or on a daemon over gRPC.
 
-`InProcessBackend` calls the connector through a `ConnectorRegistry` and `call_method`,
-converting inputs, resource meta and results exactly as the daemon's servicer does (it
-reuses the servicer's helpers), so what works here works served. `RemoteBackend` sends
-the same requests to a running daemon with `ConnectorClient`. Both return
+`InProcessBackend` builds the same request messages a daemon receives and hands them to
+the daemon's own `Dispatcher` (`connector_cli.dispatch`), so what works here works served.
+`RemoteBackend` sends them to a running daemon with `ConnectorClient`. Both return
 `flyteidl2.connector.Resource` messages, so the runner cannot tell them apart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import difflib
-import inspect
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from connector_cli.errors import ConnectorNotFound, RemoteError
 from connector_cli.run_model import Category, RunRequest, Unsupported
-from connector_cli.sdk import call_method, implements
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +28,6 @@ if TYPE_CHECKING:
 
     from connector_cli.client import ClientTLS, ConnectorClient
     from connector_cli.registry import ConnectorRegistry
-    from connector_cli.sdk import AsyncConnector
 
 
 class DaemonThreadExecutor(concurrent.futures.Executor):
@@ -58,22 +53,22 @@ class DaemonThreadExecutor(concurrent.futures.Executor):
 
 
 class InProcessBackend:
-    """Runs the connector registered for the template's task type in this process."""
+    """Runs the connector registered for the template's task type in this process, through
+    the daemon's own `Dispatcher` on the same request messages a daemon would receive."""
 
     def __init__(self, registry: ConnectorRegistry,
                  executor: Optional[concurrent.futures.Executor] = None,
                  plugin_failures: Iterable[str] = ()) -> None:
+        from connector_cli.dispatch import Dispatcher
+
         self.registry = registry
-        self.executor = executor or DaemonThreadExecutor()
+        self.dispatch = Dispatcher(registry, executor or DaemonThreadExecutor())
         self.plugin_failures = list(plugin_failures)
         self.description = "in-process"
 
-    def _connector(self, category: Category) -> AsyncConnector:
-        return self.registry.get_connector(*category)
-
     async def check(self, category: Category) -> None:
         try:
-            connector = self._connector(category)
+            connector = self.registry.get_connector(*category)
         except ConnectorNotFound as exc:
             if not self.plugin_failures:
                 raise
@@ -82,86 +77,72 @@ class InProcessBackend:
         logger.debug("running %r in-process", connector)
 
     async def create(self, request: RunRequest) -> bytes:
-        from flyteidl2.connector.connector_pb2 import CreateTaskRequest
+        from flyteidl2.connector import connector_pb2 as pb
 
-        from connector_cli.literals import inputs_to_python
-        from connector_cli.meta import ResourceMeta
-        from connector_cli.service import ContractError, connection_kwargs
-
-        message = CreateTaskRequest(connection=request.connection_proto())
-        kwargs, _ = connection_kwargs(message, "create")
-        template = request.template
-        connector = self._connector(request.category)
-        inputs = inputs_to_python(request.inputs, template.interface
-                                  if template.HasField("interface") else None)
-        meta = await call_method(connector, "create", executor=self.executor,
-                                 task_template=template, output_prefix=request.output_prefix,
-                                 inputs=inputs,
-                                 task_execution_metadata=request.task_execution_metadata,
-                                 **kwargs)
-        if not isinstance(meta, ResourceMeta):
-            raise ContractError(
-                f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
-            )
-        return meta.encode()
+        message = pb.CreateTaskRequest(
+            template=request.template, inputs=request.inputs,
+            output_prefix=request.output_prefix,
+            task_execution_metadata=request.task_execution_metadata,
+            connection=request.connection_proto(),
+        )
+        return (await self.dispatch.create(message, _scope())).resource_meta
 
     async def get(self, request: RunRequest, meta: bytes) -> Resource:
-        from flyteidl2.connector.connector_pb2 import Resource
+        from flyteidl2.connector import connector_pb2 as pb
 
-        from connector_cli.service import fill_resource
-
-        connector, decoded, kwargs = self._prepare(request, meta, "get")
-        resource = await call_method(connector, "get", decoded, executor=self.executor, **kwargs)
-        out = Resource()
-        fill_resource(out, resource, f"{connector.name}.get")
-        return out
+        message = pb.GetTaskRequest(
+            task_category=_category(request.category), resource_meta=meta,
+            output_prefix=request.output_prefix, connection=request.connection_proto(),
+        )
+        return (await self.dispatch.get(message, _scope())).resource
 
     async def delete(self, request: RunRequest, meta: bytes) -> None:
-        connector, decoded, kwargs = self._prepare(request, meta, "delete")
-        await call_method(connector, "delete", decoded, executor=self.executor, **kwargs)
+        from flyteidl2.connector import connector_pb2 as pb
 
-    def _prepare(self, request: RunRequest, meta: bytes, op: str) -> tuple[Any, Any, dict]:
-        from flyteidl2.connector.connector_pb2 import GetTaskRequest
-
-        from connector_cli.service import connection_kwargs
-
-        connector = self._connector(request.category)
-        decoded = connector.metadata_type.decode(meta)
-        kwargs, _ = connection_kwargs(GetTaskRequest(connection=request.connection_proto()), op)
-        return connector, decoded, kwargs
+        message = pb.DeleteTaskRequest(
+            task_category=_category(request.category), resource_meta=meta,
+            connection=request.connection_proto(),
+        )
+        await self.dispatch.delete(message, _scope())
 
     async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
-        connector = self._connector(request.category)
-        if not implements(connector, "get_logs"):
-            raise Unsupported("get_logs")
-        decoded = connector.metadata_type.decode(meta)
-        result = await call_method(connector, "get_logs", decoded, executor=self.executor,
-                                   token=token, lines=0)
-        return page_of([message async for message in self._messages(result)])
+        from flyteidl2.connector import connector_pb2 as pb
 
-    async def _messages(self, result: Any) -> Any:
-        if inspect.isasyncgen(result):
-            async for item in result:
-                yield item
-        elif inspect.isgenerator(result):
-            loop, done = asyncio.get_running_loop(), object()
-            while (item := await loop.run_in_executor(self.executor, next, result, done)) \
-                    is not done:
-                yield item
-        else:
-            yield result
+        message = pb.GetTaskLogsRequest(
+            task_category=_category(request.category), resource_meta=meta, token=token
+        )
+        try:
+            return page_of([m async for m in self.dispatch.get_logs(message, _scope())])
+        except NotImplementedError:
+            raise Unsupported("get_logs") from None
 
     async def metrics(self, request: RunRequest, meta: bytes, start: float,
                       end: float) -> GetTaskMetricsResponse:
-        connector = self._connector(request.category)
-        if not implements(connector, "get_metrics"):
-            raise Unsupported("get_metrics")
-        decoded = connector.metadata_type.decode(meta)
-        return await call_method(connector, "get_metrics", decoded, executor=self.executor,
-                                 **metrics_window(start, end))
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.GetTaskMetricsRequest(
+            task_category=_category(request.category), resource_meta=meta,
+            **metrics_window(start, end),
+        )
+        try:
+            return await self.dispatch.get_metrics(message, _scope())
+        except NotImplementedError:
+            raise Unsupported("get_metrics") from None
 
     async def close(self) -> None:
         """Nothing to release: worker threads are daemons and end with their calls."""
+
+
+def _scope() -> Any:
+    from connector_cli.dispatch import Scope
+
+    return Scope()
+
+
+def _category(category: Category) -> Any:
+    from flyteidl2.connector.connector_pb2 import TaskCategory
+
+    return TaskCategory(name=category[0], version=category[1])
 
 
 class RemoteBackend:

@@ -13,7 +13,7 @@ import dataclasses
 import importlib
 import sys
 import types
-from typing import Any, Callable, Collection, Optional
+from typing import Any, Collection, Optional
 
 from connector_cli.errors import RegistrationError
 from connector_cli.registry import ConnectorRegistry, Origin, Registration, root_registry

@@ -187,92 +187,16 @@ def _variable_map(specs: Mapping[str, TypeSpec], role: str) -> Any:
     from flyteidl2.core.interface_pb2 import Variable, VariableEntry, VariableMap
 
     from connector_cli.errors import LiteralError
+    from connector_cli.literals import literal_type_of
 
     entries = []
     for name, spec in specs.items():
         try:
-            literal_type = to_literal_type(spec)
+            literal_type = literal_type_of(spec)
         except LiteralError as exc:
             raise LiteralError(f"{role} '{name}': {str(exc).partition(': ')[2] or exc}") from None
         entries.append(VariableEntry(key=name, value=Variable(type=literal_type)))
     return VariableMap(variables=entries)
-
-
-def to_literal_type(spec: TypeSpec) -> LiteralType:
-    """The `LiteralType` for a `TypeSpec` (see the `TypeSpec` note above)."""
-    import enum
-    import typing
-    from datetime import datetime, timedelta
-
-    from flyteidl2.core.types_pb2 import (
-        BlobType,
-        EnumType,
-        LiteralType,
-        SimpleType,
-        StructuredDatasetType,
-    )
-
-    from connector_cli.literals import (
-        FlyteDirectory,
-        FlyteFile,
-        StructuredDataset,
-        infer_literal_type,
-    )
-
-    if isinstance(spec, LiteralType):
-        return spec
-    simple = {bool: "BOOLEAN", int: "INTEGER", float: "FLOAT", str: "STRING", bytes: "BINARY",
-              datetime: "DATETIME", timedelta: "DURATION", dict: "STRUCT", type(None): "NONE",
-              None: "NONE"}
-    if _hashable(spec) and spec in simple:
-        return LiteralType(simple=SimpleType.Value(simple[spec]))
-    if spec is FlyteFile or spec is FlyteDirectory:
-        dim = BlobType.SINGLE if spec is FlyteFile else BlobType.MULTIPART
-        return LiteralType(blob=BlobType(dimensionality=dim))
-    if spec is StructuredDataset:
-        return LiteralType(structured_dataset_type=StructuredDatasetType())
-    if isinstance(spec, type) and issubclass(spec, enum.Enum):
-        return LiteralType(enum_type=EnumType(values=[str(m.value) for m in spec]))
-    if isinstance(spec, type) and dataclasses.is_dataclass(spec):
-        return LiteralType(simple=SimpleType.STRUCT)
-    origin, args = typing.get_origin(spec), typing.get_args(spec)
-    if origin is not None:
-        return _generic_type(spec, origin, args)
-    return infer_literal_type(spec)
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _generic_type(spec: Any, origin: Any, args: tuple[Any, ...]) -> LiteralType:
-    """`list[T]`, `dict[str, T]`, `Optional[T]` and `Union[...]` / `T | None`."""
-    import types
-    import typing
-
-    from flyteidl2.core.types_pb2 import LiteralType, TypeStructure, UnionType
-
-    from connector_cli.errors import LiteralError
-
-    if origin in (list, tuple) and args and (origin is list or args[-1] is Ellipsis
-                                             or len(set(args)) == 1):
-        return LiteralType(collection_type=to_literal_type(args[0]))
-    if origin is dict and len(args) == 2 and args[0] is str:
-        return LiteralType(map_value_type=to_literal_type(args[1]))
-    if origin is typing.Union or origin is getattr(types, "UnionType", None):
-        variants = []
-        for arg in args:
-            variant = LiteralType()
-            variant.CopyFrom(to_literal_type(arg))
-            tag = "none" if arg is type(None) else getattr(arg, "__name__", str(arg))
-            variant.structure.CopyFrom(TypeStructure(tag=tag))
-            variants.append(variant)
-        return LiteralType(union_type=UnionType(variants=variants))
-    raise LiteralError(f"cannot map the type {spec!r} to a Flyte type; pass a LiteralType")
 
 
 def make_inputs(template: TaskTemplate, values: Mapping[str, Any],
@@ -351,7 +275,7 @@ def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]
 
 
 def _backend_for(target: Any) -> Backend:
-    from connector_cli.backends import InProcessBackend, RemoteBackend
+    from connector_cli.backends import InProcessBackend
     from connector_cli.registry import ConnectorRegistry
     from connector_cli.sdk import AsyncConnector
 

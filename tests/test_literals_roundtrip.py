@@ -33,13 +33,24 @@ from tests.test_literals_cases import (
 
 BASE_TYPES = [INT, FLOAT, STR, BOOL, DATETIME, DURATION, NONE, STRUCT, CSV_FILE, DIRECTORY, PARQUET, COLOR]
 
+def flat_union(*types: LiteralType) -> LiteralType:
+    """A union as Python typing (and so Flyte) builds one: nested unions flattened, repeated
+    variants dropped, a single variant left bare."""
+    variants: list[LiteralType] = []
+    for t in types:
+        for v in (t.union_type.variants if t.HasField("union_type") else [t]):
+            if v not in variants:
+                variants.append(v)
+    return variants[0] if len(variants) == 1 else union_of(*variants)
+
+
 literal_types = st.recursive(
     st.sampled_from(BASE_TYPES),
     lambda inner: st.one_of(
         inner.map(list_of),
         inner.map(map_of),
-        inner.map(lambda t: union_of(t, NONE)),
-        st.lists(inner, min_size=2, max_size=3).map(lambda ts: union_of(*ts)),
+        inner.map(lambda t: flat_union(t, NONE)),
+        st.lists(inner, min_size=2, max_size=3).map(lambda ts: flat_union(*ts)),
     ),
     max_leaves=6,
 )

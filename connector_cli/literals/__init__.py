@@ -45,6 +45,7 @@ __all__ = [
     "inputs_to_python",
     "json_to_inputs",
     "literal_to_python",
+    "literal_type_of",
     "outputs_to_proto",
     "python_to_literal",
     "to_json",
@@ -209,6 +210,14 @@ def infer_literal_type(value: Any) -> LiteralType:
         return infer(value)
     except Mismatch as exc:
         raise _error("value", "", exc) from None
+
+
+def literal_type_of(spec: Any) -> LiteralType:
+    """The LiteralType for a Python type (`int`, `list[str]`, `Optional[FlyteFile]`, an Enum
+    or dataclass), a ready `LiteralType`, or an example value (inferred)."""
+    from connector_cli.literals._annotations import literal_type_of as of_annotation
+
+    return of_annotation(spec, infer_literal_type)
 
 
 def to_json(value: Any) -> Any:

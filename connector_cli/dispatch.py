@@ -1,0 +1,254 @@
+"""AsyncConnectorService's operations on wire messages, with no gRPC in sight.
+
+Each function takes a request message (`CreateTaskRequest`, `GetTaskRequest`, ...), finds
+the connector, decodes the resource meta, turns the connection into keyword arguments,
+calls the connector the right way for how its method was written, and builds the response
+message. The daemon's servicers (`connector_cli.service`) and the in-process runner of
+`flyte-connector test` both call these, so what works in one works in the other.
+
+A `Scope` records what the caller needs to know about a call as it goes: the task type
+once a connector serves it (a bounded metrics label) and the secret values to mask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from concurrent.futures import Executor
+from typing import Any, AsyncIterator, Mapping, Optional
+
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.execution_pb2 import TaskExecution
+
+from connector_cli.errors import LiteralError, UsageError
+from connector_cli.meta import ResourceMeta
+from connector_cli.registry import ConnectorRegistry
+from connector_cli.sdk import AsyncConnector, Resource, call_method, implements
+from connector_cli.secrets import Connection
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_TASK_TYPE = "unknown"
+_RESERVED = {
+    "create": frozenset({"task_template", "output_prefix", "inputs", "task_execution_metadata"}),
+    "get": frozenset({"resource_meta"}),
+    "delete": frozenset({"resource_meta"}),
+}
+_NO_SECRETS: Mapping[str, str] = {}
+
+
+class ContractError(Exception):
+    """A connector broke the SDK contract (e.g. `create` returned no ResourceMeta): INTERNAL."""
+
+
+class Scope:
+    """What one call has learned: its task-type label and the secret values to mask."""
+
+    __slots__ = ("label", "secrets")
+
+    def __init__(self) -> None:
+        self.label = UNKNOWN_TASK_TYPE
+        self.secrets: Mapping[str, str] = _NO_SECRETS
+
+
+class Dispatcher:
+    """Runs connector operations for request messages against one registry.
+
+    Plain-`def` connector methods run on `executor`; `on_inputs(task_type, size)` is told
+    the size of every CreateTask's inputs (the daemon exports it as a metric).
+    """
+
+    def __init__(
+        self,
+        registry: ConnectorRegistry,
+        executor: Optional[Executor] = None,
+        on_inputs: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.executor = executor
+        self.on_inputs = on_inputs
+
+    def _connector(self, name: str, version: int, scope: Scope) -> AsyncConnector:
+        connector = self.registry.get_connector(name, version)
+        scope.label = name
+        return connector
+
+    async def create(self, request: pb.CreateTaskRequest, scope: Scope) -> pb.CreateTaskResponse:
+        """CreateTask: routed by the template's type and version."""
+        template = request.template
+        connector = self._connector(template.type, template.task_type_version, scope)
+        kwargs, scope.secrets = connection_kwargs(request, "create")
+        meta = await call_method(
+            connector, "create", executor=self.executor, task_template=template,
+            output_prefix=request.output_prefix, inputs=self._inputs(request, scope.label),
+            task_execution_metadata=request.task_execution_metadata
+            if request.HasField("task_execution_metadata") else None,
+            **kwargs,
+        )
+        if not isinstance(meta, ResourceMeta):
+            raise ContractError(
+                f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
+            )
+        return pb.CreateTaskResponse(resource_meta=meta.encode())
+
+    def _inputs(self, request: pb.CreateTaskRequest, label: str) -> dict[str, Any]:
+        from connector_cli.literals import inputs_to_python
+
+        template = request.template
+        interface = template.interface if template.HasField("interface") else None
+        if not request.HasField("inputs"):
+            return inputs_to_python(None, interface)
+        if self.on_inputs is not None:
+            self.on_inputs(label, request.inputs.ByteSize())
+        return inputs_to_python(request.inputs, interface)
+
+    async def get(self, request: pb.GetTaskRequest, scope: Scope) -> pb.GetTaskResponse:
+        """GetTask: routed by task category; outputs converted by inference (no template)."""
+        connector, meta = self._prepare(request, scope)
+        kwargs, scope.secrets = connection_kwargs(request, "get")
+        resource = await call_method(
+            connector, "get", executor=self.executor, resource_meta=meta, **kwargs
+        )
+        response = pb.GetTaskResponse()
+        fill_resource(response.resource, resource, f"{connector.name}.get")
+        return response
+
+    async def delete(self, request: pb.DeleteTaskRequest, scope: Scope) -> pb.DeleteTaskResponse:
+        """DeleteTask: cancel the job; connectors make this idempotent."""
+        connector, meta = self._prepare(request, scope)
+        kwargs, scope.secrets = connection_kwargs(request, "delete")
+        await call_method(connector, "delete", executor=self.executor, resource_meta=meta, **kwargs)
+        return pb.DeleteTaskResponse()
+
+    async def get_metrics(
+        self, request: pb.GetTaskMetricsRequest, scope: Scope
+    ) -> pb.GetTaskMetricsResponse:
+        """GetTaskMetrics; NotImplementedError when the connector has no `get_metrics`."""
+        connector, meta = self._prepare(request, scope, "get_metrics")
+        response = await call_method(
+            connector, "get_metrics", executor=self.executor, resource_meta=meta,
+            queries=list(request.queries), start_time=request.start_time,
+            end_time=request.end_time, step=request.step,
+        )
+        if not isinstance(response, pb.GetTaskMetricsResponse):
+            raise ContractError(
+                f"{connector.name}.get_metrics returned {type(response).__name__}; "
+                "return a GetTaskMetricsResponse"
+            )
+        return response
+
+    async def get_logs(
+        self, request: pb.GetTaskLogsRequest, scope: Scope
+    ) -> AsyncIterator[pb.GetTaskLogsResponse]:
+        """GetTaskLogs: the messages of one response or of a generator of pages."""
+        connector, meta = self._prepare(request, scope, "get_logs")
+        result = await call_method(
+            connector, "get_logs", executor=self.executor, resource_meta=meta,
+            token=request.token, lines=request.lines,
+        )
+        where = f"{connector.name}.get_logs"
+        if inspect.isasyncgen(result):
+            try:
+                async for page in result:
+                    yield _log_message(page, where)
+            finally:
+                await result.aclose()
+        elif inspect.isgenerator(result):
+            loop, done = asyncio.get_running_loop(), object()
+            while (page := await loop.run_in_executor(self.executor, next, result, done)) \
+                    is not done:
+                yield _log_message(page, where)
+        else:
+            yield _log_message(result, where)
+
+    def _prepare(
+        self, request: Any, scope: Scope, optional: Optional[str] = None
+    ) -> tuple[AsyncConnector, ResourceMeta]:
+        category = request.task_category
+        connector = self._connector(category.name, category.version, scope)
+        if optional is not None and not implements(connector, optional):
+            raise NotImplementedError(
+                f"connector {connector.name!r} (task type {category.name!r}) does not "
+                f"implement {optional}"
+            )
+        return connector, connector.metadata_type.decode(request.resource_meta)
+
+
+def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Mapping[str, str]]:
+    """A request's connection as keyword arguments, and its secrets (for masking).
+
+    A key that is both a secret and a config, or that would replace one of the method's
+    own arguments, is INVALID_ARGUMENT naming the key (never the value).
+    """
+    if not request.HasField("connection"):
+        return {}, _NO_SECRETS
+    conn = request.connection
+    if not conn.secrets and not conn.configs:
+        return {}, _NO_SECRETS
+    kwargs = Connection(secrets=conn.secrets, configs=conn.configs).kwargs()
+    taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
+    if taken:
+        raise UsageError(
+            f"connection key {taken[0]!r} clashes with an argument of the connector's "
+            f"{operation} method; rename it"
+        )
+    return kwargs, conn.secrets
+
+
+def fill_resource(out: pb.Resource, resource: Any, where: str) -> None:
+    """Write a connector's `Resource` into the wire message `out` (no copies); outputs
+    are converted by inference, as GetTask carries no interface."""
+    if isinstance(resource, pb.Resource):
+        if resource.phase == 0:
+            raise ContractError(f"{where} returned phase UNDEFINED; return a real phase")
+        out.CopyFrom(resource)
+        return
+    if not isinstance(resource, Resource):
+        raise ContractError(f"{where} returned {type(resource).__name__}; return a Resource")
+    phase = resource.phase
+    if not isinstance(phase, int) or phase == 0:
+        phase = Resource(phase).phase  # a phase set after construction: validate it now
+    if resource.outputs is not None and not _set_outputs(out, resource.outputs, where):
+        return
+    out.phase = phase
+    if resource.message:
+        out.message = resource.message
+    if resource.log_links:
+        out.log_links.extend(resource.log_links)
+    if resource.custom_info:
+        try:
+            out.custom_info.update(resource.custom_info)
+        except (TypeError, ValueError) as exc:
+            raise ContractError(
+                f"{where} returned custom_info that is not JSON data: {exc}"
+            ) from None
+
+
+def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
+    """Convert outputs into `out`; on failure make `out` a FAILED resource and say False
+    (retrying GetTask cannot fix a connector's outputs, so fail the task, not the RPC)."""
+    from connector_cli.literals import outputs_to_proto
+
+    try:
+        converted = outputs_to_proto(outputs, None)
+    except LiteralError as exc:
+        logger.error("%s returned outputs that cannot be converted: %s", where, exc)
+        out.phase = TaskExecution.FAILED
+        out.message = f"the connector's outputs cannot be converted to Flyte literals: {exc}"
+        return False
+    if converted is not None:
+        out.outputs.CopyFrom(converted)
+    return True
+
+
+def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:
+    if isinstance(page, pb.GetTaskLogsResponse):
+        return page
+    if isinstance(page, pb.GetTaskLogsResponseBody):
+        return pb.GetTaskLogsResponse(body=page)
+    if isinstance(page, pb.GetTaskLogsResponseHeader):
+        return pb.GetTaskLogsResponse(header=page)
+    raise ContractError(
+        f"{where} produced {type(page).__name__}; return or yield GetTaskLogsResponse messages"
+    )
