@@ -1,12 +1,16 @@
 """The container image and Kubernetes manifests agree with each other and with the CLI.
 
 No Docker engine or cluster runs here: the Dockerfile and manifests are parsed, their
-invariants checked against the real `flyte-connector serve` command, and the Deployment's
+invariants checked against the real `flyte-connector serve` command, and each workload's
 own arguments are used to start a real daemon that answers the probes' health checks.
+Two workloads: the scaled Deployment `flyte-connector` for connectors whose job state is
+all in resource_meta, and the one-replica StatefulSet `flyte-connector-local` for the
+bundled local-job connectors (shell, sql), whose jobs live on the daemon's pod.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -44,6 +48,10 @@ PLUGIN_DIRS = sorted(p.parent.relative_to(REPO).as_posix()
 
 # ---------------------------------------------------------------- helpers
 
+SCALED, LOCAL = "flyte-connector", "flyte-connector-local"
+WORKLOAD_KINDS = {SCALED: "Deployment", LOCAL: "StatefulSet"}
+
+
 def serve_command() -> click.Command:
     from connector_cli.cli import cli
 
@@ -66,10 +74,47 @@ def one(kind: str) -> dict[str, Any]:
     return objects[0]
 
 
-def container() -> dict[str, Any]:
-    containers = one("Deployment")["spec"]["template"]["spec"]["containers"]
+def named(kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in manifests().get(kind, []) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def workload(name: str) -> dict[str, Any]:
+    """The Deployment (scaled) or StatefulSet (local-job connectors) called `name`."""
+    return named(WORKLOAD_KINDS[name], name)
+
+
+def pod_spec(name: str) -> dict[str, Any]:
+    return workload(name)["spec"]["template"]["spec"]
+
+
+def container(name: str = SCALED) -> dict[str, Any]:
+    containers = pod_spec(name)["containers"]
     assert len(containers) == 1
     return containers[0]
+
+
+def service_of(name: str) -> dict[str, Any]:
+    """The one Service whose selector picks this workload's pods (and no other's)."""
+    labels = {n: workload(n)["spec"]["template"]["metadata"]["labels"] for n in WORKLOAD_KINDS}
+    picks = [s for s in manifests()["Service"]
+             if s["spec"]["selector"].items() <= labels[name].items()]
+    assert len(picks) == 1, f"{len(picks)} Services select the pods of {name}"
+    for other, other_labels in labels.items():
+        if other != name:
+            assert not picks[0]["spec"]["selector"].items() <= other_labels.items(), (
+                f"Service {picks[0]['metadata']['name']} also selects the pods of {other}")
+    return picks[0]
+
+
+def generated_config_maps() -> dict[str, dict[str, str]]:
+    """The ConfigMaps kustomization.yaml generates, as name -> data (literals only)."""
+    found = {}
+    for generator in one("Kustomization").get("configMapGenerator", []):
+        assert set(generator) <= {"name", "literals", "options"}, "only literals are read here"
+        found[generator["name"]] = dict(lit.split("=", 1) for lit in generator["literals"])
+    return found
 
 
 def serve_params(args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -77,7 +122,12 @@ def serve_params(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("FLYTE_CONNECTOR_")}
     os.environ.update(env)
     try:
-        ctx = serve_command().make_context("serve", list(args))
+        # Under the group's context, as the CLI runs it: a parentless context would make
+        # click cache `serve`'s help option without the group's `-h`.
+        from connector_cli.cli import cli
+
+        parent = click.Context(cli, info_name="flyte-connector", **cli.context_settings)
+        ctx = serve_command().make_context("serve", list(args), parent=parent)
         return dict(ctx.params)
     finally:
         for key in env:
@@ -86,12 +136,37 @@ def serve_params(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def container_env(c: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e}
+    """The container's environment, ConfigMap references resolved against the generator."""
+    config_maps = generated_config_maps()
+    env = {}
+    for entry in c.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = str(entry["value"])
+        elif "configMapKeyRef" in entry.get("valueFrom", {}):
+            ref = entry["valueFrom"]["configMapKeyRef"]
+            assert not ref.get("optional"), f"{entry['name']}: a missing ConfigMap must stop the pod"
+            assert ref["key"] in config_maps.get(ref["name"], {}), f"{entry['name']}: {ref}"
+            env[entry["name"]] = config_maps[ref["name"]][ref["key"]]
+    return env
 
 
-def deployed_params() -> dict[str, Any]:
-    c = container()
+def deployed_params(name: str = SCALED) -> dict[str, Any]:
+    c = container(name)
     return serve_params(c.get("args", []), container_env(c))
+
+
+def loaded_task_types(name: str) -> set[str]:
+    """Task types the workload's plugin selection loads from what is installed here."""
+    from connector_cli.cli.options import discovery_config
+    from connector_cli.discovery import discover
+    from connector_cli.registry import ConnectorRegistry
+
+    params = deployed_params(name)
+    config = discovery_config(params["modules"], params["plugins"])
+    registry = ConnectorRegistry()
+    report = discover(registry, config.modules, config.plugins)
+    assert not report.failed, [f.error for f in report.failed]
+    return {task_type for task_type, _version in registry.categories()}
 
 
 def prestop_seconds(c: dict[str, Any]) -> int:
@@ -184,10 +259,13 @@ def quantity(value: Any) -> float:
 
 def test_every_manifest_parses_and_the_needed_kinds_exist() -> None:
     kinds = manifests()
-    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                 "ServiceAccount", "Secret", "Kustomization"):
+    for kind in ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler",
+                 "PodDisruptionBudget", "ServiceAccount", "Secret", "Kustomization"):
         assert kind in kinds, f"no {kind} in deploy/kubernetes"
-    assert one("Deployment")["apiVersion"] == "apps/v1"
+    assert {w["metadata"]["name"] for k in ("Deployment", "StatefulSet") for w in kinds[k]} == (
+        set(WORKLOAD_KINDS))
+    for name in WORKLOAD_KINDS:
+        assert workload(name)["apiVersion"] == "apps/v1"
     assert one("HorizontalPodAutoscaler")["apiVersion"] == "autoscaling/v2"
     assert one("PodDisruptionBudget")["apiVersion"] == "policy/v1"
 
@@ -197,66 +275,81 @@ def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
     listed = set(kustomization["resources"])
     expected = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", SECRET_EXAMPLE}
     assert listed == expected
-    image = container()["image"]
     pinned = {i["name"]: i for i in kustomization["images"]}
-    assert image.split(":")[0] in pinned, "kustomization.yaml does not set the image"
-    assert str(pinned[image.split(":")[0]]["newTag"]) == __version__
+    for name in WORKLOAD_KINDS:
+        image = container(name)["image"]
+        assert image.split(":")[0] in pinned, f"kustomization.yaml does not set {name}'s image"
+        assert str(pinned[image.split(":")[0]]["newTag"]) == __version__
 
 
-def test_labels_and_selectors_agree() -> None:
-    deployment = one("Deployment")
-    match = deployment["spec"]["selector"]["matchLabels"]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_labels_and_selectors_agree(name: str) -> None:
+    w = workload(name)
+    match = w["spec"]["selector"]["matchLabels"]
+    pod_labels = w["spec"]["template"]["metadata"]["labels"]
     assert match.items() <= pod_labels.items()
-    service = one("Service")
+    service = service_of(name)
     assert service["spec"]["selector"] == match
-    pdb = one("PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"] == match
-    for spread in deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", []):
+    for spread in w["spec"]["template"]["spec"].get("topologySpreadConstraints", []):
         assert spread["labelSelector"]["matchLabels"] == match
-    target = one("HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
-    assert (target["apiVersion"], target["kind"], target["name"]) == (
-        deployment["apiVersion"], "Deployment", deployment["metadata"]["name"])
+    budgets = [b for b in manifests()["PodDisruptionBudget"]
+               if b["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()]
+    targets = [h["spec"]["scaleTargetRef"] for h in manifests()["HorizontalPodAutoscaler"]]
+    scaled_by = [t for t in targets if (t["kind"], t["name"]) == (w["kind"], name)]
+    if name == SCALED:
+        assert [b["spec"]["selector"]["matchLabels"] for b in budgets] == [match]
+        assert [t["apiVersion"] for t in scaled_by] == [w["apiVersion"]]
+    else:
+        assert w["spec"]["serviceName"] == service["metadata"]["name"]
+        assert not budgets, "a one-replica budget either blocks node drains or does nothing"
+        assert not scaled_by, "local-job connectors cannot be spread over replicas"
 
 
-def test_references_between_objects_resolve() -> None:
-    pod = one("Deployment")["spec"]["template"]["spec"]
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_references_between_objects_resolve(name: str) -> None:
+    pod = pod_spec(name)
+    c = container(name)
     assert pod["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
     secret = one("Secret")
-    refs = [e["secretRef"] for e in container().get("envFrom", []) if "secretRef" in e]
+    refs = [e["secretRef"] for e in c.get("envFrom", []) if "secretRef" in e]
     assert any(r["name"] == secret["metadata"]["name"] for r in refs)
     assert all(r.get("optional") for r in refs), "the daemon must start without the example"
     assert secret["stringData"] and all(k.startswith("FLYTE_SECRET_") for k in secret["stringData"])
     assert not any(secret["stringData"].values()), "the example must not carry a value"
     volumes = {v["name"] for v in pod["volumes"]}
-    assert {m["name"] for m in container()["volumeMounts"]} <= volumes
+    claims = {t["metadata"]["name"] for t in workload(name)["spec"].get("volumeClaimTemplates", [])}
+    assert not volumes & claims
+    assert {m["name"] for m in c["volumeMounts"]} <= volumes | claims
+    container_env(c)  # every ConfigMap reference resolves to a generated key
 
 
-def test_ports_agree_with_the_cli_the_service_and_the_probes() -> None:
-    params = deployed_params()
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_ports_agree_with_the_cli_the_service_and_the_probes(name: str) -> None:
+    params = deployed_params(name)
     grpc_port, metrics_port = params["port"], params["metrics_port"]
-    c = container()
+    c = container(name)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": grpc_port, "metrics": metrics_port}
-    service_ports = {p["name"]: p for p in one("Service")["spec"]["ports"]}
+    service_ports = {p["name"]: p for p in service_of(name)["spec"]["ports"]}
     assert set(service_ports) == {"grpc", "metrics"}
-    for name, port in service_ports.items():
+    for port_name, port in service_ports.items():
         target = port["targetPort"]
-        assert (ports[target] if isinstance(target, str) else target) == ports[name], name
+        assert (ports[target] if isinstance(target, str) else target) == ports[port_name]
     assert service_ports["grpc"]["port"] == grpc_port == 8000
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         if probe in c:
             assert c[probe]["grpc"]["port"] == grpc_port, probe
-    annotations = one("Deployment")["spec"]["template"]["metadata"].get("annotations", {})
+    annotations = workload(name)["spec"]["template"]["metadata"].get("annotations", {})
     assert int(annotations["prometheus.io/port"]) == metrics_port
 
 
-def test_probe_service_names_are_the_daemons_health_service_names() -> None:
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_probe_service_names_are_the_daemons_health_service_names(name: str) -> None:
     from flyteidl2.connector import service_pb2
 
     names = {s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values()}
     assert "flyteidl2.connector.AsyncConnectorService" in names
-    c = container()
+    c = container(name)
     assert c["readinessProbe"]["grpc"]["service"] == "flyteidl2.connector.AsyncConnectorService"
     assert c["livenessProbe"]["grpc"].get("service", "") == ""
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -264,25 +357,27 @@ def test_probe_service_names_are_the_daemons_health_service_names() -> None:
             assert c[probe]["grpc"].get("service", "") in names | {""}, probe
 
 
-def test_every_daemon_option_in_the_deployment_is_real() -> None:
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_every_daemon_option_in_the_workload_is_real(name: str) -> None:
     params = serve_command().params
     envvars = {p.envvar for p in params if isinstance(p.envvar, str)}
     envvars |= {e for p in params if isinstance(p.envvar, (list, tuple)) for e in p.envvar}
     opts = {o for p in params for o in (*p.opts, *p.secondary_opts)}
-    c = container()
-    for name in container_env(c):
-        if name.startswith("FLYTE_CONNECTOR_"):
-            assert name in envvars, f"{name} is not an environment variable of serve"
+    c = container(name)
+    for env_name in container_env(c):
+        if env_name.startswith("FLYTE_CONNECTOR_") and env_name not in PLUGIN_STATE_ENVS:
+            assert env_name in envvars, f"{env_name} is not an environment variable of serve"
     for arg in c.get("args", []):
         if arg.startswith("-"):
             assert arg.split("=", 1)[0] in opts, f"{arg} is not an option of serve"
-    deployed_params()  # click itself parses and type-checks the args (NoSuchOption etc.)
+    assert deployed_params(name)["strict"], "--strict: a missing plugin must fail the rollout"
 
 
-def test_termination_grace_outlasts_the_drain() -> None:
-    params = deployed_params()
-    pod = one("Deployment")["spec"]["template"]["spec"]
-    c = container()
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_termination_grace_outlasts_the_drain(name: str) -> None:
+    params = deployed_params(name)
+    pod = pod_spec(name)
+    c = container(name)
     drain = params["grace_period"] + prestop_seconds(c)
     assert pod["terminationGracePeriodSeconds"] > drain
     live = c["livenessProbe"]
@@ -292,18 +387,21 @@ def test_termination_grace_outlasts_the_drain() -> None:
 
 def test_scaling_and_disruption_budget_leave_room_to_drain() -> None:
     hpa = one("HorizontalPodAutoscaler")["spec"]
-    assert "replicas" not in one("Deployment")["spec"], "the HPA owns the replica count"
+    assert "replicas" not in workload(SCALED)["spec"], "the HPA owns the replica count"
     assert hpa["minReplicas"] > one("PodDisruptionBudget")["spec"]["minAvailable"] >= 1
     assert hpa["maxReplicas"] >= hpa["minReplicas"]
     assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
-    resources = container()["resources"]
-    for kind in ("cpu", "memory"):
-        assert quantity(resources["requests"][kind]) <= quantity(resources["limits"][kind])
+    assert workload(LOCAL)["spec"]["replicas"] == 1
+    for name in WORKLOAD_KINDS:
+        resources = container(name)["resources"]
+        for kind in ("cpu", "memory"):
+            assert quantity(resources["requests"][kind]) <= quantity(resources["limits"][kind])
 
 
-def test_pod_runs_non_root_on_a_read_only_root_with_a_writable_tmp() -> None:
-    pod = one("Deployment")["spec"]["template"]["spec"]
-    c = container()
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_pod_runs_non_root_on_a_read_only_root_with_a_writable_tmp(name: str) -> None:
+    pod = pod_spec(name)
+    c = container(name)
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user().split(":")[0]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -313,6 +411,78 @@ def test_pod_runs_non_root_on_a_read_only_root_with_a_writable_tmp() -> None:
     mounts = {m["mountPath"] for m in c["volumeMounts"] if m["name"] in empty_dirs}
     tmpdir = dockerfile_env()["TMPDIR"]
     assert tmpdir in mounts and dockerfile_env()["HOME"] in mounts
+
+
+# ---------------------------------------------------------------- local-job connectors
+
+def _bundled_plugins() -> dict[str, dict[str, str]]:
+    """Each bundled plugin's distribution name -> its flyte.connectors entry points."""
+    import tomllib
+
+    found = {}
+    for directory in PLUGIN_DIRS:
+        project = tomllib.loads((REPO / directory / "pyproject.toml").read_text())["project"]
+        found[project["name"]] = project["entry-points"]["flyte.connectors"]
+    return found
+
+
+def _state_dir_envs() -> set[str]:
+    """The state-directory variables the bundled plugins read (their own constants)."""
+    from flyte_connector_shell.connector import STATE_DIR_ENV as SHELL_STATE_DIR_ENV
+    from flyte_connector_sql.jobfiles import STATE_DIR_ENV as SQL_STATE_DIR_ENV
+
+    return {SHELL_STATE_DIR_ENV, SQL_STATE_DIR_ENV}
+
+
+# Every bundled plugin runs its jobs as processes on the daemon's host (local-job).
+LOCAL_JOB_PLUGINS = {d: set(eps) for d, eps in _bundled_plugins().items()}
+PLUGIN_STATE_ENVS = _state_dir_envs()
+
+
+def loaded_task_types_of_dist(dist: str) -> set[str]:
+    """Task types one installed plugin distribution serves."""
+    from connector_cli.discovery import discover
+    from connector_cli.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    assert not discover(registry, plugins=(dist,)).failed
+    return {task_type for task_type, _version in registry.categories()}
+
+
+def test_the_scaled_deployment_loads_no_local_job_plugin() -> None:
+    selection = {p.lower() for p in deployed_params(SCALED)["plugins"]}
+    assert selection and "all" not in selection, (
+        "without a selection the scaled daemon loads every installed plugin, shell and sql too")
+    names = {n.lower() for dist, eps in LOCAL_JOB_PLUGINS.items() for n in (dist, *eps)}
+    assert not selection & names, f"local-job plugins in the scaled Deployment: {selection & names}"
+    local_types = {t for dist in LOCAL_JOB_PLUGINS for t in loaded_task_types_of_dist(dist)}
+    assert not loaded_task_types(SCALED) & local_types
+
+
+def test_the_local_statefulset_serves_exactly_the_local_job_plugins() -> None:
+    selection = set(deployed_params(LOCAL)["plugins"])
+    assert selection == {ep for eps in LOCAL_JOB_PLUGINS.values() for ep in eps}
+    expected = {t for dist in LOCAL_JOB_PLUGINS for t in loaded_task_types_of_dist(dist)}
+    assert loaded_task_types(LOCAL) == expected
+
+
+def test_local_job_directories_are_on_the_persistent_volume() -> None:
+    c = container(LOCAL)
+    env = container_env(c)
+    assert PLUGIN_STATE_ENVS <= set(env), "every bundled plugin's state directory is set"
+    claims = workload(LOCAL)["spec"]["volumeClaimTemplates"]
+    assert [t["spec"]["accessModes"] for t in claims] == [["ReadWriteOnce"]]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    claim_mounts = [path for path, vol in mounts.items() if vol == claims[0]["metadata"]["name"]]
+    assert len(claim_mounts) == 1
+    for variable in PLUGIN_STATE_ENVS:
+        state = Path(env[variable])
+        assert state.is_absolute(), variable
+        # The deepest mount holding the state directory must be the claim, not /tmp.
+        holder = max((Path(m) for m in mounts if state.is_relative_to(m)), key=lambda m: len(m.parts))
+        assert holder == Path(claim_mounts[0]), f"{variable}={state} is not on the volume"
+    assert len({env[v] for v in PLUGIN_STATE_ENVS}) == len(PLUGIN_STATE_ENVS)
+    assert not PLUGIN_STATE_ENVS & set(container_env(container(SCALED)))
 
 
 # ---------------------------------------------------------------- Flyte backend config
@@ -334,8 +504,26 @@ def routed_task_types() -> set[str]:
     return {t for t, p in plugins["default-for-task-types"].items() if p == "connector-service"}
 
 
+def connector_config() -> dict[str, Any]:
+    return backend_config()["plugins"]["connector-service"]  # type: ignore[no-any-return]
+
+
+def backend_deployment(name: str) -> dict[str, Any]:
+    """The backend's connection settings for a workload: the scaled one is the default."""
+    plugin = connector_config()
+    if name == SCALED:
+        return plugin["defaultConnector"]  # type: ignore[no-any-return]
+    pinned = set(plugin.get("connectorForTaskTypes", {}).values())
+    assert len(pinned) == 1, f"expected one pinned connector, found {pinned}"
+    return plugin["connectors"][pinned.pop()]  # type: ignore[no-any-return]
+
+
+def pinned_task_types() -> set[str]:
+    return set(connector_config().get("connectorForTaskTypes", {}))
+
+
 def test_backend_config_uses_the_plugins_real_keys() -> None:
-    plugin = backend_config()["plugins"]["connector-service"]
+    plugin = connector_config()
     assert set(plugin) <= PLUGIN_KEYS
     for deployment in [plugin["defaultConnector"], *plugin.get("connectors", {}).values()]:
         assert set(deployment) <= DEPLOYMENT_KEYS
@@ -346,16 +534,28 @@ def test_backend_config_uses_the_plugins_real_keys() -> None:
     json.loads(plugin["defaultConnector"]["defaultServiceConfig"])
 
 
-def test_backend_config_points_at_the_service_and_waits_less_than_the_drain() -> None:
-    connector = backend_config()["plugins"]["connector-service"]["defaultConnector"]
-    service = one("Service")
+def test_backend_config_routes_every_bundled_task_type_to_the_local_connector() -> None:
+    local_types = loaded_task_types(LOCAL)
+    assert local_types == {t for dist in LOCAL_JOB_PLUGINS for t in loaded_task_types_of_dist(dist)}
+    # A ListConnectors reply overrides connectorForTaskTypes in the backend's registry, so
+    # pinning holds only while no other daemon lists these task types.
+    assert pinned_task_types() == local_types
+    assert local_types <= routed_task_types()
+    assert routed_task_types() == local_types | loaded_task_types(SCALED)
+
+
+@pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
+def test_backend_config_points_at_the_service_and_waits_less_than_the_drain(name: str) -> None:
+    connector = backend_deployment(name)
+    service = service_of(name)
     namespace = one("Kustomization")["namespace"]
     port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
-    name = service["metadata"]["name"]
-    assert connector["endpoint"] == f"dns:///{name}.{namespace}.svc.cluster.local:{port}"
-    assert service["spec"]["clusterIP"] == "None", "round_robin needs one address per pod"
-    assert "round_robin" in connector["defaultServiceConfig"]
-    params = deployed_params()
+    service_name = service["metadata"]["name"]
+    assert connector["endpoint"] == f"dns:///{service_name}.{namespace}.svc.cluster.local:{port}"
+    assert service["spec"]["clusterIP"] == "None", "dns:/// needs one address per pod"
+    if name == SCALED:
+        assert "round_robin" in connector["defaultServiceConfig"]
+    params = deployed_params(name)
     assert connector["insecure"] is (params["tls_cert"] is None)
     waits = [connector["defaultTimeout"], *connector.get("timeouts", {}).values()]
     assert all(0 < seconds(w) <= params["grace_period"] for w in waits), (
@@ -394,7 +594,8 @@ def test_alert_rules_query_metrics_and_labels_the_daemon_exports() -> None:
         assert used <= labels, (rule["alert"], used - labels)
         assert set(re.findall(r'operation="(\w+)"', expr)) <= operations, rule["alert"]
     backlog = next(r for r in rules if r["alert"] == "FlyteConnectorBacklog")
-    assert int(backlog["expr"].rsplit(">", 1)[1]) < deployed_params()["workers"]
+    workers = min(deployed_params(name)["workers"] for name in WORKLOAD_KINDS)
+    assert int(backlog["expr"].rsplit(">", 1)[1]) < workers
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -475,12 +676,16 @@ def test_the_build_context_builds_the_package_and_plugins(tmp_path: Path) -> Non
 
 # ---------------------------------------------------------------- the real daemon
 
-@pytest.fixture
-def daemon_with_deployment_args(tmp_path: Path) -> Any:
-    """`flyte-connector serve` with the Deployment's args, moved to free local ports."""
-    c = container()
+@pytest.fixture(params=list(WORKLOAD_KINDS))
+def daemon_with_workload_args(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """`flyte-connector serve` with a workload's args and env, on free local ports and
+    with its state directories moved under tmp_path."""
+    name = request.param
+    c = container(name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
     env.update(container_env(c))
+    states = {var: tmp_path / "state" / Path(env[var]).name for var in PLUGIN_STATE_ENVS if var in env}
+    env.update({var: str(path) for var, path in states.items()})
     argv = [sys.executable, "-m", "connector_cli", "serve", *c.get("args", []),
             "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
     log = tmp_path / "serve.log"
@@ -495,22 +700,22 @@ def daemon_with_deployment_args(tmp_path: Path) -> Any:
     address = found.group(1) if found else None
     try:
         assert address, f"serve did not start: {log.read_text()[-2000:]}"
-        yield proc, address, log
+        yield name, proc, address, log, states
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
 
 
-def test_the_daemon_started_with_the_deployment_args_answers_every_probe(
-    daemon_with_deployment_args: Any,
+def test_the_daemon_started_with_each_workloads_args_answers_every_probe(
+    daemon_with_workload_args: Any,
 ) -> None:
     import grpc
     from flyteidl2.connector import connector_pb2, service_pb2_grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    proc, address, log = daemon_with_deployment_args
-    c = container()
+    name, proc, address, log, _states = daemon_with_workload_args
+    c = container(name)
     services = {c[p]["grpc"].get("service", "") for p in
                 ("startupProbe", "readinessProbe", "livenessProbe") if p in c}
     with grpc.insecure_channel(address) as channel:
@@ -521,8 +726,44 @@ def test_the_daemon_started_with_the_deployment_args_answers_every_probe(
         listed = service_pb2_grpc.ConnectorMetadataServiceStub(channel).ListConnectors(
             connector_pb2.ListConnectorsRequest(), timeout=5)
     advertised = {c.name for a in listed.connectors for c in a.supported_task_categories}
-    assert advertised == routed_task_types(), "the backend config routes other task types"
+    assert advertised == loaded_task_types(name)
+    assert advertised <= routed_task_types(), "the backend config does not route these"
+    if name == LOCAL:
+        assert advertised == pinned_task_types()
+    else:
+        assert not advertised & pinned_task_types(), "it would take over the pinned types"
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=deployed_params()["grace_period"] + 5) == 0, log.read_text()
-    assert time.monotonic() - start < deployed_params()["grace_period"]
+    grace = deployed_params(name)["grace_period"]
+    assert proc.wait(timeout=grace + 5) == 0, log.read_text()
+    assert time.monotonic() - start < grace
+
+
+@pytest.mark.parametrize("daemon_with_workload_args", [LOCAL], indirect=True)
+async def test_local_jobs_with_a_remote_output_prefix_land_in_the_state_directories(
+    daemon_with_workload_args: Any,
+) -> None:
+    """What the volume is for: each plugin keeps its job directory where the env says."""
+    from connector_cli.client import ConnectorClient
+    from connector_cli.sdk import is_terminal_phase
+    from flyteidl2.core.execution_pb2 import TaskExecution
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from google.protobuf.struct_pb2 import Struct
+
+    _name, _proc, address, _log, states = daemon_with_workload_args
+    assert sorted(states) == sorted(PLUGIN_STATE_ENVS)
+    jobs = {"shell": {"command": ["true"]}, "sql": {"query": "select 1 as one"}}
+    async with ConnectorClient(address) as client:
+        for task_type, custom in jobs.items():
+            struct = Struct()
+            struct.update(custom)
+            template = TaskTemplate(type=task_type, custom=struct)
+            meta = await client.create(template, "s3://bucket/run/0")
+            deadline = time.monotonic() + 15
+            resource = await client.get((task_type, 0), meta)
+            while not is_terminal_phase(resource.phase) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                resource = await client.get((task_type, 0), meta)
+            assert resource.phase == TaskExecution.SUCCEEDED, (task_type, resource.message)
+    for variable, state in states.items():
+        assert state.is_dir() and len(list(state.iterdir())) == 1, f"{variable}: {state}"

@@ -213,7 +213,9 @@ class ShellConnector(AsyncConnector):
         record = record or meta.exit_record()
         deleted = (meta.path / DELETED_MARK).exists()
         if record is None:
-            phase = TaskExecution.ABORTED if deleted else TaskExecution.FAILED
+            # Lost, not failed: the host or daemon restarted, or something killed it; the
+            # command may well succeed when Flyte retries the task.
+            phase = TaskExecution.ABORTED if deleted else TaskExecution.RETRYABLE_FAILED
             return Resource(phase, _lost_message(meta, deleted), links, None, info)
         info["exit_code"] = record["exit_code"]
         if deleted:

@@ -190,7 +190,7 @@ async def test_delete_of_finished_and_unknown_jobs_is_a_no_op(jobs: Jobs, tmp_pa
     unknown = ShellMeta(pid=2**22 + 7, start_ticks=1, boot_id=procfs.boot_id(), job_dir=str(tmp_path / "gone"))
     await call_method(jobs.connector, "delete", unknown)
     lost = await jobs.get(unknown)
-    assert lost.phase == TaskExecution.FAILED and "is gone" in lost.message
+    assert lost.phase == TaskExecution.RETRYABLE_FAILED and "is gone" in lost.message
 
 
 async def test_a_reused_pid_is_neither_reported_running_nor_killed(jobs: Jobs) -> None:
@@ -198,21 +198,21 @@ async def test_a_reused_pid_is_neither_reported_running_nor_killed(jobs: Jobs) -
     impostor = ShellMeta.decode(meta.encode())
     impostor.start_ticks -= 1
     resource = await jobs.get(impostor)
-    assert resource.phase == TaskExecution.FAILED
+    assert resource.phase == TaskExecution.RETRYABLE_FAILED
     assert "ended without recording an exit code" in resource.message
     await call_method(jobs.connector, "delete", impostor)
     assert alive(meta.pid) and (await jobs.get(meta)).phase == TaskExecution.RUNNING
     other_boot = ShellMeta.decode(meta.encode())
     other_boot.boot_id = "another-boot"
-    assert (await jobs.get(other_boot)).phase == TaskExecution.FAILED
+    assert (await jobs.get(other_boot)).phase == TaskExecution.RETRYABLE_FAILED
 
 
-async def test_a_job_killed_outside_the_connector_is_failed_not_running(jobs: Jobs) -> None:
+async def test_a_job_killed_outside_the_connector_is_retryable_not_running(jobs: Jobs) -> None:
     meta = await jobs.create({"command": ["sleep", "30"]})
     os.killpg(meta.pid, 9)
     assert wait_for(lambda: not procfs.is_running(meta.pid, meta.start_ticks, meta.boot_id))
     resource = await jobs.get(meta)
-    assert resource.phase == TaskExecution.FAILED
+    assert resource.phase == TaskExecution.RETRYABLE_FAILED
     assert "ended without recording an exit code" in resource.message
 
 

@@ -96,7 +96,7 @@ class SQLConnector(AsyncConnector):
         job_dir = Path(resource_meta.job_dir)
         status = jobfiles.read_json(job_dir / jobfiles.STATUS)
         if status is None:
-            return Resource(phase=TaskExecution.FAILED,
+            return Resource(phase=TaskExecution.RETRYABLE_FAILED,
                             message=f"the job directory {job_dir} has no status (removed?)")
         state = status.get("state")
         if state not in jobfiles.TERMINAL and not process.is_alive(
@@ -117,7 +117,9 @@ class SQLConnector(AsyncConnector):
         if not process.is_alive(resource_meta.pid, resource_meta.start_ticks):
             tail = scrub(jobfiles.log_tail(job_dir), password_from(kwargs))
             message = "the SQL worker exited unexpectedly" + (f": {tail}" if tail else "")
-            return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info)
+            # Lost, not failed: the query may well succeed when Flyte retries the task.
+            return Resource(phase=TaskExecution.RETRYABLE_FAILED, message=message,
+                            custom_info=info)
         return Resource(phase=_PHASES.get(str(state), TaskExecution.RUNNING),
                         message=_progress(status), custom_info=info)
 

@@ -118,13 +118,13 @@ async def test_a_new_connector_finds_the_job_from_the_meta_bytes_alone(jobs: Job
     assert (await jobs.get(again)).outputs == (await call_method(restarted, "get", again)).outputs
 
 
-async def test_a_killed_worker_is_reported_as_failed(jobs: Jobs) -> None:
+async def test_a_killed_worker_is_reported_as_retryable(jobs: Jobs) -> None:
     meta = await jobs.create(template(query=SLOW_SQLITE))
     await jobs.wait_running(meta)
     os.kill(meta.pid, signal.SIGKILL)
     assert process.wait_until(lambda: not process.is_alive(meta.pid, meta.start_ticks), 5)
     done = await jobs.get(meta)
-    assert done.phase == TaskExecution.FAILED
+    assert done.phase == TaskExecution.RETRYABLE_FAILED
     assert done.message.startswith("the SQL worker exited unexpectedly")
 
 
