@@ -178,10 +178,7 @@ def read_examples(pairs: Iterable[str], option: str,
     parses, else a string), as `flyte-connector test` reads inputs."""
     from connector_cli.tasks import read_inputs
 
-    try:
-        return read_inputs(file, pairs)
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("-i expects", f"{option} expects")) from None
+    return read_inputs(file, pairs, option)
 
 
 def parse_custom(text: Optional[str]) -> Optional[dict[str, Any]]:

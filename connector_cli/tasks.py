@@ -207,11 +207,13 @@ def _short_parse_error(exc: Exception) -> str:
 
 
 
-def read_inputs(file: str | Path | None = None, pairs: Iterable[str] = ()) -> dict[str, Any]:
+def read_inputs(file: str | Path | None = None, pairs: Iterable[str] = (),
+                option: str = "-i") -> dict[str, Any]:
     """Input values from a JSON (or YAML) object file and `NAME=VALUE` pairs.
 
     A pair's VALUE is parsed as JSON when it parses (`n=3` is a number, `s="3"` a string),
-    else taken as a string; pairs win over the file for the same name.
+    else taken as a string; pairs win over the file for the same name. `option` names the
+    flag the pairs came from in errors.
     """
     values: dict[str, Any] = {}
     if file is not None:
@@ -219,7 +221,7 @@ def read_inputs(file: str | Path | None = None, pairs: Iterable[str] = ()) -> di
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep or not name.strip():
-            raise UsageError(f"-i expects NAME=VALUE, got {pair!r}")
+            raise UsageError(f"{option} expects NAME=VALUE, got {pair!r}")
         try:
             values[name.strip()] = json.loads(raw)
         except ValueError:
