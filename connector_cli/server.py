@@ -278,11 +278,6 @@ class ConnectorServer:
         if self._metrics is not None:
             self._metrics.close()
 
-    async def wait_stopped(self) -> None:
-        """Return once `stop` has finished."""
-        assert self._stopped is not None
-        await self._stopped.wait()
-
     async def serve(self) -> int:
         """Start, run until SIGINT/SIGTERM, drain; the exit status (128 + signal if forced).
 
