@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from connector_cli._version import __version__
 
 _EXPORTS = {
-    "AsyncConnector": "connector_cli.sdk",
-    "Resource": "connector_cli.sdk",
-    "is_terminal_phase": "connector_cli.sdk",
-    "convert_to_flyte_phase": "connector_cli.sdk",
-    "phase_name": "connector_cli.sdk",
-    "ResourceMeta": "connector_cli.meta",
-    "ConnectorRegistry": "connector_cli.registry",
+    "AsyncConnector": "connector_cli.sdk.connector",
+    "Resource": "connector_cli.sdk.connector",
+    "is_terminal_phase": "connector_cli.sdk.connector",
+    "convert_to_flyte_phase": "connector_cli.sdk.connector",
+    "phase_name": "connector_cli.sdk.connector",
+    "ResourceMeta": "connector_cli.sdk.resource_meta",
+    "ConnectorRegistry": "connector_cli.sdk.registry",
     "ConnectorError": "connector_cli.errors",
     "ConnectorNotFound": "connector_cli.errors",
     "RegistrationError": "connector_cli.errors",
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
         UsageError,
     )
     from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset
-    from connector_cli.meta import ResourceMeta
-    from connector_cli.registry import ConnectorRegistry
-    from connector_cli.sdk import (
+    from connector_cli.sdk.resource_meta import ResourceMeta
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.sdk.connector import (
         AsyncConnector,
         Resource,
         convert_to_flyte_phase,

@@ -3,7 +3,7 @@
 Each function takes a request message (`CreateTaskRequest`, `GetTaskRequest`, ...), finds
 the connector, decodes the resource meta, turns the connection into keyword arguments,
 calls the connector the right way for how its method was written, and builds the response
-message. The daemon's servicers (`connector_cli.service`) and the in-process runner of
+message. The daemon's servicers (`connector_cli.daemon.servicers`) and the in-process runner of
 `flyte-connector test` both call these, so what works in one works in the other.
 
 A `Scope` records what the caller needs to know about a call as it goes: the task type
@@ -22,10 +22,10 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import LiteralError, UsageError
-from connector_cli.meta import ResourceMeta
-from connector_cli.registry import ConnectorRegistry
-from connector_cli.sdk import AsyncConnector, Resource, call_method, implements
-from connector_cli.secrets import Connection
+from connector_cli.sdk.resource_meta import ResourceMeta
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, implements
+from connector_cli.sdk.secrets import Connection
 
 logger = logging.getLogger(__name__)
 

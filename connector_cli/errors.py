@@ -47,7 +47,7 @@ class StartupError(ConnectorError):
     """The daemon could not start: port in use, unreadable TLS files (exit status 1)."""
 
 
-class ModuleNotFound(UsageError):
+class PluginNotFound(UsageError):
     """A `--modules` name or a `--plugins` name that does not exist (exit status 2)."""
 
 

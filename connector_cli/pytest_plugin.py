@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable
 import pytest
 
 if TYPE_CHECKING:
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.testing import RunningDaemon, TaskRunResult
 
 try:
@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
 @pytest.fixture
 def connector_registry() -> ConnectorRegistry:
     """A fresh, empty registry; register the connectors under test on it."""
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     return ConnectorRegistry()
 
@@ -66,8 +66,8 @@ def run_connector(
 async def _daemons() -> AsyncIterator[Callable[..., Awaitable[RunningDaemon]]]:
     import contextlib
 
-    from connector_cli.registry import ConnectorRegistry
-    from connector_cli.sdk import AsyncConnector
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.sdk.connector import AsyncConnector
     from connector_cli.testing import registry_with, serve_in_background
 
     async with contextlib.AsyncExitStack() as stack:

@@ -2,7 +2,7 @@
 
 - `serve_in_background` runs the same grpc.aio server `flyte-connector serve` runs, on
   127.0.0.1 with an ephemeral port, inside the current event loop, and hands back a client
-  that talks to it with the generated flyteidl2 stubs (exactly what the Flyte backend does).
+  that talks to it with the generated flyteidl2 stubs (exactly what the Flyte target does).
 - `run_task` drives a connector through create -> get ... -> delete, in-process or
   against such a daemon, with the same runner `flyte-connector test` uses.
 - `make_template`, `make_inputs` and `registry_with` build task templates, inputs and
@@ -16,7 +16,7 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Collection, Mapping, Optional
 
-from connector_cli.run_model import PollUpdate, RunObserver, RunResult
+from connector_cli.run.types import PollUpdate, RunObserver, RunResult
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 
     from connector_cli.client import ClientTLS, ConnectorClient
     from connector_cli.discovery import DiscoveryReport
-    from connector_cli.registry import ConnectorRegistry
-    from connector_cli.run_model import Backend, RunRequest
-    from connector_cli.sdk import AsyncConnector
-    from connector_cli.server import ConnectorServer
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.run.types import RunTarget, RunRequest
+    from connector_cli.sdk.connector import AsyncConnector
+    from connector_cli.daemon.server import ConnectorServer
 
 
 @dataclasses.dataclass
@@ -78,8 +78,8 @@ async def serve_in_background(
     """
     from connector_cli.client import ConnectorClient
     from connector_cli.config import ServerConfig
-    from connector_cli.registry import ConnectorRegistry
-    from connector_cli.server import ConnectorServer
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.daemon.server import ConnectorServer
 
     registry = registry if registry is not None else ConnectorRegistry()
     report = _load(registry, modules, plugins) if modules or plugins else None
@@ -134,7 +134,7 @@ def registry_with(
 ) -> ConnectorRegistry:
     """A fresh registry holding `connectors` plus what `modules` and installed `plugins`
     register (none by default); a module or plugin that fails raises `PluginLoadError`."""
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = ConnectorRegistry()
     for connector in connectors:
@@ -226,24 +226,24 @@ async def run_task(
 
     `target` is a connector, a registry, or a `RunningDaemon` (then the calls go over
     gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads).
-    `secrets` resolve the template's `custom.secrets` like the backend does. On `timeout`
+    `secrets` resolve the template's `custom.secrets` like the Flyte backend does. On `timeout`
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
     raised by the connector's create/get is re-raised after the cleanup.
     """
-    from connector_cli.runner import Run, RunOptions
+    from connector_cli.run.runner import Run, RunOptions
 
-    backend = _backend_for(target)
+    target = _target_for(target)
     request = _run_request(template, inputs, secrets, output_prefix)
     options = RunOptions(poll_interval=poll_interval, max_poll_interval=max(poll_interval, 1.0),
                          timeout=timeout, logs="end" if logs else "none", metrics=metrics,
                          delete_timeout=10.0, epilogue_timeout=10.0)
     result = TaskRunResult()
-    run = Run(backend, request, options, _PhaseRecorder(result))
+    run = Run(target, request, options, _PhaseRecorder(result))
     run.result = result
     try:
         await run.execute()
     finally:
-        await backend.close()
+        await target.close()
     if raise_errors and result.exception is not None:
         raise result.exception
     return result
@@ -255,9 +255,9 @@ def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]
 
     from flyteidl2.task.common_pb2 import Inputs
 
-    from connector_cli.runner import RunRequest
-    from connector_cli.secrets import connection_for
-    from connector_cli.tasks import execution_metadata, load_task, read_inputs
+    from connector_cli.run.runner import RunRequest
+    from connector_cli.sdk.secrets import connection_for
+    from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
 
     defaults: dict[str, Any] = {}
     if isinstance(template, (str, os.PathLike)):
@@ -274,27 +274,27 @@ def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]
                       connection=connection_for(template, secrets or {}))
 
 
-def _backend_for(target: Any) -> Backend:
-    from connector_cli.backends import InProcessBackend
-    from connector_cli.registry import ConnectorRegistry
-    from connector_cli.sdk import AsyncConnector
+def _target_for(target: Any) -> RunTarget:
+    from connector_cli.run.targets import InProcessTarget
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.sdk.connector import AsyncConnector
 
     if isinstance(target, RunningDaemon):
-        return _daemon_backend(target)
+        return _daemon_target(target)
     if isinstance(target, AsyncConnector):
-        return InProcessBackend(registry_with(target))
+        return InProcessTarget(registry_with(target))
     if isinstance(target, ConnectorRegistry):
-        return InProcessBackend(target)
+        return InProcessTarget(target)
     raise TypeError(f"run_task runs a connector, a ConnectorRegistry or a RunningDaemon, "
                     f"not {type(target).__name__}")
 
 
 
-def _daemon_backend(daemon: RunningDaemon) -> Backend:
-    """A `RemoteBackend` that uses the daemon's own client (its channel and TLS)."""
-    from connector_cli.backends import RemoteBackend
+def _daemon_target(daemon: RunningDaemon) -> RunTarget:
+    """A `DaemonTarget` that uses the daemon's own client (its channel and TLS)."""
+    from connector_cli.run.targets import DaemonTarget
 
-    class DaemonBackend(RemoteBackend):
+    class _TestDaemonTarget(DaemonTarget):
         @property
         def client(self) -> ConnectorClient:
             return daemon.client
@@ -302,4 +302,4 @@ def _daemon_backend(daemon: RunningDaemon) -> Backend:
         async def close(self) -> None:
             """The client belongs to the daemon, which closes it."""
 
-    return DaemonBackend(daemon.address)
+    return _TestDaemonTarget(daemon.address)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector_cli.registry import ConnectorRegistry
+from connector_cli.sdk.registry import ConnectorRegistry
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

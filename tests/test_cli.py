@@ -108,20 +108,20 @@ def test_debug_shows_the_traceback_otherwise_one_line() -> None:
     debug = run_cli("--debug", "list", "--plugins", "none", "-m", "no_such_module_xyz")
     assert debug.returncode == 2
     assert "Traceback (most recent call last)" in debug.stderr
-    assert "ModuleNotFound" in debug.stderr
+    assert "PluginNotFound" in debug.stderr
     debug_env = run_cli("list", "--plugins", "none", "-m", "no_such_module_xyz", FLYTE_CONNECTOR_DEBUG="1")
     assert "Traceback (most recent call last)" in debug_env.stderr
 
 
 def test_unexpected_errors_become_one_line_with_a_hint() -> None:
-    from connector_cli.cli import _as_cli_error
+    from connector_cli.cli.errors import as_cli_error
     from connector_cli.errors import ConnectorNotFound, UsageError
 
-    error = _as_cli_error(KeyError("region"), debug=False)
+    error = as_cli_error(KeyError("region"), debug=False)
     assert (error.message, error.exit_code) == (
         "unexpected KeyError: 'region' (run with --debug for the traceback)", 1)
-    assert _as_cli_error(UsageError("bad input"), debug=False).exit_code == 2
-    assert _as_cli_error(ConnectorNotFound("nope"), debug=False).message == "nope"
+    assert as_cli_error(UsageError("bad input"), debug=False).exit_code == 2
+    assert as_cli_error(ConnectorNotFound("nope"), debug=False).message == "nope"
 
 
 def test_entry_points_from_a_subprocess(installed_dists: Path) -> None:

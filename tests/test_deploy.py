@@ -159,7 +159,7 @@ def loaded_task_types(name: str) -> set[str]:
     """Task types the workload's plugin selection loads from what is installed here."""
     from connector_cli.cli.options import discovery_config
     from connector_cli.discovery import discover
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     params = deployed_params(name)
     config = discovery_config(params["modules"], params["plugins"])
@@ -442,7 +442,7 @@ PLUGIN_STATE_ENVS = _state_dir_envs()
 def loaded_task_types_of_dist(dist: str) -> set[str]:
     """Task types one installed plugin distribution serves."""
     from connector_cli.discovery import discover
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = ConnectorRegistry()
     assert not discover(registry, plugins=(dist,)).failed
@@ -570,14 +570,14 @@ TARGET_LABELS = {"instance", "job", "le"}
 
 def daemon_series() -> dict[str, set[str]]:
     """Series names the daemon exports, with the label names each carries."""
-    from connector_cli.metrics import exported_series
+    from connector_cli.daemon.metrics import exported_series
 
     return exported_series()
 
 
 def test_alert_rules_query_metrics_and_labels_the_daemon_exports() -> None:
     series = daemon_series()
-    from connector_cli.service import OPERATIONS
+    from connector_cli.daemon.servicers import OPERATIONS
 
     operations = set(OPERATIONS)
     rules = yaml.safe_load(ALERT_RULES.read_text())["groups"][0]["rules"]
@@ -636,7 +636,7 @@ def test_dockerfile_installs_the_bundled_plugins_and_copies_what_exists() -> Non
             for source in rest.split()[:-1]:
                 assert (REPO / source).exists(), f"COPY {source}: no such path"
                 assert not dockerignored(source, patterns), f"COPY {source} is dockerignored"
-    for needed in ("pyproject.toml", "README.md", "connector_cli/cli/serve.py",
+    for needed in ("pyproject.toml", "README.md", "connector_cli/cli/serve_command.py",
                    *(f"{d}/pyproject.toml" for d in PLUGIN_DIRS)):
         assert not dockerignored(needed, patterns), needed
     for dropped in (".venv/bin/python", "tests/test_deploy.py", ".git/HEAD",
@@ -745,7 +745,7 @@ async def test_local_jobs_with_a_remote_output_prefix_land_in_the_state_director
 ) -> None:
     """What the volume is for: each plugin keeps its job directory where the env says."""
     from connector_cli.client import ConnectorClient
-    from connector_cli.sdk import is_terminal_phase
+    from connector_cli.sdk.connector import is_terminal_phase
     from flyteidl2.core.execution_pb2 import TaskExecution
     from flyteidl2.core.tasks_pb2 import TaskTemplate
     from google.protobuf.struct_pb2 import Struct

@@ -15,7 +15,7 @@ from connector_cli.discovery import (
     discover,
     inventory,
 )
-from connector_cli.registry import ConnectorRegistry
+from connector_cli.sdk.registry import ConnectorRegistry
 
 GOOD = ["good-module", "good-class", "good-instance"]
 BROKEN = [

@@ -10,7 +10,7 @@ from typing import Optional
 import pytest
 
 from connector_cli import ResourceMeta, ResourceMetaError
-from connector_cli.meta import check_meta_class
+from connector_cli.sdk.resource_meta import check_meta_class
 
 
 class Kind(enum.Enum):

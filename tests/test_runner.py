@@ -18,14 +18,14 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from flyteidl2.task.task_definition_pb2 import TaskSpec
 from google.protobuf import json_format
 
-from connector_cli.backends import InProcessBackend, RemoteBackend
+from connector_cli.run.targets import InProcessTarget, DaemonTarget
 from connector_cli.discovery import discover
 from connector_cli.errors import ConnectorNotFound, LiteralError, UsageError
 from connector_cli.literals import json_to_inputs
-from connector_cli.registry import ConnectorRegistry
-from connector_cli.runner import PollUpdate, Run, RunObserver, RunOptions, RunRequest, next_poll_delay
-from connector_cli.secrets import SecretMasker, collect_secrets, connection_for, read_secrets_file
-from connector_cli.tasks import execution_metadata, load_task, read_inputs
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.run.runner import PollUpdate, Run, RunObserver, RunOptions, RunRequest, next_poll_delay
+from connector_cli.sdk.secrets import SecretMasker, collect_secrets, connection_for, read_secrets_file
+from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
 from connector_cli.testing import serve_in_background
 from tests.conftest import HERE
 
@@ -233,7 +233,7 @@ def test_poll_delay_backs_off_gently_after_a_minute_and_is_capped() -> None:
 async def test_success_in_process(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
     request = job_request(tmp_path, seconds=0.15, record=str(record))
-    result, recorder = await run_job(InProcessBackend(jobs), request, logs="end", metrics=True)
+    result, recorder = await run_job(InProcessTarget(jobs), request, logs="end", metrics=True)
     assert result.status == "succeeded" and result.exit_code == 0
     assert result.phase == "SUCCEEDED" and result.message == "done"
     assert result.output_values == {"answer": 42, "job_id": recorder.events[0][1]["job_id"]}
@@ -255,7 +255,7 @@ async def test_timeout_deletes_the_job(jobs: ConnectorRegistry, tmp_path: Path) 
     record = tmp_path / "record.txt"
     request = job_request(tmp_path, outcome="hang", record=str(record))
     started = time.monotonic()
-    result, recorder = await run_job(InProcessBackend(jobs), request, timeout=0.3)
+    result, recorder = await run_job(InProcessTarget(jobs), request, timeout=0.3)
     assert time.monotonic() - started < 2
     assert result.status == "timed_out" and result.exit_code == 3 and result.phase == "RUNNING"
     assert result.deleted and recorder.kinds()[-2:] == ["deleting", "deleted"]
@@ -265,14 +265,14 @@ async def test_timeout_deletes_the_job(jobs: ConnectorRegistry, tmp_path: Path) 
 async def test_keep_leaves_the_job_running(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
     request = job_request(tmp_path, outcome="hang", record=str(record))
-    result, recorder = await run_job(InProcessBackend(jobs), request, timeout=0.2, keep=True)
+    result, recorder = await run_job(InProcessTarget(jobs), request, timeout=0.2, keep=True)
     assert result.status == "timed_out" and not result.deleted
     assert "delete" not in record.read_text() and ("note", "--keep: not deleting the job; it may still be running") in recorder.events
 
 
 async def test_interrupt_stops_polling_and_deletes(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
-    run = Run(InProcessBackend(jobs), job_request(tmp_path, outcome="hang", record=str(record)),
+    run = Run(InProcessTarget(jobs), job_request(tmp_path, outcome="hang", record=str(record)),
               RunOptions(poll_interval=5.0), Recorder())
     task = asyncio.ensure_future(run.execute())
     while not record.exists():
@@ -287,7 +287,7 @@ async def test_interrupt_during_create_waits_for_it_then_deletes(jobs: Connector
     record = tmp_path / "record.txt"
     request = job_request(tmp_path, outcome="slow-create", seconds=0.3, record=str(record))
     recorder = Recorder()
-    run = Run(InProcessBackend(jobs), request, RunOptions(poll_interval=0.05), recorder)
+    run = Run(InProcessTarget(jobs), request, RunOptions(poll_interval=0.05), recorder)
     task = asyncio.ensure_future(run.execute())
     while not record.exists():
         await asyncio.sleep(0.01)
@@ -304,26 +304,26 @@ async def test_blocking_sync_get_still_times_out_and_deletes(jobs: ConnectorRegi
     request = RunRequest(template, json_to_inputs({"outcome": "block", "record": str(record)}, None),
                          str(tmp_path), execution_metadata(template), connection_for(template, {}))
     started = time.monotonic()
-    result, _ = await run_job(InProcessBackend(jobs), request, timeout=0.3)
+    result, _ = await run_job(InProcessTarget(jobs), request, timeout=0.3)
     assert result.status == "timed_out" and result.deleted and time.monotonic() - started < 3
     assert record.read_text().splitlines() == ["create sync-1", "delete sync-1"]
 
 
 async def test_connector_errors(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
-    result, recorder = await run_job(InProcessBackend(jobs),
+    result, recorder = await run_job(InProcessTarget(jobs),
                                      job_request(tmp_path, outcome="raise-create", record=str(record)))
     assert result.status == "error" and result.exit_code == 1 and result.resource_meta is None
     assert result.error == "create failed: RuntimeError: the job service refused the job"
     assert isinstance(result.exception, RuntimeError) and "deleting" not in recorder.kinds()
-    result, recorder = await run_job(InProcessBackend(jobs),
+    result, recorder = await run_job(InProcessTarget(jobs),
                                      job_request(tmp_path, outcome="raise-get", record=str(record)))
     assert result.status == "error" and result.error.startswith("get failed: ValueError: lost track of job-")
     assert result.deleted and record.read_text().splitlines()[-1].startswith("delete job-")
 
 
 async def test_failed_aborted_and_missing_outputs(jobs: ConnectorRegistry, tmp_path: Path) -> None:
-    backend = InProcessBackend(jobs)
+    backend = InProcessTarget(jobs)
     result, _ = await run_job(backend, job_request(tmp_path, outcome="fail"))
     assert (result.status, result.exit_code, result.message) == ("failed", 1, "the job ran out of memory")
     result, _ = await run_job(backend, job_request(tmp_path, outcome="abort"))
@@ -339,13 +339,13 @@ async def test_missing_outputs_are_read_from_outputs_pb(jobs: ConnectorRegistry,
     Path(request.output_prefix).mkdir()
     written = outputs_to_proto({"answer": 7, "job_id": "from-file"}, request.template.interface)
     (Path(request.output_prefix) / "outputs.pb").write_bytes(written.SerializeToString())
-    result, _ = await run_job(InProcessBackend(jobs), request)
+    result, _ = await run_job(InProcessTarget(jobs), request)
     assert result.status == "succeeded" and result.output_values == {"answer": 7, "job_id": "from-file"}
 
 
 async def test_following_logs_never_repeats_a_line(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     request = job_request(tmp_path, seconds=0.6)
-    result, recorder = await run_job(InProcessBackend(jobs), request, logs="follow")
+    result, recorder = await run_job(InProcessTarget(jobs), request, logs="follow")
     batches = [lines for kind, lines in recorder.events if kind == "logs"]
     assert len(batches) > 1
     assert result.logs == [f"line {i}" for i in range(len(result.logs))] and len(result.logs) >= 6
@@ -356,7 +356,7 @@ async def test_unknown_task_type_names_the_closest(jobs: ConnectorRegistry, tmp_
     request = RunRequest(TaskTemplate(type="jbo"), None, "/tmp", request.task_execution_metadata,
                          request.connection)
     with pytest.raises(ConnectorNotFound, match=r"'jbo' v0 \(did you mean 'job'\?\); served: job v0, sync-job v0"):
-        await run_job(InProcessBackend(jobs), request)
+        await run_job(InProcessTarget(jobs), request)
 
 
 def test_inputs_that_do_not_match_the_interface_name_the_input() -> None:
@@ -367,9 +367,9 @@ def test_inputs_that_do_not_match_the_interface_name_the_input() -> None:
 
 async def test_remote_backend_gives_the_same_result(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     request = job_request(tmp_path, seconds=0.1, secrets={"api_key": "k3y-value"})
-    local, _ = await run_job(InProcessBackend(jobs), request, logs="end", metrics=True)
+    local, _ = await run_job(InProcessTarget(jobs), request, logs="end", metrics=True)
     async with serve_in_background(jobs) as daemon:
-        remote_backend = RemoteBackend(daemon.address)
+        remote_backend = DaemonTarget(daemon.address)
         try:
             remote, _ = await run_job(remote_backend, request, logs="end", metrics=True)
         finally:
@@ -385,7 +385,7 @@ async def test_remote_backend_gives_the_same_result(jobs: ConnectorRegistry, tmp
 async def test_remote_errors_timeout_and_unknown_type(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
     async with serve_in_background(jobs) as daemon:
-        backend = RemoteBackend(daemon.address)
+        backend = DaemonTarget(daemon.address)
         try:
             result, _ = await run_job(backend, job_request(tmp_path, outcome="hang", record=str(record)),
                                       timeout=0.3)

@@ -15,7 +15,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from google.protobuf.json_format import ParseDict
 
 from connector_cli.cli import cli
-from connector_cli.tasks import load_task
+from connector_cli.run.task_files import load_task
 from connector_cli.testing import make_template
 from tests.conftest import REPO, cli_env
 
@@ -160,7 +160,7 @@ def test_every_scaffold_file_is_package_data() -> None:
     globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"]["connector_cli"]
     root = REPO / "connector_cli"
-    files = [str(p.relative_to(root)) for p in (root / "templates").rglob("*") if p.is_file()]
+    files = [str(p.relative_to(root)) for p in (root / "authoring" / "templates").rglob("*") if p.is_file()]
     assert files and all(p.endswith(".tmpl") for p in files)
     shipped = {str(p.relative_to(root)) for glob in globs for p in root.glob(glob)}
     assert sorted(set(files) - shipped) == []

@@ -18,7 +18,7 @@ from connector_cli import (
     convert_to_flyte_phase,
     is_terminal_phase,
 )
-from connector_cli.sdk import call_method, implements, method_kind, phase_name
+from connector_cli.sdk.connector import call_method, implements, method_kind, phase_name
 
 
 @pytest.mark.parametrize(

@@ -39,10 +39,10 @@ from connector_cli.client import ClientTLS
 from connector_cli.config import ServerConfig
 from connector_cli.errors import RemoteError, StartupError
 from connector_cli.literals import python_to_literal
-from connector_cli.metrics import exported_series
-from connector_cli.registry import ConnectorRegistry
-from connector_cli.server import ConnectorServer
-from connector_cli.service import OPERATIONS
+from connector_cli.daemon.metrics import exported_series
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.daemon.server import ConnectorServer
+from connector_cli.daemon.servicers import OPERATIONS
 from connector_cli.testing import serve_in_background
 from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc

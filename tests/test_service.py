@@ -28,7 +28,7 @@ from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
 from google.protobuf.struct_pb2 import Struct
 
 from connector_cli.literals import infer_literal_type, literal_to_python, python_to_literal
-from connector_cli.registry import ConnectorRegistry
+from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import RunningDaemon, serve_in_background
 from tests.fixtures.connectors import daemon_connectors as dc
 

@@ -17,7 +17,7 @@ from flyteidl2.core.types_pb2 import LiteralType, SimpleType
 from connector_cli.errors import ConnectorNotFound, LiteralError, UsageError
 from connector_cli.literals import FlyteFile, inputs_to_python
 from connector_cli.literals._types import type_name
-from connector_cli.registry import ConnectorRegistry
+from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import make_inputs, make_template, registry_with, run_task
 from tests.conftest import REPO, cli_env
 

@@ -2,29 +2,24 @@
 
 This package is the only place that imports click and rich. Core errors become one
 `Error: ...` line and an exit code (2 for bad usage or input, 1 otherwise); `--debug`
-also prints the traceback.
+also prints the traceback. Each command lives in its own module and is added here.
 """
 
 from __future__ import annotations
 
-import sys
-import traceback
 from typing import Any, Optional, Sequence
 
 import click
 
 from connector_cli._version import __version__
+from connector_cli.cli.authoring_commands import init_command, template_command
+from connector_cli.cli.errors import EXIT_USAGE, CLIError, as_cli_error
+from connector_cli.cli.list_command import list_command
 from connector_cli.cli.options import option
+from connector_cli.cli.serve_command import serve_command
+from connector_cli.cli.test_command import test_command
 
-EXIT_USAGE = 2
-
-
-class CLIError(click.ClickException):
-    """One line on stderr and an exit code."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+__all__ = ["EXIT_USAGE", "CLIError", "cli", "main"]
 
 
 class _Group(click.Group):
@@ -34,20 +29,7 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - the one place errors become a line
-            raise _as_cli_error(exc, debug=bool(ctx.meta.get("debug"))) from exc
-
-
-def _as_cli_error(exc: Exception, debug: bool) -> CLIError:
-    from connector_cli.errors import ConnectorError, UsageError
-
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, UsageError):
-        return CLIError(str(exc), EXIT_USAGE)
-    if isinstance(exc, ConnectorError):
-        return CLIError(str(exc))
-    hint = "" if debug else " (run with --debug for the traceback)"
-    return CLIError(f"unexpected {type(exc).__name__}: {exc}{hint}")
+            raise as_cli_error(exc, debug=bool(ctx.meta.get("debug"))) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,13 +41,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.meta["debug"] = debug
 
 
+for _command in (list_command, serve_command, test_command, init_command, template_command):
+    cli.add_command(_command)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Console-script entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="flyte-connector")
-
-
-# Each module registers its commands on `cli`.
-from connector_cli.cli import inventory as _inventory  # noqa: E402,F401
-from connector_cli.cli import run_task as _run_task  # noqa: E402,F401
-from connector_cli.cli import scaffold as _scaffold  # noqa: E402,F401
-from connector_cli.cli import serve as _serve  # noqa: E402,F401

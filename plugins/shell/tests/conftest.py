@@ -12,7 +12,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 
 from connector_cli import testing
 from connector_cli.literals import FlyteFile
-from connector_cli.sdk import Resource, call_method, is_terminal_phase
+from connector_cli.sdk.connector import Resource, call_method, is_terminal_phase
 from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellConnector, ShellMeta
 

@@ -13,7 +13,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import ResourceMetaError, UsageError
 from connector_cli.literals import FlyteFile
-from connector_cli.sdk import call_method
+from connector_cli.sdk.connector import call_method
 from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellConnector, ShellMeta
 

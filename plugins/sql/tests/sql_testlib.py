@@ -10,7 +10,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 from google.protobuf.struct_pb2 import Struct
 
-from connector_cli.sdk import Resource, call_method, is_terminal_phase
+from connector_cli.sdk.connector import Resource, call_method, is_terminal_phase
 from flyte_connector_sql import process
 from flyte_connector_sql.connector import SQLConnector, SQLMeta
 

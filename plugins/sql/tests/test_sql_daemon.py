@@ -12,7 +12,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from connector_cli.client import connection
 from connector_cli.errors import UsageError
 from connector_cli.literals import json_to_inputs, literal_to_python
-from connector_cli.sdk import is_terminal_phase
+from connector_cli.sdk.connector import is_terminal_phase
 from connector_cli.testing import serve_in_background
 from flyte_connector_sql import process
 from flyte_connector_sql.connector import SQLMeta

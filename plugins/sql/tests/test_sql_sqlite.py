@@ -15,7 +15,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import UsageError
 from connector_cli.literals import StructuredDataset
-from connector_cli.sdk import call_method
+from connector_cli.sdk.connector import call_method
 from flyte_connector_sql import jobfiles, process
 from flyte_connector_sql.connector import SQLConnector, SQLMeta
 from sql_testlib import SLOW_SQLITE, Jobs, read_result, template

@@ -1,8 +1,8 @@
-"""`flyte-connector test`: run a connector end to end (see connector_cli.runner).
+"""`flyte-connector test`: run a connector end to end (see connector_cli.run.runner).
 
-Parses options into a `RunRequest` and `RunOptions`, picks the backend (in-process or
+Parses options into a `RunRequest` and `RunOptions`, picks the run target (in-process or
 `--endpoint`), runs the loop with Ctrl-C/SIGTERM wired to `Run.interrupt`, renders
-progress (cli.run_render) and exits with the run's status code.
+progress (cli.test_view) and exits with the run's status code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from connector_cli.cli import CLIError, EXIT_USAGE, cli
+from connector_cli.cli.errors import EXIT_USAGE, CLIError
 from connector_cli.cli.options import (
     client_tls,
     client_tls_options,
@@ -28,11 +28,11 @@ from connector_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from connector_cli.runner import Backend, Run, RunOptions, RunRequest
-    from connector_cli.tasks import LoadedTask
+    from connector_cli.run.runner import RunTarget, Run, RunOptions, RunRequest
+    from connector_cli.run.task_files import LoadedTask
 
 
-@cli.command("test")
+@click.command("test")
 @click.argument("task", metavar="TASK_FILE", type=click.Path(dir_okay=False))
 @option("--inputs", "inputs_file", metavar="FILE", default=None,
         help="Input values: a JSON (or YAML) object of input name -> value.")
@@ -70,15 +70,15 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
     Exit status: 0 succeeded, 1 failed/aborted/error, 2 bad usage or input,
     3 timed out, 130 interrupted.
     """
-    from connector_cli.cli.run_render import make_observer
+    from connector_cli.cli.test_view import make_observer
 
     loaded, request, options = _prepare(task, opts)
     masker = _masker(request)
     observer = make_observer(opts["as_json"], opts["progress"], masker)
-    backend = _backend(opts)
-    observer.starting(loaded, request, backend.description)
-    result = _execute(backend, request, options, observer)
-    observer.backend = backend.description
+    target = _target(opts)
+    observer.starting(loaded, request, target.description)
+    result = _execute(target, request, options, observer)
+    observer.target = target.description
     observer.finished(result, request, loaded)
     debug = bool(ctx.meta.get("debug"))
     if result.error:
@@ -103,9 +103,9 @@ def _hint(exc: Optional[BaseException], quiet: bool) -> str:
 def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
     from connector_cli.literals import json_to_inputs
-    from connector_cli.runner import RunOptions, RunRequest
-    from connector_cli.secrets import collect_secrets, connection_for
-    from connector_cli.tasks import execution_metadata, load_task, read_inputs
+    from connector_cli.run.runner import RunOptions, RunRequest
+    from connector_cli.sdk.secrets import collect_secrets, connection_for
+    from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
 
     loaded = load_task(task)
     template = loaded.template
@@ -143,44 +143,44 @@ def _output_prefix(given: Optional[str]) -> str:
 
 
 def _masker(request: RunRequest) -> Any:
-    from connector_cli.secrets import SecretMasker
+    from connector_cli.sdk.secrets import SecretMasker
 
     return SecretMasker(request.connection.secrets.values())
 
 
-def _backend(opts: dict[str, Any]) -> Backend:
-    from connector_cli.backends import InProcessBackend, RemoteBackend
+def _target(opts: dict[str, Any]) -> RunTarget:
+    from connector_cli.run.targets import InProcessTarget, DaemonTarget
 
     if opts["endpoint"]:
         if opts["modules"]:
             raise CLIError("--modules loads connectors here; it cannot be combined with "
                            "--endpoint (load them in the daemon instead)", EXIT_USAGE)
         tls = client_tls(opts["use_tls"], opts["tls_ca"], opts["tls_cert"], opts["tls_key"])
-        return RemoteBackend(opts["endpoint"], tls)
-    from connector_cli.cli.inventory import load_plugins
-    from connector_cli.registry import ConnectorRegistry
+        return DaemonTarget(opts["endpoint"], tls)
+    from connector_cli.cli.list_command import load_plugins
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = ConnectorRegistry()
     report = load_plugins(registry, opts["modules"], opts["plugins"])
     failures = [f"{f.origin.name}: {f.error}" for f in report.failed]
-    return InProcessBackend(registry, plugin_failures=failures)
+    return InProcessTarget(registry, plugin_failures=failures)
 
 
-def _execute(backend: Backend, request: RunRequest, options: RunOptions,
+def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
              observer: Any) -> Any:
     """Run the loop with SIGINT/SIGTERM asking it to stop (a second one skips the delete)."""
     import asyncio
 
-    from connector_cli.runner import Run
+    from connector_cli.run.runner import Run
 
-    run = Run(backend, request, options, observer)
+    run = Run(target, request, options, observer)
     try:
-        return asyncio.run(_main(run, backend, observer))
+        return asyncio.run(_main(run, target, observer))
     except KeyboardInterrupt:  # no loop signal handlers on this platform
         raise click.exceptions.Exit(130) from None
 
 
-async def _main(run: Run, backend: Backend, observer: Any) -> Any:
+async def _main(run: Run, target: RunTarget, observer: Any) -> Any:
     import asyncio
 
     from connector_cli.errors import ConnectorNotFound
@@ -205,4 +205,4 @@ async def _main(run: Run, backend: Backend, observer: Any) -> Any:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-        await backend.close()
+        await target.close()

@@ -1,10 +1,10 @@
-"""Run one task end to end: create -> get ... -> delete, the way the Flyte backend would.
+"""Run one task end to end: create -> get ... -> delete, the way the Flyte target would.
 
-`Run` drives a `Backend` (in-process connector or a remote daemon, see
-`connector_cli.backends`) and reports progress to a `RunObserver`, so the CLI decides how
+`Run` drives a `RunTarget` (in-process connector or a remote daemon, see
+`connector_cli.run.targets`) and reports progress to a `RunObserver`, so the CLI decides how
 it looks. Whatever stops the loop after `create` (an interrupt, the timeout, a connector
 error) ends with `delete` on the same resource meta unless `keep` is set, so no external
-job is left running. Both backends yield the same `RunResult`.
+job is left running. Both targets yield the same `RunResult`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Optional, TypeVar
 
 from connector_cli.errors import UsageError
-from connector_cli.run_model import (
+from connector_cli.run.types import (
     EXIT_CODES,
     LOG_MODES,
-    Backend,
+    RunTarget,
     Category,
     PollUpdate,
     RunObserver,
@@ -29,12 +29,12 @@ from connector_cli.run_model import (
     next_poll_delay,
     read_outputs_file,
 )
-from connector_cli.sdk import is_terminal_phase, phase_name
+from connector_cli.sdk.connector import is_terminal_phase, phase_name
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Resource
 
-__all__ = ["EXIT_CODES", "LOG_MODES", "Backend", "Category", "PollUpdate", "Run",
+__all__ = ["EXIT_CODES", "LOG_MODES", "RunTarget", "Category", "PollUpdate", "Run",
            "RunObserver", "RunOptions", "RunRequest", "RunResult", "Unsupported",
            "next_poll_delay", "read_outputs_file"]
 
@@ -47,9 +47,9 @@ class _Stopped(Exception):
 class Run:
     """One end-to-end run. Call `execute()` once; `interrupt()` from a signal handler."""
 
-    def __init__(self, backend: Backend, request: RunRequest, options: RunOptions,
+    def __init__(self, target: RunTarget, request: RunRequest, options: RunOptions,
                  observer: Optional[RunObserver] = None) -> None:
-        self.backend, self.request, self.options = backend, request, options
+        self.target, self.request, self.options = target, request, options
         self.observer = observer or RunObserver()
         self.result = RunResult()
         self._stop = asyncio.Event()
@@ -75,7 +75,7 @@ class Run:
         self._start, self._wall_start = time.monotonic(), time.time()
         if self.options.timeout is not None:
             self._deadline = self._start + self.options.timeout
-        await self.backend.check(self.request.category)
+        await self.target.check(self.request.category)
         try:
             meta = await self._create()
             if meta is not None:
@@ -85,7 +85,7 @@ class Run:
         return self.result
 
     async def _create(self) -> Optional[bytes]:
-        creating = asyncio.ensure_future(self.backend.create(self.request))
+        creating = asyncio.ensure_future(self.target.create(self.request))
         try:
             meta = await self._race(asyncio.shield(creating))
         except _Stopped as stop:
@@ -140,7 +140,7 @@ class Run:
     async def _poll(self, meta: bytes) -> Resource:
         delay, last_phase = self.options.poll_interval, ""
         while True:
-            resource = await self._race(self.backend.get(self.request, meta))
+            resource = await self._race(self.target.get(self.request, meta))
             phase = phase_name(resource.phase)
             self._record(resource, phase, last_phase)
             if is_terminal_phase(resource.phase):
@@ -189,7 +189,7 @@ class Run:
     def _missing_outputs(self) -> Optional[str]:
         """Why Flyte would fail a SUCCEEDED task for its outputs, or None when they are fine.
 
-        Like the backend, outputs not returned by `get` are read from
+        Like the Flyte backend, outputs not returned by `get` are read from
         `<output_prefix>/outputs.pb` (when the prefix is a local path). The outputs are
         also decoded against the declared types into `result.output_values`."""
         from connector_cli.errors import LiteralError
@@ -234,7 +234,7 @@ class Run:
         from google.protobuf.json_format import MessageToDict
 
         try:
-            response = await self.backend.metrics(self.request, meta, self._wall_start, time.time())
+            response = await self.target.metrics(self.request, meta, self._wall_start, time.time())
         except Unsupported:
             self.observer.note("the connector does not implement get_metrics")
             return
@@ -248,7 +248,7 @@ class Run:
             return
         self.observer.deleting(reason)
         try:
-            await self._race(self.backend.delete(self.request, meta),
+            await self._race(self.target.delete(self.request, meta),
                              self.options.delete_timeout, self._force)
         except _Stopped:
             self.result.delete_error = (
@@ -311,7 +311,7 @@ class _LogCursor:
         run = self.run
         for _ in range(self.max_pages):
             try:
-                lines, next_token = await race(run.backend.log_page(run.request, self.meta,
+                lines, next_token = await race(run.target.log_page(run.request, self.meta,
                                                                     self.token))
             except _Stopped:
                 raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Optional
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import UnknownStateError
-from connector_cli.meta import ResourceMeta
+from connector_cli.sdk.resource_meta import ResourceMeta
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (

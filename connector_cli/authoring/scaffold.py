@@ -2,7 +2,7 @@
 
 `init_package` writes a package that installs, shows up in `flyte-connector list`, and
 passes its own tests and `flyte-connector test` on its example straight away. Its files
-come from `connector_cli/templates/scaffold/*.tmpl` (`string.Template` placeholders).
+come from `connector_cli/authoring/templates/scaffold/*.tmpl` (`string.Template` placeholders).
 `starter_template_yaml` writes a task template in the YAML form `flyte-connector test`
 reads, with the interface inferred from example values.
 """
@@ -109,7 +109,7 @@ def _render_files(names: PackageNames) -> Iterable[tuple[str, str]]:
     from importlib.resources import files
 
     values = names.placeholders()
-    base = files("connector_cli").joinpath(_TEMPLATES)
+    base = files("connector_cli.authoring").joinpath(_TEMPLATES)
     for source, relative in _walk(base, ""):
         target = relative.removesuffix(".tmpl")
         if target.startswith("package/"):
@@ -176,7 +176,7 @@ def read_examples(pairs: Iterable[str], option: str,
                   file: Optional[str | Path] = None) -> dict[str, Any]:
     """Example values from a JSON/YAML object file and NAME=EXAMPLE pairs (JSON when it
     parses, else a string), as `flyte-connector test` reads inputs."""
-    from connector_cli.tasks import read_inputs
+    from connector_cli.run.task_files import read_inputs
 
     return read_inputs(file, pairs, option)
 

@@ -1,8 +1,8 @@
 """Where `flyte-connector test` runs a connector: in this process, or on a daemon over gRPC.
 
-`InProcessBackend` builds the same request messages a daemon receives and hands them to
+`InProcessTarget` builds the same request messages a daemon receives and hands them to
 the daemon's own `Dispatcher` (`connector_cli.dispatch`), so what works here works served.
-`RemoteBackend` sends them to a running daemon with `ConnectorClient`. Both return
+`DaemonTarget` sends them to a running daemon with `ConnectorClient`. Both return
 `flyteidl2.connector.Resource` messages, so the runner cannot tell them apart.
 """
 
@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from connector_cli.errors import ConnectorNotFound, RemoteError
-from connector_cli.run_model import Category, RunRequest, Unsupported
+from connector_cli.run.types import Category, RunRequest, Unsupported
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     )
 
     from connector_cli.client import ClientTLS, ConnectorClient
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
 
 class DaemonThreadExecutor(concurrent.futures.Executor):
@@ -52,7 +52,7 @@ class DaemonThreadExecutor(concurrent.futures.Executor):
         return future
 
 
-class InProcessBackend:
+class InProcessTarget:
     """Runs the connector registered for the template's task type in this process, through
     the daemon's own `Dispatcher` on the same request messages a daemon would receive."""
 
@@ -145,7 +145,7 @@ def _category(category: Category) -> Any:
     return TaskCategory(name=category[0], version=category[1])
 
 
-class RemoteBackend:
+class DaemonTarget:
     """Sends the same requests to a running daemon at `endpoint`."""
 
     def __init__(self, endpoint: str, tls: Optional[ClientTLS] = None,

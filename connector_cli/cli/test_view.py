@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from connector_cli.run_model import PollUpdate, RunObserver, RunRequest, RunResult
+from connector_cli.run.types import PollUpdate, RunObserver, RunRequest, RunResult
 
 if TYPE_CHECKING:
-    from connector_cli.secrets import SecretMasker
-    from connector_cli.tasks import LoadedTask
+    from connector_cli.sdk.secrets import SecretMasker
+    from connector_cli.run.task_files import LoadedTask
 
 _META_PREVIEW = 160
 
@@ -33,7 +33,7 @@ def make_observer(as_json: bool, progress: str, masker: SecretMasker) -> Rendere
 
 
 def result_document(result: RunResult, request: RunRequest, loaded: LoadedTask,
-                    backend: str, masker: SecretMasker) -> dict[str, Any]:
+                    target: str, masker: SecretMasker) -> dict[str, Any]:
     """The `--json` object: everything about the run, secrets masked."""
     from connector_cli.literals import to_json
 
@@ -58,7 +58,7 @@ def result_document(result: RunResult, request: RunRequest, loaded: LoadedTask,
                  "version": request.template.task_type_version},
         "execution": execution.execution_id.name,
         "output_prefix": request.output_prefix,
-        "backend": backend,
+        "backend": target,
         "connection": request.connection.masked(),
     }
     return masker.data(doc)  # type: ignore[no-any-return]
@@ -80,12 +80,12 @@ class Renderer(RunObserver):
 
     def __init__(self, masker: SecretMasker) -> None:
         self.masker = masker
-        self.backend = ""
+        self.target = ""
         self.started_at = time.monotonic()
 
-    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
+    def starting(self, loaded: LoadedTask, request: RunRequest, target: str) -> None:
         """Before `check`/`create`."""
-        self.backend = backend
+        self.target = target
         self.started_at = time.monotonic()
 
     def interrupted(self, signal_name: str, second: bool) -> None:
@@ -99,7 +99,7 @@ class JsonRenderer(Renderer):
     """Prints nothing while running, then the one result object."""
 
     def finished(self, result: RunResult, request: RunRequest, loaded: LoadedTask) -> None:
-        doc = result_document(result, request, loaded, self.backend, self.masker)
+        doc = result_document(result, request, loaded, self.target, self.masker)
         click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
 
 
@@ -109,11 +109,11 @@ class _TextRenderer(Renderer):
     def emit(self, text: str, style: str = "") -> None:
         raise NotImplementedError
 
-    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
-        super().starting(loaded, request, backend)
+    def starting(self, loaded: LoadedTask, request: RunRequest, target: str) -> None:
+        super().starting(loaded, request, target)
         template = request.template
         self.emit(f"task type {template.type!r} v{template.task_type_version} from "
-                  f"{loaded.path} ({loaded.form}), {backend}")
+                  f"{loaded.path} ({loaded.form}), {target}")
         self.emit(f"output prefix: {request.output_prefix}")
         secrets = sorted(request.connection.secrets)
         if secrets:
@@ -234,8 +234,8 @@ class LiveRenderer(_TextRenderer):
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         self.console.print(Text.assemble((stamp + " ", "dim"), (text, style)))
 
-    def starting(self, loaded: LoadedTask, request: RunRequest, backend: str) -> None:
-        super().starting(loaded, request, backend)
+    def starting(self, loaded: LoadedTask, request: RunRequest, target: str) -> None:
+        super().starting(loaded, request, target)
         self.live.start()
 
     def polled(self, update: PollUpdate) -> None:

@@ -24,8 +24,8 @@ from flyteidl2.connector.service_pb2_grpc import (
 
 from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError
-from connector_cli.registry import ConnectorRegistry
-from connector_cli.secrets import SecretMasker
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.sdk.secrets import SecretMasker
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ OPERATIONS = (
 
 
 class NoMetrics:
-    """Stands in for `connector_cli.metrics.Metrics` when metrics are off: records nothing."""
+    """Stands in for `connector_cli.daemon.metrics.Metrics` when metrics are off: records nothing."""
 
     def started(self, operation: str) -> None:
         """Do nothing."""

@@ -1,6 +1,6 @@
 """What a `flyte-connector test` run is made of: the request sent to the connector, the
-polling options, the result, and the two protocols around the loop (`Backend`, where
-the connector runs, and `RunObserver`, who shows the progress). See connector_cli.runner.
+polling options, the result, and the two protocols around the loop (`RunTarget`, where
+the connector runs, and `RunObserver`, who shows the progress). See connector_cli.run.runner.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flyteidl2.core.tasks_pb2 import TaskTemplate
     from flyteidl2.task.common_pb2 import Inputs, Outputs
 
-    from connector_cli.secrets import Connection
+    from connector_cli.sdk.secrets import Connection
 
 Category = tuple[str, int]
 LOG_MODES = ("none", "end", "follow")
@@ -86,7 +86,7 @@ def next_poll_delay(options: RunOptions, current: float, elapsed: float, changed
     return min(cap, current * 1.2)
 
 
-class Backend(Protocol):
+class RunTarget(Protocol):
     """Where the connector runs. Every method raises the connector's error as is."""
 
     description: str

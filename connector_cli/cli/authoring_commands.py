@@ -7,11 +7,11 @@ from typing import Optional
 
 import click
 
-from connector_cli.cli import cli
+
 from connector_cli.cli.options import option
 
 
-@cli.command("init")
+@click.command("init")
 @click.argument("name")
 @option("--dir", "directory", metavar="PATH", default=None,
         help="Where to create the package. Default: ./flyte-connector-NAME.")
@@ -24,7 +24,7 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     example task template and inputs, a README and tests using the testing kit. NAME
     becomes the Python package flyte_connector_NAME ('-' and spaces become '_').
     """
-    from connector_cli.scaffold import init_package
+    from connector_cli.authoring.scaffold import init_package
 
     made = init_package(name, directory, task_type)
     click.echo(f"Created {made.names.dist} in {made.root}/ "
@@ -38,7 +38,7 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     click.echo("  pytest")
 
 
-@cli.command("template")
+@click.command("template")
 @option("--task-type", required=True, metavar="TYPE", help="The template's task type.")
 @option("--version", "task_version", type=click.IntRange(min=0), default=0, show_default=True,
         help="The task type version.")
@@ -64,7 +64,7 @@ def template_command(task_type: str, task_version: int, input_pairs: tuple[str, 
     types examples cannot show (datetimes, files).
     """
     from connector_cli.errors import UsageError
-    from connector_cli.scaffold import parse_custom, read_examples, starter_template_yaml
+    from connector_cli.authoring.scaffold import parse_custom, read_examples, starter_template_yaml
 
     inputs = read_examples(input_pairs, "--input", inputs_example)
     outputs = read_examples(output_pairs, "--output")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from connector_cli.cli import cli
+
 from connector_cli.cli.options import (
     client_tls,
     client_tls_options,
@@ -22,10 +22,10 @@ from connector_cli.cli.options import (
 
 if TYPE_CHECKING:
     from connector_cli.discovery import DiscoveryReport
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
 
-@cli.command("list")
+@click.command("list")
 @modules_option
 @plugins_option
 @endpoint_option
@@ -45,7 +45,7 @@ def list_command(
         data = remote_inventory(ctx, endpoint, client_tls(use_tls, tls_ca, tls_cert, tls_key))
     else:
         from connector_cli.discovery import inventory
-        from connector_cli.registry import ConnectorRegistry
+        from connector_cli.sdk.registry import ConnectorRegistry
 
         registry = ConnectorRegistry()
         data = inventory(registry, load_plugins(registry, modules, plugins))
@@ -91,7 +91,7 @@ def load_plugins(
 ) -> DiscoveryReport:
     """Discover into `registry`; names that do not exist at all are a usage error (exit 2)."""
     from connector_cli.discovery import discover
-    from connector_cli.errors import ModuleNotFound
+    from connector_cli.errors import PluginNotFound
 
     config = discovery_config(modules, plugins)
     if config.modules and os.getcwd() not in sys.path:
@@ -99,7 +99,7 @@ def load_plugins(
     report = discover(registry, config.modules, config.plugins)
     if report.missing:
         lines = "; ".join(f.error for f in report.missing)
-        raise ModuleNotFound(f"{lines} (check the name, and that it is installed or importable)")
+        raise PluginNotFound(f"{lines} (check the name, and that it is installed or importable)")
     return report
 
 

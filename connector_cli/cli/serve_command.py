@@ -1,4 +1,4 @@
-"""`flyte-connector serve`: run the gRPC daemon (see connector_cli.server)."""
+"""`flyte-connector serve`: run the gRPC daemon (see connector_cli.daemon.server)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from connector_cli.cli import cli
+
 from connector_cli.cli.options import modules_option, option, plugins_option
 from connector_cli.config import DEFAULT_MAX_MESSAGE_SIZE
 
 if TYPE_CHECKING:
     from connector_cli.discovery import DiscoveryReport
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.sdk.registry import ConnectorRegistry
 
 logger = logging.getLogger("connector_cli.serve")
 PORT = click.IntRange(0, 65535)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-@cli.command("serve")
+@click.command("serve")
 @option("--host", default="::", show_default=True,
         help="Address to listen on ('::' is every IPv6 and IPv4 address).")
 @option("--port", type=PORT, default=8000, show_default=True,
@@ -62,8 +62,8 @@ def serve_command(
     import asyncio
 
     from connector_cli.config import ServerConfig
-    from connector_cli.logging_setup import configure_logging
-    from connector_cli.registry import ConnectorRegistry
+    from connector_cli.daemon.logging_setup import configure_logging
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     configure_logging(log_level, log_format)
     config = ServerConfig(
@@ -73,7 +73,7 @@ def serve_command(
     )
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)
-    from connector_cli.server import ConnectorServer
+    from connector_cli.daemon.server import ConnectorServer
 
     server = ConnectorServer(registry, config, report)
     gc.freeze()  # modules and plugins live as long as the daemon: keep them out of GC passes
@@ -95,7 +95,7 @@ def _load(
     registry: ConnectorRegistry, modules: tuple[str, ...], plugins: tuple[str, ...], strict: bool
 ) -> DiscoveryReport:
     """Load plugins; a failed --modules entry (or any failure with --strict) stops start-up."""
-    from connector_cli.cli.inventory import load_plugins
+    from connector_cli.cli.list_command import load_plugins
     from connector_cli.errors import PluginLoadError
 
     report = load_plugins(registry, modules, plugins)

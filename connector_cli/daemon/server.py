@@ -26,8 +26,8 @@ import grpc.aio
 
 from connector_cli.config import ServerConfig
 from connector_cli.errors import StartupError
-from connector_cli.registry import ConnectorRegistry
-from connector_cli.service import MetadataService, TaskService, service_names
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class ConnectorServer:
     def _make_metrics(self) -> Any:
         if self.config.metrics_port is None:
             return None
-        from connector_cli.metrics import Metrics
+        from connector_cli.daemon.metrics import Metrics
 
         metrics = Metrics()
         report = self.plugin_report

@@ -1,0 +1,1 @@
+"""The authoring kit: `flyte-connector init` packages and `template` starter task files."""

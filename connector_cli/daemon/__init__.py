@@ -1,0 +1,1 @@
+"""The gRPC daemon behind `flyte-connector serve`: servicers, server lifecycle, metrics."""

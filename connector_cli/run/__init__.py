@@ -1,0 +1,1 @@
+"""The local runner behind `flyte-connector test`: create -> get ... -> delete against a target."""
