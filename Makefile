@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install serve test bench clean
+.PHONY: install serve test lint bench clean
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ serve: install  # the daemon with every bundled plugin, in the foreground; SERVE
 
 test: install postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
+	$(BIN)/ruff check connector_cli plugins tests bench docs/examples
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH)

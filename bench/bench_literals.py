@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flyteidl2.core.interface_pb2 import TypedInterface, Variable, VariableEntry, VariableMap  # noqa: E402
-from flyteidl2.core.types_pb2 import (  # noqa: E402
+from flyteidl2.core.interface_pb2 import TypedInterface, Variable, VariableEntry, VariableMap
+from flyteidl2.core.types_pb2 import (
     BlobType,
     EnumType,
     LiteralType,
@@ -25,10 +25,10 @@ from flyteidl2.core.types_pb2 import (  # noqa: E402
     StructuredDatasetType,
     UnionType,
 )
-from flyteidl2.task.common_pb2 import Inputs  # noqa: E402
+from flyteidl2.task.common_pb2 import Inputs
 
-from connector_cli.literals import inputs_to_python, json_to_inputs, outputs_to_proto  # noqa: E402
-from connector_cli.literals._cache import CompiledCache  # noqa: E402
+from connector_cli.literals import inputs_to_python, json_to_inputs, outputs_to_proto
+from connector_cli.literals._cache import CompiledCache
 
 
 def simple(kind: int) -> LiteralType:

@@ -44,8 +44,6 @@ if TYPE_CHECKING:
         UsageError,
     )
     from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset
-    from connector_cli.sdk.resource_meta import ResourceMeta
-    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.sdk.connector import (
         AsyncConnector,
         Resource,
@@ -53,6 +51,8 @@ if TYPE_CHECKING:
         is_terminal_phase,
         phase_name,
     )
+    from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.sdk.resource_meta import ResourceMeta
 
 
 def __getattr__(name: str) -> Any:

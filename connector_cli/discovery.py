@@ -16,8 +16,8 @@ import types
 from typing import Any, Collection, Optional
 
 from connector_cli.errors import RegistrationError
-from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration, root_registry
 from connector_cli.sdk.connector import AsyncConnector
+from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration, root_registry
 
 ENTRY_POINT_GROUP = "flyte.connectors"
 

@@ -22,9 +22,9 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import LiteralError, UsageError
-from connector_cli.sdk.resource_meta import ResourceMeta
-from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, implements
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.sdk.secrets import Connection
 
 logger = logging.getLogger(__name__)

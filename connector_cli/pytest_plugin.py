@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.testing import RunningDaemon, TaskRunResult
 
+pytest_asyncio: Any
 try:
     import pytest_asyncio
 except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
@@ -66,8 +67,8 @@ def run_connector(
 async def _daemons() -> AsyncIterator[Callable[..., Awaitable[RunningDaemon]]]:
     import contextlib
 
-    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.sdk.connector import AsyncConnector
+    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.testing import registry_with, serve_in_background
 
     async with contextlib.AsyncExitStack() as stack:

@@ -21,15 +21,14 @@ from connector_cli.run.types import PollUpdate, RunObserver, RunResult
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
     from flyteidl2.core.tasks_pb2 import TaskTemplate
-    from flyteidl2.core.types_pb2 import LiteralType
     from flyteidl2.task.common_pb2 import Inputs
 
     from connector_cli.client import ClientTLS, ConnectorClient
-    from connector_cli.discovery import DiscoveryReport
-    from connector_cli.sdk.registry import ConnectorRegistry
-    from connector_cli.run.types import RunTarget, RunRequest
-    from connector_cli.sdk.connector import AsyncConnector
     from connector_cli.daemon.server import ConnectorServer
+    from connector_cli.discovery import DiscoveryReport
+    from connector_cli.run.types import RunRequest, RunTarget
+    from connector_cli.sdk.connector import AsyncConnector
+    from connector_cli.sdk.registry import ConnectorRegistry
 
 
 @dataclasses.dataclass
@@ -78,8 +77,8 @@ async def serve_in_background(
     """
     from connector_cli.client import ConnectorClient
     from connector_cli.config import ServerConfig
-    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.daemon.server import ConnectorServer
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = registry if registry is not None else ConnectorRegistry()
     report = _load(registry, modules, plugins) if modules or plugins else None
@@ -175,7 +174,9 @@ def make_template(
             outputs=_variable_map(outputs or {}, "output")))
     if custom is not None:
         if not isinstance(custom, Mapping):
-            raise UsageError(f"custom must be a mapping (a JSON object), got {type(custom).__name__}")
+            raise UsageError(
+                f"custom must be a mapping (a JSON object), got {type(custom).__name__}"
+            )
         try:
             template.custom.update(custom)
         except (TypeError, ValueError) as exc:
@@ -232,18 +233,18 @@ async def run_task(
     """
     from connector_cli.run.runner import Run, RunOptions
 
-    target = _target_for(target)
+    run_target = _target_for(target)
     request = _run_request(template, inputs, secrets, output_prefix)
     options = RunOptions(poll_interval=poll_interval, max_poll_interval=max(poll_interval, 1.0),
                          timeout=timeout, logs="end" if logs else "none", metrics=metrics,
                          delete_timeout=10.0, epilogue_timeout=10.0)
     result = TaskRunResult()
-    run = Run(target, request, options, _PhaseRecorder(result))
+    run = Run(run_target, request, options, _PhaseRecorder(result))
     run.result = result
     try:
         await run.execute()
     finally:
-        await target.close()
+        await run_target.close()
     if raise_errors and result.exception is not None:
         raise result.exception
     return result
@@ -256,8 +257,8 @@ def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]
     from flyteidl2.task.common_pb2 import Inputs
 
     from connector_cli.run.runner import RunRequest
-    from connector_cli.sdk.secrets import connection_for
     from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
+    from connector_cli.sdk.secrets import connection_for
 
     defaults: dict[str, Any] = {}
     if isinstance(template, (str, os.PathLike)):
@@ -276,8 +277,8 @@ def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]
 
 def _target_for(target: Any) -> RunTarget:
     from connector_cli.run.targets import InProcessTarget
-    from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.sdk.connector import AsyncConnector
+    from connector_cli.sdk.registry import ConnectorRegistry
 
     if isinstance(target, RunningDaemon):
         return _daemon_target(target)

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import click
@@ -744,11 +744,12 @@ async def test_local_jobs_with_a_remote_output_prefix_land_in_the_state_director
     daemon_with_workload_args: Any,
 ) -> None:
     """What the volume is for: each plugin keeps its job directory where the env says."""
-    from connector_cli.client import ConnectorClient
-    from connector_cli.sdk.connector import is_terminal_phase
     from flyteidl2.core.execution_pb2 import TaskExecution
     from flyteidl2.core.tasks_pb2 import TaskTemplate
     from google.protobuf.struct_pb2 import Struct
+
+    from connector_cli.client import ConnectorClient
+    from connector_cli.sdk.connector import is_terminal_phase
 
     _name, _proc, address, _log, states = daemon_with_workload_args
     assert sorted(states) == sorted(PLUGIN_STATE_ENVS)

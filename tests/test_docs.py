@@ -11,8 +11,8 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 
 from connector_cli.discovery import discover
-from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.connector import call_method
+from connector_cli.sdk.registry import ConnectorRegistry
 from tests.conftest import REPO
 
 EXAMPLE_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)

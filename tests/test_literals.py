@@ -50,6 +50,7 @@ from tests.test_literals_cases import (
     union_of,
 )
 
+
 def test_inputs_are_keyed_by_name_whatever_their_order() -> None:
     iface = interface({"a": INT, "b": list_of(STR)})
     forward = Inputs(literals=[NamedLiteral(name="a", value=prim(integer=1)),

@@ -18,14 +18,26 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from flyteidl2.task.task_definition_pb2 import TaskSpec
 from google.protobuf import json_format
 
-from connector_cli.run.targets import InProcessTarget, DaemonTarget
 from connector_cli.discovery import discover
 from connector_cli.errors import ConnectorNotFound, LiteralError, UsageError
 from connector_cli.literals import json_to_inputs
-from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.run.runner import PollUpdate, Run, RunObserver, RunOptions, RunRequest, next_poll_delay
-from connector_cli.sdk.secrets import SecretMasker, collect_secrets, connection_for, read_secrets_file
+from connector_cli.run.runner import (
+    PollUpdate,
+    Run,
+    RunObserver,
+    RunOptions,
+    RunRequest,
+    next_poll_delay,
+)
+from connector_cli.run.targets import DaemonTarget, InProcessTarget
 from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.sdk.secrets import (
+    SecretMasker,
+    collect_secrets,
+    connection_for,
+    read_secrets_file,
+)
 from connector_cli.testing import serve_in_background
 from tests.conftest import HERE
 

@@ -25,24 +25,24 @@ import grpc
 import grpc.aio
 import pytest
 from flyteidl2.connector import connector_pb2 as pb
-from flyteidl2.core.execution_pb2 import TaskExecution
-from flyteidl2.core.tasks_pb2 import TaskTemplate
-from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
 from flyteidl2.connector.service_pb2_grpc import (
     AsyncConnectorServiceStub,
     ConnectorMetadataServiceStub,
 )
+from flyteidl2.core.execution_pb2 import TaskExecution
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from connector_cli.client import ClientTLS
 from connector_cli.config import ServerConfig
-from connector_cli.errors import RemoteError, StartupError
-from connector_cli.literals import python_to_literal
 from connector_cli.daemon.metrics import exported_series
-from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.daemon.server import ConnectorServer
 from connector_cli.daemon.servicers import OPERATIONS
+from connector_cli.errors import ConnectorNotFound, RemoteError, StartupError, UsageError
+from connector_cli.literals import python_to_literal
+from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
 from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
@@ -130,9 +130,9 @@ async def test_metrics_endpoint(plugin_path: Path) -> None:
         inputs = Inputs(literals=[NamedLiteral(name="n", value=python_to_literal(7))])
         meta = await daemon.client.create(TaskTemplate(type="echo"), "s3://out", inputs)
         await daemon.client.get(("echo", 0), meta)
-        with pytest.raises(Exception):
+        with pytest.raises(UsageError):
             await daemon.client.get(("echo", 0), b"garbage")
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectorNotFound):
             await daemon.client.get(("nope", 0), meta)
         text = await asyncio.to_thread(scrape, daemon.metrics_url)
     expected = [

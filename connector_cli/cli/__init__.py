@@ -28,7 +28,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception as exc:  # noqa: BLE001 - the one place errors become a line
+        except Exception as exc:
             raise as_cli_error(exc, debug=bool(ctx.meta.get("debug"))) from exc
 
 

@@ -7,7 +7,6 @@ from typing import Optional
 
 import click
 
-
 from connector_cli.cli.options import option
 
 
@@ -63,8 +62,8 @@ def template_command(task_type: str, task_version: int, input_pairs: tuple[str, 
     "x" a string, [1, 2] a list of integers, {"a": 1} a map. Edit the YAML for
     types examples cannot show (datetimes, files).
     """
-    from connector_cli.errors import UsageError
     from connector_cli.authoring.scaffold import parse_custom, read_examples, starter_template_yaml
+    from connector_cli.errors import UsageError
 
     inputs = read_examples(input_pairs, "--input", inputs_example)
     outputs = read_examples(output_pairs, "--output")

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-
 from connector_cli.cli.options import (
     client_tls,
     client_tls_options,

@@ -18,7 +18,7 @@ _F = Callable[..., Any]
 
 
 def envvar_for(long_name: str) -> str:
-    """The environment variable of an option, e.g. '--metrics-port' -> FLYTE_CONNECTOR_METRICS_PORT."""
+    """An option's environment variable: '--metrics-port' -> FLYTE_CONNECTOR_METRICS_PORT."""
     return ENV_PREFIX + long_name.lstrip("-").replace("-", "_").upper()
 
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-
 from connector_cli.cli.options import modules_option, option, plugins_option
 from connector_cli.config import DEFAULT_MAX_MESSAGE_SIZE
 

@@ -28,7 +28,7 @@ from connector_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from connector_cli.run.runner import RunTarget, Run, RunOptions, RunRequest
+    from connector_cli.run.runner import Run, RunOptions, RunRequest, RunTarget
     from connector_cli.run.task_files import LoadedTask
 
 
@@ -104,8 +104,8 @@ def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, R
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
     from connector_cli.literals import json_to_inputs
     from connector_cli.run.runner import RunOptions, RunRequest
-    from connector_cli.sdk.secrets import collect_secrets, connection_for
     from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
+    from connector_cli.sdk.secrets import collect_secrets, connection_for
 
     loaded = load_task(task)
     template = loaded.template
@@ -149,7 +149,7 @@ def _masker(request: RunRequest) -> Any:
 
 
 def _target(opts: dict[str, Any]) -> RunTarget:
-    from connector_cli.run.targets import InProcessTarget, DaemonTarget
+    from connector_cli.run.targets import DaemonTarget, InProcessTarget
 
     if opts["endpoint"]:
         if opts["modules"]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any, Iterable, Iterator, Optional
 
-
 PREFIX = "flyte_connector_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = tuple(float(4**i) for i in range(3, 14))

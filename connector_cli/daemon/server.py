@@ -25,9 +25,9 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
+from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ OPERATIONS = (
 
 
 class NoMetrics:
-    """Stands in for `connector_cli.daemon.metrics.Metrics` when metrics are off: records nothing."""
+    """Stands in for `connector_cli.daemon.metrics.Metrics` when metrics are off."""
 
     def started(self, operation: str) -> None:
         """Do nothing."""

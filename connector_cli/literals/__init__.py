@@ -126,7 +126,8 @@ def outputs_to_proto(outputs: Mapping[str, Any] | Outputs | None,
         return outputs
     if not isinstance(outputs, Mapping):
         raise LiteralError(
-            f"outputs must be a dict of output name -> value or a flyteidl2 Outputs, got {got(outputs)}"
+            "outputs must be a dict of output name -> value or a flyteidl2 Outputs, "
+            f"got {got(outputs)}"
         )
     table = _WRITER_TABLES.get(interface.outputs) if interface is not None else {}
     _check_names("output", outputs, table)
@@ -142,7 +143,7 @@ def outputs_to_proto(outputs: Mapping[str, Any] | Outputs | None,
             write(value, named.value)
         except Mismatch as exc:
             raise _error("output", name, exc) from None
-    for name, (lt, write) in table.items():
+    for name, (_, write) in table.items():
         if name not in outputs:
             named = message.literals.add()
             named.name = name
@@ -188,7 +189,8 @@ def json_to_inputs(data: Mapping[str, Any], interface: TypedInterface | None,
         if missing:
             raise LiteralError("missing input" + ("s " if len(missing) > 1 else " ")
                                + ", ".join(f"'{n}' ({type_name(table[n][0])})" for n in missing)
-                               + f" with no default; add {'them' if len(missing) > 1 else 'it'} to the inputs")
+                               + f" with no default; add {'them' if len(missing) > 1 else 'it'}"
+                               " to the inputs")
     inputs = Inputs()
     for name in [*table, *(n for n in data if n not in table)]:
         named = inputs.literals.add()
@@ -240,7 +242,8 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if isinstance(value, enum.Enum):
         return to_json(value.value)
-    record = as_record(value) if dataclasses.is_dataclass(value) or hasattr(value, "model_dump") else None
+    is_record = dataclasses.is_dataclass(value) or hasattr(value, "model_dump")
+    record = as_record(value) if is_record else None
     if record is not None:
         return to_json(record)
     return str(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -192,14 +192,14 @@ def _unsupported(what: str) -> Writer:
     return write
 
 
-def _fast(inner: Writer) -> Callable[[list[Any], Any], bool]:
+def _fast(inner: Writer) -> Callable[[Sequence[Any], Any], bool]:
     """For primitive element types: fill a whole list at once when every item has the exact type."""
     spec = getattr(inner, "primitive", None)
     if spec is None:
         return lambda items, add: False
     field, exact = spec
 
-    def fill(items: list[Any], add: Any) -> bool:
+    def fill(items: Sequence[Any], add: Any) -> bool:
         if not set(map(type, items)) <= exact:
             return False
         for item in items:
@@ -235,7 +235,8 @@ def _map(lt: LiteralType) -> Writer:
 
     def write(value: Any, lit: Literal) -> None:
         if not isinstance(value, Mapping):
-            raise Mismatch(f"expected an object (map of {type_name(lt.map_value_type)}), got {got(value)}")
+            raise Mismatch(f"expected an object (map of {type_name(lt.map_value_type)}), "
+                           f"got {got(value)}")
         out = lit.map.literals
         lit.map.SetInParent()
         for key, item in value.items():
@@ -251,14 +252,17 @@ def _map(lt: LiteralType) -> Writer:
 def _location(value: Any, expected: str, cls: type) -> tuple[str, str]:
     """(uri, format) from a value object, a URI string or {"uri": ..., "format": ...}."""
     if isinstance(value, cls):
-        return value.uri, value.format
+        located: Any = value
+        return located.uri, located.format
     if isinstance(value, str) and value:
         return value, ""
     if isinstance(value, Mapping) and isinstance(value.get("uri"), str) and value["uri"]:
         extra = set(value) - {"uri", "format"}
         if not extra and isinstance(value.get("format", ""), str):
             return value["uri"], value.get("format", "")
-    raise Mismatch(f'expected {expected} (a URI or {{"uri": ..., "format": ...}}), got {got(value)}')
+    raise Mismatch(
+        f'expected {expected} (a URI or {{"uri": ..., "format": ...}}), got {got(value)}'
+    )
 
 
 def _blob(lt: LiteralType) -> Writer:

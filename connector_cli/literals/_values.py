@@ -130,10 +130,10 @@ def _duration_seconds(body: str) -> timedelta | None:
         return timedelta(seconds=float(body))
     except ValueError:
         pass
-    parts = _GO_PART.findall(body)
-    if not parts or "".join(n + u for n, u in parts) != body:
+    go_parts: list[tuple[str, str]] = _GO_PART.findall(body)
+    if not go_parts or "".join(n + u for n, u in go_parts) != body:
         return None
-    micros = sum(round(float(n) * _UNITS[u] * 1e6) for n, u in parts)
+    micros = sum(round(float(n) * _UNITS[u] * 1e6) for n, u in go_parts)
     return timedelta(microseconds=micros)
 
 

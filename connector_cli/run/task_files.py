@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -43,7 +44,7 @@ class _NotThisForm(Exception):
     """A candidate form did not fit; the message says why, briefly."""
 
 
-def load_task(path: str | Path) -> LoadedTask:
+def load_task(path: str | os.PathLike[str]) -> LoadedTask:
     """Read a task template file in any accepted form.
 
     Raises `UsageError` with one line: the file is missing, it fits none of the forms
@@ -70,8 +71,10 @@ def load_task(path: str | Path) -> LoadedTask:
 
 
 def _candidates(suffix: str) -> list[tuple[str, Callable[[bytes], Any]]]:
-    binary = [("binary TaskSpec", _binary_spec), ("binary TaskTemplate", _binary_template)]
-    text = [("proto-JSON", _proto_json), ("YAML", _yaml)]
+    binary: list[tuple[str, Callable[[bytes], Any]]] = [
+        ("binary TaskSpec", _binary_spec), ("binary TaskTemplate", _binary_template)]
+    text: list[tuple[str, Callable[[bytes], Any]]] = [
+        ("proto-JSON", _proto_json), ("YAML", _yaml)]
     return text + binary if suffix in _TEXT_SUFFIXES else binary + text
 
 
@@ -207,7 +210,7 @@ def _short_parse_error(exc: Exception) -> str:
 
 
 
-def read_inputs(file: str | Path | None = None, pairs: Iterable[str] = (),
+def read_inputs(file: str | os.PathLike[str] | None = None, pairs: Iterable[str] = (),
                 option: str = "-i") -> dict[str, Any]:
     """Input values from a JSON (or YAML) object file and `NAME=VALUE` pairs.
 
@@ -244,7 +247,7 @@ def _inputs_file(file: Path) -> dict[str, Any]:
             data = json.loads(text)
     except ValueError as exc:
         raise UsageError(f"inputs file {str(file)!r} is not valid JSON: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError; yaml is imported only for YAML files
+    except Exception as exc:  # noqa: BLE001 - yaml.YAMLError; yaml is imported only for YAML
         raise UsageError(f"inputs file {str(file)!r} is not valid YAML: {exc}") from None
     if data is None:
         return {}

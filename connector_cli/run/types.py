@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol
 from connector_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from flyteidl2.connector.connector_pb2 import GetTaskMetricsResponse, Resource
-    from flyteidl2.connector.connector_pb2 import TaskExecutionMetadata
+    from flyteidl2.connector.connector_pb2 import (
+        GetTaskMetricsResponse,
+        Resource,
+        TaskExecutionMetadata,
+    )
     from flyteidl2.core.execution_pb2 import TaskLog
     from flyteidl2.core.tasks_pb2 import TaskTemplate
     from flyteidl2.task.common_pb2 import Inputs, Outputs

@@ -17,8 +17,8 @@ import functools
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
-from connector_cli.sdk.resource_meta import check_meta_class
 from connector_cli.sdk.connector import AsyncConnector
+from connector_cli.sdk.resource_meta import check_meta_class
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Connector

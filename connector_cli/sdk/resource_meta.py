@@ -135,7 +135,7 @@ def _compile_class(cls: type) -> _Decoder:
         raise TypeError(f"{cls.__qualname__} declares fields but is not decorated with @dataclass")
     try:
         hints = typing.get_type_hints(cls)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to resolve a hint is a bad class
         raise TypeError(f"cannot resolve the field types of {cls.__qualname__}: {exc}") from None
     fields = [f for f in dataclasses.fields(cls) if f.init]
     decoders = [(f.name, _compile(hints.get(f.name, Any), cls)) for f in fields]

@@ -49,7 +49,7 @@ class Connection:
 
     def masked(self) -> dict[str, Any]:
         """What may be printed: secret names with masked values, and the configs."""
-        return {"secrets": {name: MASK for name in sorted(self.secrets)},
+        return {"secrets": dict.fromkeys(sorted(self.secrets), MASK),
                 "configs": dict(self.configs)}
 
 

@@ -17,7 +17,8 @@ from connector_cli.literals import (
 
 
 def variables(**types: LiteralType) -> VariableMap:
-    return VariableMap(variables=[VariableEntry(key=k, value=Variable(type=t)) for k, t in types.items()])
+    entries = [VariableEntry(key=k, value=Variable(type=t)) for k, t in types.items()]
+    return VariableMap(variables=entries)
 
 
 DATETIME = LiteralType(simple=SimpleType.DATETIME)
@@ -58,7 +59,8 @@ assert inferred.literals[0].value.scalar.primitive.boolean is True
 
 # Errors name the input and the path inside it.
 try:
-    json_to_inputs({"rows": [{"when": "yesterday"}], "timeout": 90, "source": "s3://x", "limit": 1}, interface)
+    bad = {"rows": [{"when": "yesterday"}], "timeout": 90, "source": "s3://x", "limit": 1}
+    json_to_inputs(bad, interface)
 except LiteralError as error:
     assert str(error) == "input 'rows[0].when': expected a datetime (ISO 8601), got 'yesterday'"
 else:

@@ -80,7 +80,8 @@ def make_job_dir(output_prefix: str) -> Path:
     """A fresh job directory under a local output prefix, else under the state directory."""
     base = local_dir(output_prefix)
     if base is None:
-        base = Path(os.environ.get(STATE_DIR_ENV) or Path(tempfile.gettempdir(), "flyte-connector-shell"))
+        default = Path(tempfile.gettempdir(), "flyte-connector-shell")
+        base = Path(os.environ.get(STATE_DIR_ENV) or default)
     try:
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         job_dir = Path(tempfile.mkdtemp(prefix="shell-", dir=base))
@@ -148,14 +149,16 @@ class ShellConnector(AsyncConnector):
         exit_code_output = _declared_outputs(task_template, spec)
         inputs = inputs or {}
         argv = render_argv(spec, inputs)
-        job_env = dict(task_execution_metadata.environment_variables) if task_execution_metadata else {}
+        metadata = task_execution_metadata
+        job_env = dict(metadata.environment_variables) if metadata else {}
         env = command_env(spec, inputs, {}, job_env, connection=kwargs)
         _check_workdir(spec)
         job_dir = make_job_dir(output_prefix)
         try:
             env.update(FLYTE_OUTPUT_DIR=str(job_dir / "outputs"), FLYTE_JOB_DIR=str(job_dir))
             workdir = _workdir(spec, job_dir)
-            wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, {"argv": argv, "cwd": str(workdir)})
+            job_spec = {"argv": argv, "cwd": str(workdir)}
+            wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, job_spec)
             pid = self._spawn(job_dir, env)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -181,7 +184,9 @@ class ShellConnector(AsyncConnector):
             1: (job_dir / "stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
             2: (job_dir / "stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
         }
-        actions = [(os.POSIX_SPAWN_OPEN, fd, str(path), flags, 0o644) for fd, (path, flags) in fds.items()]
+        actions = [
+            (os.POSIX_SPAWN_OPEN, fd, str(path), flags, 0o644) for fd, (path, flags) in fds.items()
+        ]
         argv = [sys.executable, "-I", wrapper.__file__, str(job_dir)]
         with self._lock:
             self._reap()
@@ -219,7 +224,8 @@ class ShellConnector(AsyncConnector):
             return Resource(phase, _lost_message(meta, deleted), links, None, info)
         info["exit_code"] = record["exit_code"]
         if deleted:
-            return Resource(TaskExecution.ABORTED, f"deleted ({_ending(record)})", links, None, info)
+            message = f"deleted ({_ending(record)})"
+            return Resource(TaskExecution.ABORTED, message, links, None, info)
         if record["exit_code"] != 0:
             stderr = logs.tail(meta.path / "stderr")
             message = _ending(record) + (f": {stderr}" if stderr else "")
@@ -252,7 +258,8 @@ class ShellConnector(AsyncConnector):
             (meta.path / DELETED_MARK).touch()
         killed = procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, meta.grace)
         if killed:
-            log.info("shell job pid %d: killed %d process(es) that ignored SIGTERM", meta.pid, killed)
+            log.info("shell job pid %d: killed %d process(es) that ignored SIGTERM",
+                     meta.pid, killed)
         with self._lock:
             self._reap()
 
@@ -275,7 +282,9 @@ class ShellConnector(AsyncConnector):
         for start in range(0, len(page.lines), 500):
             chunk = page.lines[start : start + 500]
             body = GetTaskLogsResponseBody(
-                lines=[LogLine(message=text, originator=LogLineOriginator.USER) for _, text in chunk]
+                lines=[
+                    LogLine(message=text, originator=LogLineOriginator.USER) for _, text in chunk
+                ]
             )
             yield GetTaskLogsResponse(body=body)
 
@@ -287,17 +296,20 @@ class ShellConnector(AsyncConnector):
         wanted = list(kwargs.get("queries") or ()) or list(METRICS)
         unknown = [q for q in wanted if q not in METRICS]
         if unknown:
-            raise UsageError(f"shell task: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+            raise UsageError(
+                f"shell task: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}"
+            )
         values = _metric_values(meta)
         now = time.time()
-        return GetTaskMetricsResponse(results=[_metric(name, meta, values.get(name), now) for name in wanted])
+        results = [_metric(name, meta, values.get(name), now) for name in wanted]
+        return GetTaskMetricsResponse(results=results)
 
 
 def _metric_values(meta: ShellMeta) -> dict[str, float]:
     record = meta.exit_record()
     if record is not None:
-        return {"cpu_seconds": record["cpu_seconds"], "memory_peak_rss_bytes": record["max_rss_bytes"],
-                "processes": 0}
+        return {"cpu_seconds": record["cpu_seconds"],
+                "memory_peak_rss_bytes": record["max_rss_bytes"], "processes": 0}
     members = procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)
     used = procfs.usage([p for p in members if p.pid != meta.pid])
     return {"cpu_seconds": used.cpu_seconds, "memory_rss_bytes": used.rss_bytes,

@@ -64,7 +64,9 @@ def parse_custom(custom: Mapping[str, Any]) -> ShellSpec:
 def _command(custom: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
     command, script = custom.get("command"), custom.get("script")
     if (command is None) == (script is None):
-        raise UsageError("shell task: custom needs exactly one of 'command' (argv list) or 'script'")
+        raise UsageError(
+            "shell task: custom needs exactly one of 'command' (argv list) or 'script'"
+        )
     if script is not None:
         if not isinstance(script, str) or not script.strip():
             raise UsageError("shell task: 'script' must be a non-empty string")
@@ -75,7 +77,9 @@ def _command(custom: Mapping[str, Any]) -> tuple[tuple[str, ...], bool]:
             )
         return ("/bin/sh", "-c", script), True
     if isinstance(command, str):
-        raise UsageError("shell task: 'command' must be a list of arguments; use 'script' for a string")
+        raise UsageError(
+            "shell task: 'command' must be a list of arguments; use 'script' for a string"
+        )
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
         raise UsageError("shell task: 'command' must be a non-empty list of strings")
     return tuple(command), False
@@ -88,7 +92,9 @@ def _string_map(value: Any, field: str, check_key: Any = None, check_value: Any 
         raise UsageError(f"shell task: '{field}' must be a mapping of names to strings")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise UsageError(f"shell task: {field}.{key} must be a string, got {type(item).__name__}")
+            raise UsageError(
+                f"shell task: {field}.{key} must be a string, got {type(item).__name__}"
+            )
         if check_key:
             check_key(key, field)
         if check_value:
@@ -98,7 +104,9 @@ def _string_map(value: Any, field: str, check_key: Any = None, check_value: Any 
 
 def _env_key(key: str, field: str) -> None:
     if not ENV_NAME.match(key):
-        raise UsageError(f"shell task: {field} name {key!r} is not a valid environment variable name")
+        raise UsageError(
+            f"shell task: {field} name {key!r} is not a valid environment variable name"
+        )
 
 
 def _relative_path(path: str, where: str) -> None:
@@ -129,8 +137,11 @@ def _workdir(value: Any) -> Optional[str]:
 
 
 def _grace(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_GRACE:
-        raise UsageError(f"shell task: 'kill_grace_seconds' must be a number from 0 to {MAX_GRACE:g}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 <= value <= MAX_GRACE:
+        raise UsageError(
+            f"shell task: 'kill_grace_seconds' must be a number from 0 to {MAX_GRACE:g}"
+        )
     return float(value)
 
 
@@ -168,7 +179,9 @@ def render_argv(spec: ShellSpec, inputs: Mapping[str, Any]) -> list[str]:
         name = match.group(1)
         if name not in inputs:
             known = ", ".join(sorted(inputs)) or "none"
-            raise UsageError(f"shell task: command uses {{{{.inputs.{name}}}}} but inputs are: {known}")
+            raise UsageError(
+                f"shell task: command uses {{{{.inputs.{name}}}}} but inputs are: {known}"
+            )
         return input_text(inputs[name])
 
     return [PLACEHOLDER.sub(replace, arg) for arg in spec.argv]
@@ -184,7 +197,8 @@ def command_env(
     """The command's environment, later entries winning: host basics (or the whole host
     environment with `inherit_env`), execution env vars, template `env`, connection
     secrets and configs (by keyword), inputs, then `extra`."""
-    base = os.environ if spec.inherit_env else {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+    inherited = {k: os.environ[k] for k in BASE_ENV if k in os.environ}
+    base = os.environ if spec.inherit_env else inherited
     env = dict(base)
     env.setdefault("PATH", os.defpath)
     env.update(job_env or {})

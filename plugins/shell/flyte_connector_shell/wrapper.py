@@ -3,7 +3,8 @@
 Started by the connector as `python -I wrapper.py JOB_DIR` in a new session, with the
 command's environment and stdout/stderr already pointing at the job's log files;
 JOB_DIR/spec.json holds the argv and working directory. It outlives the daemon that
-started it, so any daemon process can later read the exit record. Standard library only: it runs outside the daemon's import path.
+started it, so any daemon process can later read the exit record. Standard library only: it
+runs outside the daemon's import path.
 """
 
 from __future__ import annotations

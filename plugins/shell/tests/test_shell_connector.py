@@ -254,7 +254,7 @@ def _metric(response: object, name: str) -> float | None:
 async def test_metrics_measure_cpu_and_memory_of_the_tree(jobs: Jobs) -> None:
     burn = ("import time\nx = bytearray(64 * 1024 * 1024)\nend = time.process_time() + 0.3\n"
             "while time.process_time() < end: pass\nprint('burnt', flush=True)\ntime.sleep(30)")
-    meta = await jobs.create({"script": f"python3 -c \"$PROGRAM\" & sleep 30", "env": {"PROGRAM": burn}})
+    meta = await jobs.create({"script": "python3 -c \"$PROGRAM\" & sleep 30", "env": {"PROGRAM": burn}})
     assert wait_for(lambda: (Path(meta.job_dir) / "stdout").stat().st_size > 0, timeout=10)
     live = await call_method(jobs.connector, "get_metrics", meta)
     assert [r.metric for r in live.results] == ["cpu_seconds", "memory_rss_bytes", "memory_peak_rss_bytes", "processes"]

@@ -18,8 +18,8 @@ from typing import Any, Optional
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import ConnectorError
-from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.sdk.connector import AsyncConnector, Resource
+from connector_cli.sdk.resource_meta import ResourceMeta
 from flyte_connector_sql import jobfiles, process
 from flyte_connector_sql.spec import (
     POSTGRESQL,

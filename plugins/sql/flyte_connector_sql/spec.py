@@ -86,7 +86,7 @@ def check_dsn(dsn: str) -> str:
 
     try:
         parts = conninfo_to_dict(dsn)
-    except Exception:
+    except Exception:  # noqa: BLE001 - psycopg's parser raises several types
         raise UsageError("custom.database is not a valid postgresql:// DSN") from None
     if parts.get("password"):
         raise UsageError(

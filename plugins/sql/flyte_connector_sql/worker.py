@@ -181,7 +181,7 @@ def run(job_dir: Path) -> int:
     except Cancelled:
         job.raise_on_cancel = False
         jobfiles.update_status(job_dir, jobfiles.ABORTED, message="cancelled by delete")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the query's failure is the job's result
         job.raise_on_cancel = False
         message = scrub(describe(exc, engine), job.password)
         state = jobfiles.ABORTED if job.cancelled else jobfiles.FAILED

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from sql_pgserver import PgServer, find_pg_bin, start_server, unavailable
 from sql_testlib import Jobs
 

@@ -84,7 +84,7 @@ class PgServer:
     def _run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
         kwargs: dict[str, Any] = {}
         if self.account is not None:
-            kwargs = dict(user=self.account.pw_uid, group=self.account.pw_gid, extra_groups=[])
+            kwargs = {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
         return subprocess.run(
             list(argv), cwd=self.root, capture_output=True, text=True, timeout=timeout,
             check=False, **kwargs,

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
+from sql_pgserver import PgServer
+from sql_testlib import SLOW_SQLITE, template
 
 from connector_cli.client import connection
 from connector_cli.errors import UsageError
@@ -16,8 +18,6 @@ from connector_cli.sdk.connector import is_terminal_phase
 from connector_cli.testing import serve_in_background
 from flyte_connector_sql import process
 from flyte_connector_sql.connector import SQLMeta
-from sql_pgserver import PgServer
-from sql_testlib import SLOW_SQLITE, template
 
 SQL = ("sql", 0)
 

@@ -6,7 +6,6 @@ import os
 
 import psycopg
 import pytest
-
 from sql_pgserver import PgServer, unavailable
 
 

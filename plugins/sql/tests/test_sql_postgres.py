@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
+from sql_pgserver import PgServer
+from sql_testlib import Jobs, all_job_text, read_result, template
 
 from connector_cli.errors import UsageError
 from flyte_connector_sql import process
 from flyte_connector_sql.worker import APP_NAME_PREFIX
-from sql_pgserver import PgServer
-from sql_testlib import Jobs, all_job_text, read_result, template
 
 
 def secret(pg: PgServer) -> dict[str, str]:

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from flyteidl2.core.tasks_pb2 import Sql, TaskTemplate
+from sql_testlib import template
 
 from connector_cli.errors import UsageError
 from connector_cli.literals import StructuredDataset
@@ -18,7 +19,6 @@ from flyte_connector_sql.spec import (
     encode_params,
     parse_template,
 )
-from sql_testlib import template
 
 
 def test_sqlite_is_the_default_engine_and_paths_become_absolute() -> None:

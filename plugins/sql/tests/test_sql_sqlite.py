@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
+from sql_testlib import SLOW_SQLITE, Jobs, read_result, template
 
 from connector_cli.errors import UsageError
 from connector_cli.literals import StructuredDataset
 from connector_cli.sdk.connector import call_method
 from flyte_connector_sql import jobfiles, process
 from flyte_connector_sql.connector import SQLConnector, SQLMeta
-from sql_testlib import SLOW_SQLITE, Jobs, read_result, template
 
 SQUARES = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :limit) "
            "SELECT i, i * i AS square, :label AS label FROM n")
