@@ -13,9 +13,10 @@ import dataclasses
 import importlib
 import sys
 import types
-from typing import Any, Collection, Optional
+from typing import Any, Callable, Collection, Literal, Optional
 
-from connector_cli.errors import RegistrationError
+from connector_cli.config import DiscoveryConfig
+from connector_cli.errors import PluginLoadError, PluginNotFound, RegistrationError
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration, root_registry
 
@@ -38,6 +39,10 @@ class PluginFailure:
     exception: Optional[BaseException] = dataclasses.field(
         default=None, repr=False, compare=False
     )
+
+    def line(self) -> str:
+        """One line naming the plugin (a module's error already names the module)."""
+        return self.error if self.origin.kind == "module" else f"{self.origin.name}: {self.error}"
 
 
 @dataclasses.dataclass
@@ -76,6 +81,42 @@ def discover(
         module_name, _, attr = spec.partition(":")
         origin = Origin("module", module_name, spec)
         _load_isolated(registry, report, origin, module_name, attr)
+    return report
+
+
+Refuse = Literal["missing", "modules", "any"]
+
+
+def load_plugins(
+    registry: ConnectorRegistry,
+    config: DiscoveryConfig,
+    *,
+    refuse: Refuse = "missing",
+    import_from: Optional[str] = None,
+    on_failure: Optional[Callable[[PluginFailure], None]] = None,
+) -> DiscoveryReport:
+    """The one plugin-loading policy: discover into `registry`, then refuse what must load.
+
+    A name that does not exist at all always raises `PluginNotFound` (a usage error).
+    `refuse="modules"` also raises `PluginLoadError` when a `--modules` entry fails (what
+    was named must load: `serve`); `"any"` when any plugin fails (`serve --strict`, the
+    test kit). `import_from` is put on `sys.path` for modules; `on_failure` sees every
+    failure before anything is refused (the caller logs or prints it).
+    """
+    if config.modules and import_from and import_from not in sys.path:
+        sys.path.insert(0, import_from)
+    report = discover(registry, config.modules, config.plugins)
+    if report.missing:
+        lines = "; ".join(f.error for f in report.missing)
+        raise PluginNotFound(f"{lines} (check the name, and that it is installed or importable)")
+    for failure in report.failed:
+        if on_failure is not None:
+            on_failure(failure)
+    fatal = [f for f in report.failed if refuse == "any" or
+             (refuse == "modules" and f.origin.kind == "module")]
+    if fatal:
+        hint = "; fix or drop the --modules entry" if refuse == "modules" else ""
+        raise PluginLoadError("; ".join(f.line() for f in fatal) + hint)
     return report
 
 

@@ -99,13 +99,12 @@ async def serve_in_background(
 def _load(
     registry: ConnectorRegistry, modules: Collection[str], plugins: Collection[str]
 ) -> DiscoveryReport:
-    from connector_cli.discovery import discover
-    from connector_cli.errors import PluginLoadError
+    """Load `modules` and the named installed `plugins`; any failure raises."""
+    from connector_cli.config import DiscoveryConfig
+    from connector_cli.discovery import load_plugins
 
-    report = discover(registry, tuple(modules), tuple(plugins))
-    if report.failed:
-        raise PluginLoadError("; ".join(f"{f.origin.name}: {f.error}" for f in report.failed))
-    return report
+    config = DiscoveryConfig(modules=tuple(modules), plugins=tuple(plugins))
+    return load_plugins(registry, config, refuse="any")
 
 
 TypeSpec = Any

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import click
 
@@ -18,10 +17,6 @@ from connector_cli.cli.options import (
     option,
     plugins_option,
 )
-
-if TYPE_CHECKING:
-    from connector_cli.discovery import DiscoveryReport
-    from connector_cli.sdk.registry import ConnectorRegistry
 
 
 @click.command("list")
@@ -43,11 +38,12 @@ def list_command(
     if endpoint:
         data = remote_inventory(ctx, endpoint, client_tls(use_tls, tls_ca, tls_cert, tls_key))
     else:
-        from connector_cli.discovery import inventory
+        from connector_cli.discovery import inventory, load_plugins
         from connector_cli.sdk.registry import ConnectorRegistry
 
         registry = ConnectorRegistry()
-        data = inventory(registry, load_plugins(registry, modules, plugins))
+        config = discovery_config(modules, plugins)
+        data = inventory(registry, load_plugins(registry, config, import_from=os.getcwd()))
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -83,23 +79,6 @@ def remote_inventory(ctx: click.Context, endpoint: str, tls: Any) -> dict:
         for c in asyncio.run(ask())
     ]
     return {"connectors": connectors, "failed": []}
-
-
-def load_plugins(
-    registry: ConnectorRegistry, modules: tuple[str, ...], plugins: tuple[str, ...]
-) -> DiscoveryReport:
-    """Discover into `registry`; names that do not exist at all are a usage error (exit 2)."""
-    from connector_cli.discovery import discover
-    from connector_cli.errors import PluginNotFound
-
-    config = discovery_config(modules, plugins)
-    if config.modules and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    report = discover(registry, config.modules, config.plugins)
-    if report.missing:
-        lines = "; ".join(f.error for f in report.missing)
-        raise PluginNotFound(f"{lines} (check the name, and that it is installed or importable)")
-    return report
 
 
 def render_inventory(data: dict) -> None:

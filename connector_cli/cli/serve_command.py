@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from connector_cli.cli.options import modules_option, option, plugins_option
+from connector_cli.cli.options import discovery_config, modules_option, option, plugins_option
 from connector_cli.config import DEFAULT_MAX_MESSAGE_SIZE
 
 if TYPE_CHECKING:
@@ -94,22 +94,22 @@ def _load(
     registry: ConnectorRegistry, modules: tuple[str, ...], plugins: tuple[str, ...], strict: bool
 ) -> DiscoveryReport:
     """Load plugins; a failed --modules entry (or any failure with --strict) stops start-up."""
-    from connector_cli.cli.list_command import load_plugins
+    from connector_cli.discovery import PluginFailure, load_plugins
     from connector_cli.errors import PluginLoadError
 
-    report = load_plugins(registry, modules, plugins)
-    for failure in report.failed:
+    def warn(failure: PluginFailure) -> None:
         logger.warning(
             "plugin %r (%s) failed to load: %s",
             failure.origin.name, failure.origin.describe(), failure.error,
         )
-    fatal = [f for f in report.failed if strict or f.origin.kind == "module"]
-    if fatal:
-        hint = "" if strict else "; fix or drop the --modules entry"
-        raise PluginLoadError(
-            "cannot start: " + "; ".join(f.error for f in fatal)
-            + (" (--strict refuses failed plugins)" if strict else hint)
-        )
+
+    config = discovery_config(modules, plugins)
+    try:
+        report = load_plugins(registry, config, refuse="any" if strict else "modules",
+                              import_from=os.getcwd(), on_failure=warn)
+    except PluginLoadError as exc:
+        hint = " (--strict refuses failed plugins)" if strict else ""
+        raise PluginLoadError(f"cannot start: {exc}{hint}") from None
     if report.loaded:
         logger.info("loaded %s", ", ".join(o.describe() for o in report.loaded))
     if not len(registry):

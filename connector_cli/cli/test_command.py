@@ -20,6 +20,7 @@ from connector_cli.cli.errors import EXIT_USAGE, CLIError
 from connector_cli.cli.options import (
     client_tls,
     client_tls_options,
+    discovery_config,
     endpoint_option,
     list_option,
     modules_option,
@@ -157,11 +158,12 @@ def _target(opts: dict[str, Any]) -> RunTarget:
                            "--endpoint (load them in the daemon instead)", EXIT_USAGE)
         tls = client_tls(opts["use_tls"], opts["tls_ca"], opts["tls_cert"], opts["tls_key"])
         return DaemonTarget(opts["endpoint"], tls)
-    from connector_cli.cli.list_command import load_plugins
+    from connector_cli.discovery import load_plugins
     from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = ConnectorRegistry()
-    report = load_plugins(registry, opts["modules"], opts["plugins"])
+    config = discovery_config(opts["modules"], opts["plugins"])
+    report = load_plugins(registry, config, import_from=os.getcwd())
     failures = [f"{f.origin.name}: {f.error}" for f in report.failed]
     return InProcessTarget(registry, plugin_failures=failures)
 
