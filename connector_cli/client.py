@@ -60,12 +60,17 @@ def _read(path: Optional[str], what: str) -> Optional[bytes]:
         raise UsageError(f"cannot read the {what} {path!r}: {exc.strerror}") from None
 
 
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint that is not HOST:PORT with a `UsageError` saying so."""
+    if not endpoint or ":" not in endpoint:
+        raise UsageError(f"endpoint {endpoint!r} is not HOST:PORT (e.g. localhost:8000)")
+
+
 def open_channel(
     endpoint: str, tls: Optional[ClientTLS] = None, max_message_size: int = 64 * 1024 * 1024
 ) -> grpc.aio.Channel:
     """An aio channel to `endpoint` (HOST:PORT), plaintext h2c unless `tls` is given."""
-    if not endpoint or ":" not in endpoint:
-        raise UsageError(f"endpoint {endpoint!r} is not HOST:PORT (e.g. localhost:8000)")
+    check_endpoint(endpoint)
     options = [
         ("grpc.max_receive_message_length", max_message_size),
         ("grpc.max_send_message_length", max_message_size),

@@ -16,7 +16,11 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, AsyncIterator, Collection, Mapping, Optional
 
+from connector_cli.run.task_files import TypeSpec, make_inputs, make_template
 from connector_cli.run.types import PollUpdate, RunObserver, RunResult
+
+__all__ = ["RunningDaemon", "TaskRunResult", "TypeSpec", "make_inputs", "make_template",
+           "registry_with", "run_task", "serve_in_background"]
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
@@ -107,11 +111,6 @@ def _load(
     return load_plugins(registry, config, refuse="any")
 
 
-TypeSpec = Any
-"""A Python type (`int`, `list[str]`, `Optional[float]`, `FlyteFile`, an Enum class), a
-ready `LiteralType`, or an example value whose type is inferred (`3`, `"x"`, `[1.5]`)."""
-
-
 @dataclasses.dataclass
 class TaskRunResult(RunResult):
     """A `RunResult` plus every phase `get` reported, in order (repeats included)."""
@@ -120,11 +119,13 @@ class TaskRunResult(RunResult):
 
 
 class _PhaseRecorder(RunObserver):
-    def __init__(self, result: TaskRunResult) -> None:
-        self.result = result
+    """Keeps every phase a `get` reported."""
+
+    def __init__(self) -> None:
+        self.phases: list[str] = []
 
     def polled(self, update: PollUpdate) -> None:
-        self.result.phases.append(update.phase)
+        self.phases.append(update.phase)
 
 
 def registry_with(
@@ -140,73 +141,6 @@ def registry_with(
     if modules or plugins:
         _load(registry, modules, plugins)
     return registry
-
-
-def make_template(
-    task_type: str,
-    *,
-    custom: Optional[Mapping[str, Any]] = None,
-    inputs: Optional[Mapping[str, TypeSpec]] = None,
-    outputs: Optional[Mapping[str, TypeSpec]] = None,
-    version: int = 0,
-    name: str = "",
-) -> TaskTemplate:
-    """A `TaskTemplate` for `task_type` v`version` with a typed interface.
-
-    `inputs`/`outputs` map names to a `TypeSpec`; `custom` is the template's JSON config
-    (what the connector reads from `task_template.custom`).
-    """
-    from flyteidl2.core.identifier_pb2 import Identifier
-    from flyteidl2.core.interface_pb2 import TypedInterface
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-
-    from connector_cli.errors import UsageError
-
-    if not task_type:
-        raise UsageError("a task template needs a task type")
-    template = TaskTemplate(type=task_type, task_type_version=version)
-    if name:
-        template.id.CopyFrom(Identifier(name=name))
-    if inputs or outputs:
-        template.interface.CopyFrom(TypedInterface(
-            inputs=_variable_map(inputs or {}, "input"),
-            outputs=_variable_map(outputs or {}, "output")))
-    if custom is not None:
-        if not isinstance(custom, Mapping):
-            raise UsageError(
-                f"custom must be a mapping (a JSON object), got {type(custom).__name__}"
-            )
-        try:
-            template.custom.update(custom)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"custom is not JSON data: {exc}") from None
-    return template
-
-
-def _variable_map(specs: Mapping[str, TypeSpec], role: str) -> Any:
-    from flyteidl2.core.interface_pb2 import Variable, VariableEntry, VariableMap
-
-    from connector_cli.errors import LiteralError
-    from connector_cli.literals import literal_type_of
-
-    entries = []
-    for name, spec in specs.items():
-        try:
-            literal_type = literal_type_of(spec)
-        except LiteralError as exc:
-            raise LiteralError(f"{role} '{name}': {str(exc).partition(': ')[2] or exc}") from None
-        entries.append(VariableEntry(key=name, value=Variable(type=literal_type)))
-    return VariableMap(variables=entries)
-
-
-def make_inputs(template: TaskTemplate, values: Mapping[str, Any],
-                defaults: Optional[Mapping[str, Literal]] = None) -> Inputs:
-    """`flyteidl2.task.Inputs` for `template` from Python or JSON values, typed by its
-    interface (a `LiteralError` names a wrong, unknown or missing input)."""
-    from connector_cli.literals import json_to_inputs
-
-    interface = template.interface if template.HasField("interface") else None
-    return json_to_inputs(values, interface, defaults)
 
 
 async def run_task(
@@ -237,69 +171,49 @@ async def run_task(
     options = RunOptions(poll_interval=poll_interval, max_poll_interval=max(poll_interval, 1.0),
                          timeout=timeout, logs="end" if logs else "none", metrics=metrics,
                          delete_timeout=10.0, epilogue_timeout=10.0)
-    result = TaskRunResult()
-    run = Run(run_target, request, options, _PhaseRecorder(result))
-    run.result = result
+    recorder = _PhaseRecorder()
     try:
-        await run.execute()
+        ended = await Run(run_target, request, options, recorder).execute()
     finally:
         await run_target.close()
+    fields = {f.name: getattr(ended, f.name) for f in dataclasses.fields(RunResult)}
+    result = TaskRunResult(**fields, phases=recorder.phases)
     if raise_errors and result.exception is not None:
         raise result.exception
     return result
 
 
-def _run_request(template: Any, inputs: Any, secrets: Optional[Mapping[str, str]],
-                 output_prefix: Any) -> RunRequest:
-    import tempfile
+def _run_request(
+    template: TaskTemplate | str | os.PathLike[str],
+    inputs: Mapping[str, Any] | Inputs | str | os.PathLike[str] | None,
+    secrets: Optional[Mapping[str, str]],
+    output_prefix: Optional[str | os.PathLike[str]],
+) -> RunRequest:
+    """The request `flyte-connector test` would send, from files or Python values."""
+    from connector_cli.run.request import build_request
+    from connector_cli.run.task_files import load_task, read_inputs
 
-    from flyteidl2.task.common_pb2 import Inputs
-
-    from connector_cli.run.runner import RunRequest
-    from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
-    from connector_cli.sdk.secrets import connection_for
-
-    defaults: dict[str, Any] = {}
+    defaults: dict[str, Literal] = {}
     if isinstance(template, (str, os.PathLike)):
         loaded = load_task(template)
         template, defaults = loaded.template, loaded.defaults
     if isinstance(inputs, (str, os.PathLike)):
         inputs = read_inputs(inputs)
-    if not isinstance(inputs, Inputs):
-        inputs = make_inputs(template, inputs or {}, defaults)
-    prefix = os.fspath(output_prefix) if output_prefix is not None else tempfile.mkdtemp(
-        prefix="flyte-connector-run-")
-    return RunRequest(template=template, inputs=inputs if len(inputs.literals) else None,
-                      output_prefix=prefix, task_execution_metadata=execution_metadata(template),
-                      connection=connection_for(template, secrets or {}))
+    prefix = os.fspath(output_prefix) if output_prefix is not None else None
+    return build_request(template, inputs, defaults=defaults, secrets=secrets,
+                         output_prefix=prefix)
 
 
-def _target_for(target: Any) -> RunTarget:
-    from connector_cli.run.targets import InProcessTarget
+def _target_for(target: object) -> RunTarget:
+    from connector_cli.run.targets import DaemonTarget, InProcessTarget
     from connector_cli.sdk.connector import AsyncConnector
     from connector_cli.sdk.registry import ConnectorRegistry
 
     if isinstance(target, RunningDaemon):
-        return _daemon_target(target)
+        return DaemonTarget(target.address, client=target.client)
     if isinstance(target, AsyncConnector):
         return InProcessTarget(registry_with(target))
     if isinstance(target, ConnectorRegistry):
         return InProcessTarget(target)
     raise TypeError(f"run_task runs a connector, a ConnectorRegistry or a RunningDaemon, "
                     f"not {type(target).__name__}")
-
-
-
-def _daemon_target(daemon: RunningDaemon) -> RunTarget:
-    """A `DaemonTarget` that uses the daemon's own client (its channel and TLS)."""
-    from connector_cli.run.targets import DaemonTarget
-
-    class _TestDaemonTarget(DaemonTarget):
-        @property
-        def client(self) -> ConnectorClient:
-            return daemon.client
-
-        async def close(self) -> None:
-            """The client belongs to the daemon, which closes it."""
-
-    return _TestDaemonTarget(daemon.address)

@@ -135,7 +135,7 @@ def starter_template_yaml(
     run_hint: Optional[str] = None,
 ) -> str:
     """A task template as commented YAML; input/output types inferred from example values."""
-    from connector_cli.testing import make_template
+    from connector_cli.run.task_files import make_template
 
     if not task_type or not _TASK_TYPE.match(task_type):
         raise UsageError(f"task type {task_type!r} must be letters, digits, '_', '.' or '-'")

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import click
@@ -103,44 +102,20 @@ def _hint(exc: Optional[BaseException], quiet: bool) -> str:
 
 def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
-    from connector_cli.literals import json_to_inputs
-    from connector_cli.run.runner import RunOptions, RunRequest
-    from connector_cli.run.task_files import execution_metadata, load_task, read_inputs
-    from connector_cli.sdk.secrets import collect_secrets, connection_for
+    from connector_cli.run.request import build_request
+    from connector_cli.run.runner import RunOptions
+    from connector_cli.run.task_files import load_task, read_inputs
+    from connector_cli.sdk.secrets import collect_secrets
 
     loaded = load_task(task)
-    template = loaded.template
     values = read_inputs(opts["inputs_file"], opts["input_pairs"])
-    interface = template.interface if template.HasField("interface") else None
-    inputs = json_to_inputs(values, interface, loaded.defaults)
     secrets = collect_secrets(opts["secret_pairs"], opts["secrets_file"] or (), os.environ)
-    request = RunRequest(
-        template=template,
-        inputs=inputs if len(inputs.literals) else None,
-        output_prefix=_output_prefix(opts["output_prefix"]),
-        task_execution_metadata=execution_metadata(template),
-        connection=connection_for(template, secrets),
-    )
+    request = build_request(loaded.template, values, defaults=loaded.defaults, secrets=secrets,
+                            output_prefix=opts["output_prefix"])
     logs = "follow" if opts["follow"] else "end" if opts["logs"] else "none"
     options = RunOptions(poll_interval=opts["poll_interval"], timeout=opts["timeout"],
                          keep=opts["keep"], logs=logs, metrics=opts["metrics"])
     return loaded, request, options
-
-
-def _output_prefix(given: Optional[str]) -> str:
-    """The given prefix (a local one is created), or a fresh temporary directory."""
-    import tempfile
-
-    if not given:
-        return tempfile.mkdtemp(prefix="flyte-connector-test-")
-    if "://" not in given:
-        try:
-            Path(given).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            from connector_cli.errors import UsageError
-
-            raise UsageError(f"cannot create --output-prefix {given!r}: {exc.strerror}") from None
-    return given
 
 
 def _masker(request: RunRequest) -> Any:

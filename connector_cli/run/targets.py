@@ -146,18 +146,22 @@ def _category(category: Category) -> Any:
 
 
 class DaemonTarget:
-    """Sends the same requests to a running daemon at `endpoint`."""
+    """Sends the same requests to a running daemon at `endpoint`.
+
+    Pass `client` to reuse one that is already open (the test kit's daemon): it stays
+    open when the target closes, since it belongs to its owner.
+    """
 
     def __init__(self, endpoint: str, tls: Optional[ClientTLS] = None,
-                 timeout: float = 10.0) -> None:
-        from connector_cli.errors import UsageError
+                 timeout: float = 10.0, client: Optional[ConnectorClient] = None) -> None:
+        from connector_cli.client import check_endpoint
 
-        if not endpoint or ":" not in endpoint:
-            raise UsageError(f"endpoint {endpoint!r} is not HOST:PORT (e.g. localhost:8000)")
+        check_endpoint(endpoint)
         if tls is not None:
             tls.credentials()  # reads the files now, so a bad path is a usage error up front
         self.endpoint, self.tls, self.timeout = endpoint, tls, timeout
-        self._client: Optional[ConnectorClient] = None
+        self._client: Optional[ConnectorClient] = client
+        self._owns_client = client is None
         self.description = f"daemon at {endpoint}"
 
     @property
@@ -211,7 +215,7 @@ class DaemonTarget:
             raise
 
     async def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             await self._client.close()
 
 

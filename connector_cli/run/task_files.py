@@ -1,4 +1,7 @@
-"""Load a task template from a file for `flyte-connector test`.
+"""Task templates and inputs for a run: read from files, or made from plain Python.
+
+`load_task` and `read_inputs` read what `flyte-connector test` is given; `make_template`
+and `make_inputs` build the same messages from Python for the test kit and `template`.
 
 Accepted forms: a binary `flyteidl2.core.TaskTemplate`, a binary `flyteidl2.task.TaskSpec`
 wrapping one (its `default_inputs` become input defaults), or either of those written as
@@ -13,13 +16,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 from connector_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
     from flyteidl2.core.tasks_pb2 import TaskTemplate
+    from flyteidl2.task.common_pb2 import Inputs
     from google.protobuf.message import Message
 
 _TEXT_SUFFIXES = {".json", ".yaml", ".yml"}
@@ -259,34 +263,73 @@ def _inputs_file(file: Path) -> dict[str, Any]:
     return data
 
 
-def execution_metadata(template: TaskTemplate, name: str | None = None) -> Any:
-    """`TaskExecutionMetadata` for a local run, shaped like what the backend sends.
+TypeSpec = Any
+"""A Python type (`int`, `list[str]`, `Optional[float]`, `FlyteFile`, an Enum class), a
+ready `LiteralType`, or an example value whose type is inferred (`3`, `"x"`, `[1.5]`)."""
 
-    The execution gets a generated name (`local-<hex>`), project/domain from the
-    template id (else "local"/"development"), namespace "local" and the "default"
-    service account; `max_attempts` and `interruptible` stay unset, as in production.
+
+def make_template(
+    task_type: str,
+    *,
+    custom: Optional[Mapping[str, Any]] = None,
+    inputs: Optional[Mapping[str, TypeSpec]] = None,
+    outputs: Optional[Mapping[str, TypeSpec]] = None,
+    version: int = 0,
+    name: str = "",
+) -> TaskTemplate:
+    """A `TaskTemplate` for `task_type` v`version` with a typed interface.
+
+    `inputs`/`outputs` map names to a `TypeSpec`; `custom` is the template's JSON config
+    (what the connector reads from `task_template.custom`).
     """
-    import secrets as stdlib_secrets
+    from flyteidl2.core.identifier_pb2 import Identifier
+    from flyteidl2.core.interface_pb2 import TypedInterface
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
 
-    from flyteidl2.connector.connector_pb2 import TaskExecutionMetadata
-    from flyteidl2.core import identifier_pb2 as ids
+    from connector_cli.errors import UsageError
 
-    name = name or f"local-{stdlib_secrets.token_hex(4)}"
-    project = template.id.project or "local"
-    domain = template.id.domain or "development"
-    task_id = ids.Identifier(
-        resource_type=ids.TASK, project=project, domain=domain, org=template.id.org,
-        name=template.id.name or template.type, version=template.id.version or "local",
-    )
-    execution = ids.WorkflowExecutionIdentifier(project=project, domain=domain, name=name,
-                                                org=template.id.org)
-    return TaskExecutionMetadata(
-        task_execution_id=ids.TaskExecutionIdentifier(
-            task_id=task_id,
-            node_execution_id=ids.NodeExecutionIdentifier(node_id="n0", execution_id=execution),
-            retry_attempt=0,
-        ),
-        namespace="local",
-        labels={"execution-id": name, "project": project, "domain": domain},
-        k8s_service_account="default",
-    )
+    if not task_type:
+        raise UsageError("a task template needs a task type")
+    template = TaskTemplate(type=task_type, task_type_version=version)
+    if name:
+        template.id.CopyFrom(Identifier(name=name))
+    if inputs or outputs:
+        template.interface.CopyFrom(TypedInterface(
+            inputs=_variable_map(inputs or {}, "input"),
+            outputs=_variable_map(outputs or {}, "output")))
+    if custom is not None:
+        if not isinstance(custom, Mapping):
+            raise UsageError(
+                f"custom must be a mapping (a JSON object), got {type(custom).__name__}"
+            )
+        try:
+            template.custom.update(custom)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"custom is not JSON data: {exc}") from None
+    return template
+
+
+def _variable_map(specs: Mapping[str, TypeSpec], role: str) -> Any:
+    from flyteidl2.core.interface_pb2 import Variable, VariableEntry, VariableMap
+
+    from connector_cli.errors import LiteralError
+    from connector_cli.literals import literal_type_of
+
+    entries = []
+    for name, spec in specs.items():
+        try:
+            literal_type = literal_type_of(spec)
+        except LiteralError as exc:
+            raise LiteralError(f"{role} '{name}': {str(exc).partition(': ')[2] or exc}") from None
+        entries.append(VariableEntry(key=name, value=Variable(type=literal_type)))
+    return VariableMap(variables=entries)
+
+
+def make_inputs(template: TaskTemplate, values: Mapping[str, Any],
+                defaults: Optional[Mapping[str, Literal]] = None) -> Inputs:
+    """`flyteidl2.task.Inputs` for `template` from Python or JSON values, typed by its
+    interface (a `LiteralError` names a wrong, unknown or missing input)."""
+    from connector_cli.literals import json_to_inputs
+
+    interface = template.interface if template.HasField("interface") else None
+    return json_to_inputs(values, interface, defaults)
