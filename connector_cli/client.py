@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.errors import ConnectorNotFound, RemoteError, UsageError
+from connector_cli.sdk.registry import Category, category_message
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from flyteidl2.task.common_pb2 import Inputs
 
 DEFAULT_TIMEOUT = 10.0
-Category = tuple[str, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +80,6 @@ def open_channel(
     if tls is None:
         return grpc.aio.insecure_channel(endpoint, options=options)
     return grpc.aio.secure_channel(endpoint, tls.credentials(), options=options)
-
-
-def _category(task_category: Category) -> Any:
-    from flyteidl2.connector.connector_pb2 import TaskCategory
-
-    return TaskCategory(name=task_category[0], version=task_category[1])
 
 
 def connection(
@@ -174,7 +168,7 @@ class ConnectorClient:
         from flyteidl2.connector.connector_pb2 import GetTaskRequest
 
         request = GetTaskRequest(
-            task_category=_category(task_category),
+            task_category=category_message(task_category),
             resource_meta=resource_meta,
             output_prefix=output_prefix,
             connection=connection,
@@ -189,7 +183,7 @@ class ConnectorClient:
         from flyteidl2.connector.connector_pb2 import DeleteTaskRequest
 
         request = DeleteTaskRequest(
-            task_category=_category(task_category),
+            task_category=category_message(task_category),
             resource_meta=resource_meta,
             connection=connection,
         )
@@ -202,7 +196,7 @@ class ConnectorClient:
         from flyteidl2.connector.connector_pb2 import GetTaskMetricsRequest
 
         request = GetTaskMetricsRequest(
-            task_category=_category(task_category), resource_meta=resource_meta, **fields
+            task_category=category_message(task_category), resource_meta=resource_meta, **fields
         )
         return await self._call(self._tasks.GetTaskMetrics, request)
 
@@ -213,7 +207,7 @@ class ConnectorClient:
         from flyteidl2.connector.connector_pb2 import GetTaskLogsRequest
 
         request = GetTaskLogsRequest(
-            task_category=_category(task_category),
+            task_category=category_message(task_category),
             resource_meta=resource_meta,
             lines=lines,
             token=token,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from connector_cli.cli.options import discovery_config, modules_option, option, plugins_option
-from connector_cli.config import DEFAULT_MAX_MESSAGE_SIZE
+from connector_cli.config import ServerConfig
 
 if TYPE_CHECKING:
     from connector_cli.discovery import DiscoveryReport
@@ -20,26 +20,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger("connector_cli.serve")
 PORT = click.IntRange(0, 65535)
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place to change them
 
 
 @click.command("serve")
-@option("--host", default="::", show_default=True,
+@option("--host", default=DEFAULTS.host, show_default=True,
         help="Address to listen on ('::' is every IPv6 and IPv4 address).")
-@option("--port", type=PORT, default=8000, show_default=True,
+@option("--port", type=PORT, default=DEFAULTS.port, show_default=True,
         help="gRPC port; 0 picks a free one (the log says which).")
-@option("--metrics-port", type=PORT, default=9090, show_default=True,
+@option("--metrics-port", type=PORT, default=DEFAULTS.metrics_port, show_default=True,
         help="Prometheus /metrics port on the same host; 0 disables metrics.")
-@option("--workers", type=click.IntRange(min=1), default=32, show_default=True,
+@option("--workers", type=click.IntRange(min=1), default=DEFAULTS.workers, show_default=True,
         help="Threads that run plain-def connector methods.")
 @modules_option
 @plugins_option
-@option("--grace-period", type=click.FloatRange(min=0), default=25.0, show_default=True,
+@option("--grace-period", type=click.FloatRange(min=0), default=DEFAULTS.grace_period,
+        show_default=True,
         help="Seconds in-flight requests may take to finish after SIGTERM/SIGINT.")
 @option("--tls-cert", metavar="FILE", default=None, help="Server certificate (PEM): serve TLS.")
 @option("--tls-key", metavar="FILE", default=None, help="Private key (PEM) of --tls-cert.")
 @option("--tls-client-ca", metavar="FILE", default=None,
         help="CA (PEM) that client certificates must be signed by: mutual TLS.")
-@option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULT_MAX_MESSAGE_SIZE,
+@option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULTS.max_message_size,
         show_default=True, help="Largest gRPC message accepted or sent, in bytes.")
 @option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
         show_default=True, help="Least severe log level printed.")

@@ -9,13 +9,13 @@ the daemon's own `Dispatcher` (`connector_cli.dispatch`), so what works here wor
 from __future__ import annotations
 
 import concurrent.futures
-import difflib
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from connector_cli.errors import ConnectorNotFound, RemoteError
 from connector_cli.run.types import Category, RunRequest, Unsupported
+from connector_cli.sdk.registry import category_message, not_served_message
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class InProcessTarget:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskRequest(
-            task_category=_category(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=meta,
             output_prefix=request.output_prefix, connection=request.connection_proto(),
         )
         return (await self.dispatch.get(message, _scope())).resource
@@ -100,7 +100,7 @@ class InProcessTarget:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.DeleteTaskRequest(
-            task_category=_category(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=meta,
             connection=request.connection_proto(),
         )
         await self.dispatch.delete(message, _scope())
@@ -109,7 +109,7 @@ class InProcessTarget:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskLogsRequest(
-            task_category=_category(request.category), resource_meta=meta, token=token
+            task_category=category_message(request.category), resource_meta=meta, token=token
         )
         try:
             return page_of([m async for m in self.dispatch.get_logs(message, _scope())])
@@ -121,7 +121,7 @@ class InProcessTarget:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskMetricsRequest(
-            task_category=_category(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=meta,
             **metrics_window(start, end),
         )
         try:
@@ -137,12 +137,6 @@ def _scope() -> Any:
     from connector_cli.dispatch import Scope
 
     return Scope()
-
-
-def _category(category: Category) -> Any:
-    from flyteidl2.connector.connector_pb2 import TaskCategory
-
-    return TaskCategory(name=category[0], version=category[1])
 
 
 class DaemonTarget:
@@ -180,7 +174,8 @@ class DaemonTarget:
             for c in connector.supported_task_categories
         ]
         if tuple(category) not in served:
-            raise ConnectorNotFound(not_served_message(category, served, self.endpoint))
+            raise ConnectorNotFound(
+                not_served_message(category, served, f"the daemon at {self.endpoint}"))
 
     async def create(self, request: RunRequest) -> bytes:
         return await self.client.create(
@@ -219,20 +214,6 @@ class DaemonTarget:
             await self._client.close()
 
 
-def not_served_message(category: Category, served: list[Category], endpoint: str) -> str:
-    """Like the registry's not-found message, for what a daemon's ListConnectors reports."""
-    name, version = category
-    same_type = [str(v) for t, v in served if t == name]
-    if same_type:
-        hint = f" (served versions of {name!r}: {', '.join(same_type)})"
-    else:
-        match = difflib.get_close_matches(name, [t for t, _ in served], n=1)
-        hint = f" (did you mean {match[0]!r}?)" if match else ""
-    listing = ", ".join(f"{t} v{v}" for t, v in served) or "none"
-    return (f"no connector for task type {name!r} v{version}{hint}; "
-            f"the daemon at {endpoint} serves: {listing}")
-
-
 def metrics_window(start: float, end: float) -> dict[str, Any]:
     """GetTaskMetrics fields for the run's wall-clock window, one point per second."""
     from google.protobuf.duration_pb2 import Duration
@@ -245,20 +226,14 @@ def metrics_window(start: float, end: float) -> dict[str, Any]:
             "step": Duration(seconds=1)}
 
 
-def page_of(messages: Iterable[Any]) -> tuple[list[str], str]:
-    """Log lines of one GetTaskLogs answer and the next page's token ('' when last)."""
-    from flyteidl2.connector import connector_pb2 as pb
+def page_of(messages: Iterable[GetTaskLogsResponse]) -> tuple[list[str], str]:
+    """Log lines of one GetTaskLogs answer and the next page's token ('' when last).
 
+    The messages are already whole responses: the dispatcher (in-process) and the daemon
+    normalise a connector's pages the one way (`connector_cli.dispatch`)."""
     lines: list[str] = []
     token = ""
     for message in messages:
-        if isinstance(message, pb.GetTaskLogsResponseBody):
-            message = pb.GetTaskLogsResponse(body=message)
-        elif isinstance(message, pb.GetTaskLogsResponseHeader):
-            message = pb.GetTaskLogsResponse(header=message)
-        elif not isinstance(message, pb.GetTaskLogsResponse):
-            raise TypeError(f"get_logs produced {type(message).__name__}; return or yield "
-                            "GetTaskLogsResponse messages")
         if message.HasField("header"):
             token = message.header.token
         elif message.HasField("body"):

@@ -9,6 +9,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from connector_cli.errors import UsageError
+from connector_cli.sdk.registry import Category
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
     from connector_cli.sdk.secrets import Connection
 
-Category = tuple[str, int]
 LOG_MODES = ("none", "end", "follow")
 EXIT_CODES = {"succeeded": 0, "failed": 1, "aborted": 1, "error": 1, "invalid_input": 2,
               "timed_out": 3, "interrupted": 130}

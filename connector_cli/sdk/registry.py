@@ -140,16 +140,13 @@ class ConnectorRegistry:
     def list_connectors(self) -> list[Connector]:
         """One `Connector` proto per connector name, in registration order."""
         if self._metadata_cache is None:
-            from flyteidl2.connector.connector_pb2 import Connector, TaskCategory
+            from flyteidl2.connector.connector_pb2 import Connector
 
             grouped: dict[str, list[Category]] = {}
             for category, row in self._rows.items():
                 grouped.setdefault(row.connector.name, []).append(category)
             self._metadata_cache = [
-                Connector(
-                    name=name,
-                    supported_task_categories=[TaskCategory(name=t, version=v) for t, v in cats],
-                )
+                Connector(name=name, supported_task_categories=[category_message(c) for c in cats])
                 for name, cats in grouped.items()
             ]
         return list(self._metadata_cache)
@@ -175,16 +172,29 @@ class ConnectorRegistry:
         return len(self._rows)
 
     def _not_found_message(self, task_type_name: str, task_type_version: int) -> str:
-        served = [f"{t} v{v}" for t, v in self._rows]
-        same_type = [v for t, v in self._rows if t == task_type_name]
-        if same_type:
-            hint = f" (served versions of {task_type_name!r}: {', '.join(map(str, same_type))})"
-        else:
-            hint = _closest(task_type_name, [t for t, _ in self._rows])
-        return (
-            f"no connector for task type {task_type_name!r} v{task_type_version}{hint}; "
-            f"served: {', '.join(served) or 'none (no plugins loaded)'}"
-        )
+        return not_served_message((task_type_name, task_type_version), list(self._rows))
+
+
+def not_served_message(category: Category, served: list[Category], server: str = "") -> str:
+    """'no connector for task type ...' with the closest name or the served versions, and
+    what is served; `server` names a remote daemon ('the daemon at HOST:PORT')."""
+    name, version = category
+    same_type = [str(v) for t, v in served if t == name]
+    if same_type:
+        hint = f" (served versions of {name!r}: {', '.join(same_type)})"
+    else:
+        hint = _closest(name, [t for t, _ in served])
+    listing = ", ".join(f"{t} v{v}" for t, v in served)
+    where = f"{server} serves" if server else "served"
+    nothing = "none" if server else "none (no plugins loaded)"
+    return f"no connector for task type {name!r} v{version}{hint}; {where}: {listing or nothing}"
+
+
+def category_message(category: Category) -> Any:
+    """A (task type, version) pair as the `flyteidl2.connector.TaskCategory` message."""
+    from flyteidl2.connector.connector_pb2 import TaskCategory
+
+    return TaskCategory(name=category[0], version=category[1])
 
 
 def _record(row: Registration) -> None:
