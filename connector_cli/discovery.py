@@ -10,15 +10,15 @@ and the other plugins load regardless.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 import types
 from typing import Any, Callable, Collection, Literal, Optional
 
 from connector_cli.config import DiscoveryConfig
 from connector_cli.errors import PluginLoadError, PluginNotFound, RegistrationError
+from connector_cli.sdk.ambient import import_plugin
 from connector_cli.sdk.connector import AsyncConnector
-from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration, root_registry
+from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration
 
 ENTRY_POINT_GROUP = "flyte.connectors"
 
@@ -168,7 +168,7 @@ def _load_isolated(
     snapshot = registry.snapshot()
     try:
         with registry.activate(origin) as made:
-            module = _import(module_name, made)
+            module = import_plugin(module_name, registry, made)
             target = _resolve(module, attr) if attr else module
             _register_target(registry, target, made, origin)
         if not made:
@@ -186,47 +186,6 @@ def _load_isolated(
 
 class _NoConnectors(Exception):
     pass
-
-
-_IMPORT_LOG: dict[str, list[Registration]] = {}
-
-
-def _import(module_name: str, made: list[Registration]) -> types.ModuleType:
-    """Import a plugin module, replaying its import-time registrations if already imported.
-
-    A module runs its top-level `register` calls only once per process; the log lets a
-    second registry (a test, a second server) receive the same connectors.
-    """
-    if module_name in _IMPORT_LOG:
-        _replay(_IMPORT_LOG[module_name])
-        return sys.modules.get(module_name) or importlib.import_module(module_name)
-    if module_name in sys.modules:
-        module = sys.modules[module_name]
-        _replay(_registered_elsewhere(module_name))
-        return module
-    start = len(made)
-    module = importlib.import_module(module_name)
-    _IMPORT_LOG[module_name] = made[start:]
-    return module
-
-
-def _replay(rows: list[Registration]) -> None:
-    for row in rows:
-        ConnectorRegistry.register(row.connector)
-
-
-def _registered_elsewhere(module_name: str) -> list[Registration]:
-    """Connectors defined in a module that was imported before discovery saw it (by user
-    code, or by another plugin): its import-time registrations went elsewhere, so find them
-    in the import log and the process-wide registry."""
-    rows = [row for logged in _IMPORT_LOG.values() for row in logged]
-    rows += root_registry().registrations()
-    found: dict[int, Registration] = {}
-    for row in rows:
-        module = type(row.connector).__module__
-        if module == module_name or module.startswith(module_name + "."):
-            found.setdefault(id(row.connector), row)
-    return list(found.values())
 
 
 def _resolve(module: types.ModuleType, attr: str) -> Any:

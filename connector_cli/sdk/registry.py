@@ -1,22 +1,22 @@
 """`ConnectorRegistry`: which connector serves which (task type, version).
 
 The registry is an object, so every test, server and CLI run can hold its own. Class-level
-calls (`ConnectorRegistry.register(MyConnector())`, as plugin modules write at import time)
-go to the *current default* registry, which discovery points at the registry it is loading
-into. Everything the registry reports (connector metadata, ListConnectors) is derived from
-its one table of registrations.
+calls (`ConnectorRegistry.register(MyConnector())`, as older plugin modules write at import
+time) go to the *current default* registry; that compatibility lives in
+`connector_cli.sdk.ambient`. Everything the registry reports (connector metadata,
+ListConnectors) is derived from its one table of registrations.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import difflib
-import functools
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
+from connector_cli.sdk import ambient
+from connector_cli.sdk.ambient import DefaultOrSelf
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import check_meta_class
 
@@ -52,17 +52,6 @@ class Registration:
     origin: Optional[Origin] = None
 
 
-class _DefaultOrSelf:
-    """Method descriptor: on an instance it binds to it, on the class to the default registry."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
-
-    def __get__(self, obj: Optional[ConnectorRegistry], owner: type[ConnectorRegistry]) -> Any:
-        return self.fn.__get__(obj if obj is not None else owner.default(), owner)
-
-
 class ConnectorRegistry:
     """Maps (task type, version) to the connector serving it, with validation on register."""
 
@@ -73,7 +62,7 @@ class ConnectorRegistry:
     @classmethod
     def default(cls) -> ConnectorRegistry:
         """The registry class-level calls go to (the process-wide one unless activated)."""
-        return _current.get()
+        return ambient.default_registry()
 
     @contextlib.contextmanager
     def activate(self, origin: Optional[Origin] = None) -> Iterator[list[Registration]]:
@@ -82,16 +71,10 @@ class ConnectorRegistry:
         Discovery wraps each plugin import in this, so a plugin's import-time
         `ConnectorRegistry.register(...)` lands here, tagged with `origin`.
         """
-        made: list[Registration] = []
-        token = _current.set(self)
-        loading = _loading.set((origin, made))
-        try:
+        with ambient.activate(self, origin) as made:
             yield made
-        finally:
-            _loading.reset(loading)
-            _current.reset(token)
 
-    @_DefaultOrSelf
+    @DefaultOrSelf
     def register(self, connector: AsyncConnector, override: bool = False) -> None:
         """Serve `connector.task_type_name` v`task_type_version` with `connector`.
 
@@ -102,7 +85,7 @@ class ConnectorRegistry:
         existing = self._rows.get(category)
         if existing is not None and not override:
             if existing.connector is connector:
-                _record(existing)
+                ambient.record(existing)
                 return
             raise DuplicateConnectorError(
                 f"task type {category[0]!r} v{category[1]} is already served by "
@@ -110,13 +93,12 @@ class ConnectorRegistry:
                 "Give one of them another task_type_version, or register with override=True "
                 "to replace it."
             )
-        origin, _ = _loading.get() or (None, None)
-        row = Registration(category, connector, origin)
+        row = Registration(category, connector, ambient.loading_origin())
         self._rows[category] = row
         self._metadata_cache = None
-        _record(row)
+        ambient.record(row)
 
-    @_DefaultOrSelf
+    @DefaultOrSelf
     def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
         """The connector serving this task type and version, or `ConnectorNotFound`."""
         row = self._rows.get((task_type_name, task_type_version))
@@ -124,7 +106,7 @@ class ConnectorRegistry:
             raise ConnectorNotFound(self._not_found_message(task_type_name, task_type_version))
         return row.connector
 
-    @_DefaultOrSelf
+    @DefaultOrSelf
     def get_connector_metadata(self, name: str) -> Connector:
         """The `Connector` proto (name and task categories) of the connector called `name`."""
         for connector in self.list_connectors():
@@ -136,7 +118,7 @@ class ConnectorRegistry:
             f"no connector named {name!r}{hint}; registered: {', '.join(names) or 'none'}"
         )
 
-    @_DefaultOrSelf
+    @DefaultOrSelf
     def list_connectors(self) -> list[Connector]:
         """One `Connector` proto per connector name, in registration order."""
         if self._metadata_cache is None:
@@ -197,12 +179,6 @@ def category_message(category: Category) -> Any:
     return TaskCategory(name=category[0], version=category[1])
 
 
-def _record(row: Registration) -> None:
-    loading = _loading.get()
-    if loading is not None:
-        loading[1].append(row)
-
-
 def _closest(name: str, candidates: list[str]) -> str:
     match = difflib.get_close_matches(name, candidates, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
@@ -240,17 +216,3 @@ def _validate(connector: Any) -> Category:
     except TypeError as exc:
         raise RegistrationError(f"{cls}.metadata_type is invalid: {exc}") from None
     return (name, version)
-
-
-_ROOT = ConnectorRegistry()
-_current: contextvars.ContextVar[ConnectorRegistry] = contextvars.ContextVar(
-    "connector_registry", default=_ROOT
-)
-
-
-def root_registry() -> ConnectorRegistry:
-    """The process-wide registry that class-level calls use outside `activate`."""
-    return _ROOT
-_loading: contextvars.ContextVar[Optional[tuple[Optional[Origin], list[Registration]]]] = (
-    contextvars.ContextVar("connector_registry_loading", default=None)
-)
