@@ -110,7 +110,7 @@ class ConnectorClient:
         self.timeout = timeout
         self.channel = open_channel(endpoint, tls)
         self._tasks = AsyncConnectorServiceStub(self.channel)
-        self._meta = ConnectorMetadataServiceStub(self.channel)
+        self._metadata = ConnectorMetadataServiceStub(self.channel)
 
     async def __aenter__(self) -> ConnectorClient:
         return self
@@ -126,14 +126,14 @@ class ConnectorClient:
         """ListConnectors: every connector the daemon serves."""
         from flyteidl2.connector.connector_pb2 import ListConnectorsRequest
 
-        response = await self._call(self._meta.ListConnectors, ListConnectorsRequest())
+        response = await self._call(self._metadata.ListConnectors, ListConnectorsRequest())
         return list(response.connectors)
 
     async def get_connector(self, name: str) -> Connector:
         """GetConnector: one connector's metadata by name."""
         from flyteidl2.connector.connector_pb2 import GetConnectorRequest
 
-        response = await self._call(self._meta.GetConnector, GetConnectorRequest(name=name))
+        response = await self._call(self._metadata.GetConnector, GetConnectorRequest(name=name))
         return response.connector
 
     async def create(

@@ -16,7 +16,7 @@ import asyncio
 import inspect
 import logging
 from concurrent.futures import Executor
-from typing import Any, AsyncIterator, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Mapping, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
@@ -63,7 +63,7 @@ class Dispatcher:
         self,
         registry: ConnectorRegistry,
         executor: Optional[Executor] = None,
-        on_inputs: Any = None,
+        on_inputs: Optional[Callable[[str, int], None]] = None,
     ) -> None:
         self.registry = registry
         self.executor = executor

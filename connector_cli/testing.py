@@ -164,7 +164,8 @@ async def run_task(
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
     raised by the connector's create/get is re-raised after the cleanup.
     """
-    from connector_cli.run.runner import Run, RunOptions
+    from connector_cli.run.runner import Run
+    from connector_cli.run.types import RunOptions
 
     run_target = _target_for(target)
     request = _run_request(template, inputs, secrets, output_prefix)

@@ -28,8 +28,11 @@ from connector_cli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from connector_cli.run.runner import Run, RunOptions, RunRequest, RunTarget
+    from connector_cli.cli.test_view import Renderer
+    from connector_cli.run.runner import Run
     from connector_cli.run.task_files import LoadedTask
+    from connector_cli.run.types import RunOptions, RunRequest, RunResult, RunTarget
+    from connector_cli.sdk.secrets import SecretMasker
 
 
 @click.command("test")
@@ -103,8 +106,8 @@ def _hint(exc: Optional[BaseException], quiet: bool) -> str:
 def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
     from connector_cli.run.request import build_request
-    from connector_cli.run.runner import RunOptions
     from connector_cli.run.task_files import load_task, read_inputs
+    from connector_cli.run.types import RunOptions
     from connector_cli.sdk.secrets import collect_secrets
 
     loaded = load_task(task)
@@ -118,7 +121,7 @@ def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, R
     return loaded, request, options
 
 
-def _masker(request: RunRequest) -> Any:
+def _masker(request: RunRequest) -> SecretMasker:
     from connector_cli.sdk.secrets import SecretMasker
 
     return SecretMasker(request.connection.secrets.values())
@@ -144,7 +147,7 @@ def _target(opts: dict[str, Any]) -> RunTarget:
 
 
 def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
-             observer: Any) -> Any:
+             observer: Renderer) -> RunResult:
     """Run the loop with SIGINT/SIGTERM asking it to stop (a second one skips the delete)."""
     import asyncio
 
@@ -157,7 +160,7 @@ def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
         raise click.exceptions.Exit(130) from None
 
 
-async def _main(run: Run, target: RunTarget, observer: Any) -> Any:
+async def _main(run: Run, target: RunTarget, observer: Renderer) -> RunResult:
     import asyncio
 
     from connector_cli.errors import ConnectorNotFound

@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import grpc
 import grpc.aio
@@ -28,6 +28,9 @@ from connector_cli.config import ServerConfig
 from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
+
+if TYPE_CHECKING:
+    from connector_cli.discovery import DiscoveryReport
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ class ConnectorServer:
         self,
         registry: ConnectorRegistry,
         config: Optional[ServerConfig] = None,
-        plugin_report: Any = None,
+        plugin_report: Optional[DiscoveryReport] = None,
     ) -> None:
         self.registry = registry
         self.config = config or ServerConfig()
@@ -162,9 +165,9 @@ class ConnectorServer:
         self._metrics = self._make_metrics()
         server = grpc.aio.server(options=grpc_options(config))
         tasks = TaskService(self.registry, self._executor, self._metrics)
-        meta = MetadataService(self.registry, self._executor, self._metrics)
-        self._services = (tasks, meta)
-        self._health = _add_services(server, tasks, meta)
+        metadata = MetadataService(self.registry, self._executor, self._metrics)
+        self._services = (tasks, metadata)
+        self._health = _add_services(server, tasks, metadata)
         try:
             if config.metrics_port:
                 check_free(config.host, config.metrics_port, "serve metrics on",
@@ -323,7 +326,9 @@ def _serving() -> int:
     return health_pb2.HealthCheckResponse.SERVING
 
 
-def _add_services(server: grpc.aio.Server, tasks: TaskService, meta: MetadataService) -> Any:
+def _add_services(
+    server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService
+) -> Any:
     """Register connector services, health and reflection; returns the health servicer."""
     from flyteidl2.connector.service_pb2_grpc import (
         add_AsyncConnectorServiceServicer_to_server,
@@ -333,7 +338,7 @@ def _add_services(server: grpc.aio.Server, tasks: TaskService, meta: MetadataSer
     from grpc_reflection.v1alpha import reflection
 
     add_AsyncConnectorServiceServicer_to_server(tasks, server)
-    add_ConnectorMetadataServiceServicer_to_server(meta, server)
+    add_ConnectorMetadataServiceServicer_to_server(metadata, server)
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)

@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from concurrent.futures import Executor
-from typing import Any, AsyncIterator, Iterable, Optional
+from typing import Any, AsyncIterator, Iterable, Optional, Protocol
 
 import grpc
 from flyteidl2.connector import connector_pb2 as pb
@@ -33,6 +33,19 @@ MAX_DETAIL = 400
 OPERATIONS = (
     "create", "get", "delete", "get_metrics", "get_logs", "list_connectors", "get_connector"
 )
+
+
+class MetricsSink(Protocol):
+    """What the servicers report to (`connector_cli.daemon.metrics.Metrics`, or nothing)."""
+
+    def started(self, operation: str) -> None:
+        """An RPC began."""
+
+    def finished(self, operation: str, task_type: str, code: str, seconds: float) -> None:
+        """An RPC ended with status `code` after `seconds`."""
+
+    def inputs(self, task_type: str, size: int) -> None:
+        """A CreateTask carried `size` bytes of inputs."""
 
 
 class NoMetrics:
@@ -67,31 +80,35 @@ class _Base:
     """What both servicers share: the registry, the worker pool and metrics."""
 
     def __init__(
-        self, registry: ConnectorRegistry, executor: Optional[Executor], metrics: Any = None
+        self, registry: ConnectorRegistry, executor: Optional[Executor],
+        metrics: Optional[MetricsSink] = None
     ) -> None:
         self.registry = registry
         self.executor = executor
-        self.metrics = metrics if metrics is not None else NoMetrics()
+        self.metrics: MetricsSink = metrics if metrics is not None else NoMetrics()
         self.in_flight = 0
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
 
 
-class _Call(Scope):
+class _Call:
     """One RPC's bookkeeping: in-flight count, metrics, and turning any exception into
     a status (logged, secrets masked) as the block exits.
 
-    As a `Scope`, `label` is the task type once a connector serves it (metrics labels stay
-    bounded) and `secrets` are the values to mask.
+    `scope` is handed to the dispatcher, which records in it the task type once a
+    connector serves it (metrics labels stay bounded) and the secret values to mask.
     """
 
-    __slots__ = ("service", "context", "operation", "task_type", "started", "task")
+    __slots__ = ("service", "context", "operation", "task_type", "started", "task", "scope")
 
-    def __init__(self, service: _Base, context: Any, operation: str, task_type: str) -> None:
-        super().__init__()
+    def __init__(self, service: _Base, context: Any, operation: str, task_type: str,
+                 label: Optional[str] = None) -> None:
         self.service, self.context = service, context
         self.operation, self.task_type = operation, task_type
         self.started = 0.0
+        self.scope = Scope()
+        if label is not None:
+            self.scope.label = label
 
     async def __aenter__(self) -> _Call:
         self.task = asyncio.current_task()
@@ -114,14 +131,15 @@ class _Call(Scope):
             code = "CANCELLED"
             service.cancelled += 1
         service.metrics.finished(
-            self.operation, self.label, code, time.perf_counter() - self.started
+            self.operation, self.scope.label, code, time.perf_counter() - self.started
         )
         if isinstance(exc, Exception):
             await self._abort(exc, status, detail)
 
     async def _abort(self, exc: Exception, code: grpc.StatusCode, detail: str) -> None:
         """Log (INTERNAL with the masked traceback) and end the RPC with `code`."""
-        mask = SecretMasker(self.secrets.values()).text if self.secrets else str
+        secrets = self.scope.secrets
+        mask = SecretMasker(secrets.values()).text if secrets else str
         detail = mask(detail)
         if len(detail) > MAX_DETAIL:
             detail = detail[: MAX_DETAIL - 3] + "..."
@@ -137,36 +155,37 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
     """AsyncConnectorService: CreateTask, GetTask, DeleteTask, GetTaskMetrics, GetTaskLogs."""
 
     def __init__(
-        self, registry: ConnectorRegistry, executor: Optional[Executor], metrics: Any = None
+        self, registry: ConnectorRegistry, executor: Optional[Executor],
+        metrics: Optional[MetricsSink] = None
     ) -> None:
         super().__init__(registry, executor, metrics)
         self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs)
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "create", request.template.type) as call:
-            response = await self.dispatch.create(request, call)
+            response = await self.dispatch.create(request, call.scope)
         return response
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "get", request.task_category.name) as call:
-            response = await self.dispatch.get(request, call)
+            response = await self.dispatch.get(request, call.scope)
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "delete", request.task_category.name) as call:
-            response = await self.dispatch.delete(request, call)
+            response = await self.dispatch.delete(request, call.scope)
         return response
 
     async def GetTaskMetrics(self, request: pb.GetTaskMetricsRequest, context: Any) -> Any:
         async with _Call(self, context, "get_metrics", request.task_category.name) as call:
-            response = await self.dispatch.get_metrics(request, call)
+            response = await self.dispatch.get_metrics(request, call.scope)
         return response
 
     async def GetTaskLogs(
         self, request: pb.GetTaskLogsRequest, context: Any
     ) -> AsyncIterator[pb.GetTaskLogsResponse]:
         async with _Call(self, context, "get_logs", request.task_category.name) as call:
-            async for page in self.dispatch.get_logs(request, call):
+            async for page in self.dispatch.get_logs(request, call.scope):
                 yield page
 
 
@@ -174,14 +193,12 @@ class MetadataService(_Base, ConnectorMetadataServiceServicer):
     """ConnectorMetadataService: which connectors and task types this daemon serves."""
 
     async def ListConnectors(self, request: pb.ListConnectorsRequest, context: Any) -> Any:
-        async with _Call(self, context, "list_connectors", "") as call:
-            call.label = ""
+        async with _Call(self, context, "list_connectors", "", label=""):
             response = pb.ListConnectorsResponse(connectors=self.registry.list_connectors())
         return response
 
     async def GetConnector(self, request: pb.GetConnectorRequest, context: Any) -> Any:
-        async with _Call(self, context, "get_connector", "") as call:
-            call.label = ""
+        async with _Call(self, context, "get_connector", "", label=""):
             response = pb.GetConnectorResponse(
                 connector=self.registry.get_connector_metadata(request.name)
             )

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Optional, TypeVar
 
 from connector_cli.errors import UsageError
 from connector_cli.run.types import (
-    EXIT_CODES,
-    LOG_MODES,
-    Category,
     PollUpdate,
     RunObserver,
     RunOptions,
@@ -34,12 +31,12 @@ from connector_cli.sdk.connector import is_terminal_phase, phase_name
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Resource
 
-__all__ = ["EXIT_CODES", "LOG_MODES", "RunTarget", "Category", "PollUpdate", "Run",
-           "RunObserver", "RunOptions", "RunRequest", "RunResult", "Unsupported",
-           "next_poll_delay", "read_outputs_file"]
+__all__ = ["Run"]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
 class _Stopped(Exception):
     """The wait ended because of an interrupt or the deadline; args[0] is the status."""
 
@@ -77,9 +74,9 @@ class Run:
             self._deadline = self._start + self.options.timeout
         await self.target.check(self.request.category)
         try:
-            meta = await self._create()
-            if meta is not None:
-                await self._follow(meta)
+            resource_meta = await self._create()
+            if resource_meta is not None:
+                await self._follow(resource_meta)
         finally:
             self.result.duration = time.monotonic() - self._start
         return self.result
@@ -87,7 +84,7 @@ class Run:
     async def _create(self) -> Optional[bytes]:
         creating = asyncio.ensure_future(self.target.create(self.request))
         try:
-            meta = await self._race(asyncio.shield(creating))
+            resource_meta = await self._race(asyncio.shield(creating))
         except _Stopped as stop:
             self.result.status = stop.args[0]
             await self._late_create(creating, stop.args[0])
@@ -96,8 +93,8 @@ class Run:
             status = "invalid_input" if isinstance(exc, UsageError) else "error"
             self._fail(status, f"create failed: {_describe(exc)}", exc)
             return None
-        self._created(meta)
-        return meta
+        self._created(resource_meta)
+        return resource_meta
 
     async def _late_create(self, creating: asyncio.Future[bytes], reason: str) -> None:
         """Stopped during `create`: let it finish (bounded) so its job can be deleted."""
@@ -106,26 +103,26 @@ class Run:
             return
         self.observer.note("waiting for create to return, to delete its job")
         try:
-            meta = await self._race(creating, self.options.delete_timeout, self._force)
+            resource_meta = await self._race(creating, self.options.delete_timeout, self._force)
         except _Stopped:
             self.observer.note("create did not return; if it started a job, delete it by hand")
             return
         except Exception:  # noqa: BLE001 - it failed, so there is no job to delete
             return
-        self._created(meta)
-        await self._delete(meta, reason)
+        self._created(resource_meta)
+        await self._delete(resource_meta, reason)
 
-    def _created(self, meta: bytes) -> None:
-        self.result.resource_meta = meta
-        self.observer.created(meta)
+    def _created(self, resource_meta: bytes) -> None:
+        self.result.resource_meta = resource_meta
+        self.observer.created(resource_meta)
         if self.options.logs != "none":
-            self._logs = _LogCursor(self, meta)
+            self._logs = _LogCursor(self, resource_meta)
 
-    async def _follow(self, meta: bytes) -> None:
+    async def _follow(self, resource_meta: bytes) -> None:
         """Poll to a terminal phase, then fetch logs/metrics; delete if it did not end."""
         reason = None
         try:
-            resource = await self._poll(meta)
+            resource = await self._poll(resource_meta)
             self._finish_terminal(resource)
         except _Stopped as stop:
             reason = self.result.status = stop.args[0]
@@ -133,14 +130,14 @@ class Run:
             reason = "error"
             self._fail("error", f"get failed: {_describe(exc)}", exc)
         if reason != "interrupted":
-            await self._epilogue(meta)
+            await self._epilogue(resource_meta)
         if reason is not None:
-            await self._delete(meta, reason)
+            await self._delete(resource_meta, reason)
 
-    async def _poll(self, meta: bytes) -> Resource:
+    async def _poll(self, resource_meta: bytes) -> Resource:
         delay, last_phase = self.options.poll_interval, ""
         while True:
-            resource = await self._race(self.target.get(self.request, meta))
+            resource = await self._race(self.target.get(self.request, resource_meta))
             phase = phase_name(resource.phase)
             self._record(resource, phase, last_phase)
             if is_terminal_phase(resource.phase):
@@ -216,7 +213,7 @@ class Run:
             return f"SUCCEEDED but {exc}; Flyte would fail this task"
         return None
 
-    async def _epilogue(self, meta: bytes) -> None:
+    async def _epilogue(self, resource_meta: bytes) -> None:
         """Fetch the remaining logs and the metrics, bounded, ignoring the deadline."""
         self._deadline = None
         bound = self.options.epilogue_timeout
@@ -224,17 +221,18 @@ class Run:
             if self._logs is not None:
                 await self._logs.drain(lambda aw: self._race(aw, bound))
             if self.options.metrics:
-                await self._race(self._fetch_metrics(meta), bound)
+                await self._race(self._fetch_metrics(resource_meta), bound)
         except _Stopped:
             self.observer.note("stopped fetching logs/metrics")
         except Exception as exc:  # noqa: BLE001 - logs are a bonus, not the result
             self.observer.note(f"could not fetch logs/metrics: {_describe(exc)}")
 
-    async def _fetch_metrics(self, meta: bytes) -> None:
+    async def _fetch_metrics(self, resource_meta: bytes) -> None:
         from google.protobuf.json_format import MessageToDict
 
         try:
-            response = await self.target.metrics(self.request, meta, self._wall_start, time.time())
+            response = await self.target.metrics(self.request, resource_meta, self._wall_start,
+                                                 time.time())
         except Unsupported:
             self.observer.note("the connector does not implement get_metrics")
             return
@@ -242,13 +240,13 @@ class Run:
             {"metric": r.metric, "data": MessageToDict(r.data)} for r in response.results
         ]
 
-    async def _delete(self, meta: bytes, reason: str) -> None:
+    async def _delete(self, resource_meta: bytes, reason: str) -> None:
         if self.options.keep:
             self.observer.note("--keep: not deleting the job; it may still be running")
             return
         self.observer.deleting(reason)
         try:
-            await self._race(self.target.delete(self.request, meta),
+            await self._race(self.target.delete(self.request, resource_meta),
                              self.options.delete_timeout, self._force)
         except _Stopped:
             self.result.delete_error = (
@@ -299,8 +297,8 @@ class _LogCursor:
 
     max_pages = 1000
 
-    def __init__(self, run: Run, meta: bytes) -> None:
-        self.run, self.meta = run, meta
+    def __init__(self, run: Run, resource_meta: bytes) -> None:
+        self.run, self.resource_meta = run, resource_meta
         self.token, self.seen = "", 0
         self.disabled = False
 
@@ -311,7 +309,7 @@ class _LogCursor:
         run = self.run
         for _ in range(self.max_pages):
             try:
-                lines, next_token = await race(run.target.log_page(run.request, self.meta,
+                lines, next_token = await race(run.target.log_page(run.request, self.resource_meta,
                                                                     self.token))
             except _Stopped:
                 raise

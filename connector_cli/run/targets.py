@@ -87,41 +87,43 @@ class InProcessTarget:
         )
         return (await self.dispatch.create(message, _scope())).resource_meta
 
-    async def get(self, request: RunRequest, meta: bytes) -> Resource:
+    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskRequest(
-            task_category=category_message(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=resource_meta,
             output_prefix=request.output_prefix, connection=request.connection_proto(),
         )
         return (await self.dispatch.get(message, _scope())).resource
 
-    async def delete(self, request: RunRequest, meta: bytes) -> None:
+    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.DeleteTaskRequest(
-            task_category=category_message(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=resource_meta,
             connection=request.connection_proto(),
         )
         await self.dispatch.delete(message, _scope())
 
-    async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
+    async def log_page(self, request: RunRequest, resource_meta: bytes,
+                       token: str) -> tuple[list[str], str]:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskLogsRequest(
-            task_category=category_message(request.category), resource_meta=meta, token=token
+            task_category=category_message(request.category), resource_meta=resource_meta,
+            token=token,
         )
         try:
             return page_of([m async for m in self.dispatch.get_logs(message, _scope())])
         except NotImplementedError:
             raise Unsupported("get_logs") from None
 
-    async def metrics(self, request: RunRequest, meta: bytes, start: float,
+    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
                       end: float) -> GetTaskMetricsResponse:
         from flyteidl2.connector import connector_pb2 as pb
 
         message = pb.GetTaskMetricsRequest(
-            task_category=category_message(request.category), resource_meta=meta,
+            task_category=category_message(request.category), resource_meta=resource_meta,
             **metrics_window(start, end),
         )
         try:
@@ -183,26 +185,27 @@ class DaemonTarget:
             request.task_execution_metadata, request.connection_proto(),
         )
 
-    async def get(self, request: RunRequest, meta: bytes) -> Resource:
-        return await self.client.get(request.category, meta, request.output_prefix,
+    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
+        return await self.client.get(request.category, resource_meta, request.output_prefix,
                                      request.connection_proto())
 
-    async def delete(self, request: RunRequest, meta: bytes) -> None:
-        await self.client.delete(request.category, meta, request.connection_proto())
+    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
+        await self.client.delete(request.category, resource_meta, request.connection_proto())
 
-    async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
+    async def log_page(self, request: RunRequest, resource_meta: bytes,
+                       token: str) -> tuple[list[str], str]:
         try:
-            return page_of([m async for m in self.client.get_logs(request.category, meta,
-                                                                  token=token)])
+            pages = self.client.get_logs(request.category, resource_meta, token=token)
+            return page_of([m async for m in pages])
         except RemoteError as exc:
             if exc.code == "UNIMPLEMENTED":
                 raise Unsupported("get_logs") from None
             raise
 
-    async def metrics(self, request: RunRequest, meta: bytes, start: float,
+    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
                       end: float) -> GetTaskMetricsResponse:
         try:
-            return await self.client.get_metrics(request.category, meta,
+            return await self.client.get_metrics(request.category, resource_meta,
                                                  **metrics_window(start, end))
         except RemoteError as exc:
             if exc.code == "UNIMPLEMENTED":

@@ -100,16 +100,17 @@ class RunTarget(Protocol):
     async def create(self, request: RunRequest) -> bytes:
         """Start the job; return the encoded resource meta."""
 
-    async def get(self, request: RunRequest, meta: bytes) -> Resource:
+    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
         """Poll the job; a `flyteidl2.connector.Resource` with outputs as literals."""
 
-    async def delete(self, request: RunRequest, meta: bytes) -> None:
+    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
         """Cancel the job."""
 
-    async def log_page(self, request: RunRequest, meta: bytes, token: str) -> tuple[list[str], str]:
+    async def log_page(self, request: RunRequest, resource_meta: bytes,
+                       token: str) -> tuple[list[str], str]:
         """One page of log lines from `token` and the next page's token ('' on the last)."""
 
-    async def metrics(self, request: RunRequest, meta: bytes, start: float,
+    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
                       end: float) -> GetTaskMetricsResponse:
         """The job's metrics between two wall-clock times."""
 
