@@ -1,4 +1,6 @@
-"""Shared fixtures: fresh registries and real installed plugin distributions."""
+"""Shared fixtures and paths: the registry fixture, real installed plugin distributions, and
+the fixture connectors. Test modules import shared things from here or tests/helpers/,
+never from each other."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from connector_cli.sdk.registry import ConnectorRegistry
 HERE = Path(__file__).parent
 REPO = HERE.parent
 FIXTURE_DISTS = HERE / "fixtures" / "dists"
+CONNECTORS = HERE / "fixtures" / "connectors"
+JOB_TASK = CONNECTORS / "run_job_task.yaml"
 
 
 @pytest.fixture
-def registry() -> ConnectorRegistry:
-    """A fresh, empty registry."""
-    return ConnectorRegistry()
+def registry(connector_registry: ConnectorRegistry) -> ConnectorRegistry:
+    """A fresh, empty registry: the test kit's `connector_registry`, under a short name."""
+    return connector_registry
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from connector_cli.literals import (
     python_to_literal,
     to_json,
 )
-from tests.test_literals_cases import (
+from tests.helpers.literal_cases import (
     BOOL,
     COLOR,
     CSV_FILE,

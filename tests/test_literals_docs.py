@@ -16,7 +16,7 @@ from connector_cli.errors import LiteralError
 from connector_cli.literals import inputs_to_python, json_to_inputs, outputs_to_proto, to_json
 from connector_cli.literals._types import type_name
 from tests.conftest import REPO
-from tests.test_literals_cases import (
+from tests.helpers.literal_cases import (
     BOOL,
     COLOR,
     CSV_FILE,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from connector_cli.literals import json_to_inputs, literal_to_python, python_to_literal, to_json
 from connector_cli.literals._values import format_duration
-from tests.test_literals_cases import (
+from tests.helpers.literal_cases import (
     BOOL,
     COLOR,
     CSV_FILE,

@@ -34,10 +34,7 @@ from connector_cli.sdk.secrets import (
     read_secrets_file,
 )
 from connector_cli.testing import serve_in_background
-from tests.conftest import HERE
-
-CONNECTORS = HERE / "fixtures" / "connectors"
-JOB_TASK = CONNECTORS / "run_job_task.yaml"
+from tests.conftest import CONNECTORS, JOB_TASK
 
 
 @pytest.fixture

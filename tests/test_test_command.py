@@ -18,8 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from connector_cli.cli import cli
-from tests.conftest import REPO, cli_env
-from tests.test_runner import CONNECTORS, JOB_TASK
+from tests.conftest import CONNECTORS, JOB_TASK, REPO, cli_env
 
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
 JOBS = ["--plugins", "none", "-m", "run_jobs"]

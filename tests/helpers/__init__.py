@@ -1,0 +1,1 @@
+"""Shared test data and builders; test modules import from here, never from each other."""
