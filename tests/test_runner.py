@@ -1,4 +1,4 @@
-"""The run loop, task loading and secrets behind `flyte-connector test`, without the CLI.
+"""The run loop behind `flyte-connector test` (connector_cli.run.runner), without the CLI.
 
 Real connectors (tests/fixtures/connectors/run_jobs.py) run in-process and on a real
 daemon (`serve_in_background`); both backends must give the same result.
@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-import yaml
 from flyteidl2.core.tasks_pb2 import TaskTemplate
-from flyteidl2.task.task_definition_pb2 import TaskSpec
-from google.protobuf import json_format
 
 from connector_cli.discovery import discover
 from connector_cli.errors import ConnectorNotFound, LiteralError, UsageError
@@ -24,14 +21,11 @@ from connector_cli.literals import json_to_inputs
 from connector_cli.run.request import execution_metadata
 from connector_cli.run.runner import Run
 from connector_cli.run.targets import DaemonTarget, InProcessTarget
-from connector_cli.run.task_files import load_task, read_inputs
+from connector_cli.run.task_files import load_task
 from connector_cli.run.types import PollUpdate, RunObserver, RunOptions, RunRequest, next_poll_delay
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.secrets import (
-    SecretMasker,
-    collect_secrets,
     connection_for,
-    read_secrets_file,
 )
 from connector_cli.testing import serve_in_background
 from tests.conftest import CONNECTORS, JOB_TASK
@@ -87,135 +81,6 @@ async def run_job(backend: Any, request: RunRequest, **options: Any) -> tuple[An
     options.setdefault("poll_interval", 0.05)
     result = await Run(backend, request, RunOptions(**options), recorder).execute()
     return result, recorder
-
-
-# --- task templates -----------------------------------------------------------------
-
-
-def template_dict() -> dict[str, Any]:
-    return yaml.safe_load(JOB_TASK.read_text())["taskTemplate"]
-
-
-@pytest.mark.parametrize("form", ["binary TaskTemplate", "binary TaskSpec", "proto-JSON TaskTemplate",
-                                  "proto-JSON TaskSpec", "YAML TaskTemplate", "YAML TaskSpec"])
-def test_every_template_form_loads_to_the_same_template(tmp_path: Path, form: str) -> None:
-    spec = json_format.ParseDict(yaml.safe_load(JOB_TASK.read_text()), TaskSpec())
-    message = spec if form.endswith("TaskSpec") else spec.task_template
-    suffix = {"binary": ".pb", "proto-JSON": ".json", "YAML": ".yml"}[form.split()[0]]
-    path = tmp_path / f"task{suffix}"
-    if suffix == ".pb":
-        path.write_bytes(message.SerializeToString())
-    elif suffix == ".json":
-        path.write_text(json_format.MessageToJson(message))
-    else:
-        path.write_text(yaml.safe_dump(json_format.MessageToDict(message)))
-    loaded = load_task(path)
-    assert loaded.form == form
-    assert loaded.template == spec.task_template
-    assert loaded.category == ("job", 0)
-    assert sorted(loaded.defaults) == (["outcome", "record", "seconds"] if "Spec" in form else [])
-
-
-def test_form_is_detected_from_content_not_suffix(tmp_path: Path) -> None:
-    path = tmp_path / "task.json"
-    path.write_bytes(TaskTemplate(type="job").SerializeToString())
-    assert load_task(path).form == "binary TaskTemplate"
-    path = tmp_path / "task.pb"
-    path.write_text("type: job\n")
-    assert load_task(path).form == "YAML TaskTemplate"
-
-
-def test_a_file_that_is_no_template_names_every_form_tried(tmp_path: Path) -> None:
-    path = tmp_path / "task.pb"
-    path.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(UsageError) as err:
-        load_task(path)
-    text = str(err.value)
-    assert text.startswith(f"'{path}' is not a task template; tried binary TaskSpec (")
-    for form in ("binary TaskTemplate (", "proto-JSON (", "YAML ("):
-        assert form in text
-    assert "\n" not in text
-
-
-def test_template_errors_are_one_clear_line(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"cannot read task template '.*nope.yaml': No such file"):
-        load_task(tmp_path / "nope.yaml")
-    path = tmp_path / "t.yaml"
-    path.write_text("id: {name: x}\n")
-    with pytest.raises(UsageError, match=r"has no type; set `type` to the task type"):
-        load_task(path)
-    path.write_text("type: job\ncolour: blue\n")
-    with pytest.raises(UsageError, match=r"t.yaml': invalid TaskTemplate: .*no field named \"colour\""):
-        load_task(path)
-    path.write_bytes(TaskTemplate(id={"name": "x"}).SerializeToString())
-    with pytest.raises(UsageError, match="has no type"):
-        load_task(path)
-
-
-def test_inputs_pairs_parse_json_else_string_and_win_over_the_file(tmp_path: Path) -> None:
-    file = tmp_path / "inputs.json"
-    file.write_text('{"outcome": "fail", "seconds": 2}')
-    values = read_inputs(file, ["outcome=succeed", "n=3", 's="3"', "l=[1, 2]", "t=not json"])
-    assert values == {"outcome": "succeed", "seconds": 2, "n": 3, "s": "3", "l": [1, 2], "t": "not json"}
-    file.write_text("[1]")
-    with pytest.raises(UsageError, match="must hold an object"):
-        read_inputs(file)
-    with pytest.raises(UsageError, match="-i expects NAME=VALUE"):
-        read_inputs(None, ["novalue"])
-
-
-def test_execution_metadata_looks_like_the_backends() -> None:
-    task = load_task(JOB_TASK)
-    meta = execution_metadata(task.template)
-    execution = meta.task_execution_id.node_execution_id.execution_id
-    assert execution.name.startswith("local-") and execution.project == "tests"
-    assert meta.task_execution_id.task_id.name == "job-task" and meta.namespace == "local"
-    assert execution_metadata(task.template).task_execution_id != meta.task_execution_id
-
-
-# --- secrets ------------------------------------------------------------------------
-
-
-def test_secrets_sources_and_precedence(tmp_path: Path) -> None:
-    dotenv = tmp_path / "secrets.env"
-    dotenv.write_text("# comment\nexport token='from-file'\nPASSWORD = \"p@ss word\"\n\n")
-    as_json = tmp_path / "secrets.json"
-    as_json.write_text('{"token": "from-json", "port": 5432}')
-    env = {"FLYTE_SECRET_API_KEY": "env-key", "FLYTE_SECRET_token": "env-token", "HOME": "/x"}
-    found = collect_secrets(["token=from-flag=with=equals"], [dotenv, as_json], env)
-    assert found == {"api_key": "env-key", "token": "from-flag=with=equals",
-                     "PASSWORD": "p@ss word", "port": "5432"}
-    assert read_secrets_file(dotenv) == {"token": "from-file", "PASSWORD": "p@ss word"}
-
-
-def test_secret_errors_never_echo_values(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.env"
-    bad.write_text("GOOD=1\nthis line holds hunter2secret\n")
-    with pytest.raises(UsageError) as err:
-        read_secrets_file(bad)
-    assert "line 2" in str(err.value) and "hunter2" not in str(err.value)
-    with pytest.raises(UsageError) as err:
-        collect_secrets(["hunter2secret"])
-    assert "hunter2" not in str(err.value)
-
-
-def test_connection_follows_the_templates_custom_secrets_and_configs() -> None:
-    template = json_format.ParseDict(
-        {"type": "job", "custom": {"secrets": {"api_key": "prod-key"}, "configs": {"region": "eu"}}},
-        TaskTemplate(),
-    )
-    conn = connection_for(template, {"prod-key": "s3cr3t-value"})
-    assert conn.secrets == {"prod-key": "s3cr3t-value", "api_key": "s3cr3t-value"}
-    assert conn.configs == {"region": "eu"}
-    assert conn.masked() == {"secrets": {"api_key": "****", "prod-key": "****"}, "configs": {"region": "eu"}}
-    with pytest.raises(UsageError, match=r"needs secret 'prod-key' \(for 'api_key'\).*FLYTE_SECRET_prod_key"):
-        connection_for(template, {})
-
-
-def test_masker_hides_values_in_text_and_data() -> None:
-    masker = SecretMasker(["s3cr3t-value", "abc"])
-    assert masker.text("key s3cr3t-value, abc") == "key ****, abc"
-    assert masker.data({"a": ["x s3cr3t-value"], "s3cr3t-value": 1}) == {"a": ["x ****"], "****": 1}
 
 
 # --- the loop -----------------------------------------------------------------------
