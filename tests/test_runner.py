@@ -1,7 +1,7 @@
 """The run loop behind `flyte-connector test` (connector_cli.run.runner), without the CLI.
 
 Real connectors (tests/fixtures/connectors/run_jobs.py) run in-process and on a real
-daemon (`serve_in_background`); both backends must give the same result.
+daemon (`serve_in_background`); both targets must give the same result.
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ def job_request(tmp_path: Path, secrets: Optional[dict[str, str]] = None, **valu
     )
 
 
-async def run_job(backend: Any, request: RunRequest, **options: Any) -> tuple[Any, Recorder]:
+async def run_job(target: Any, request: RunRequest, **options: Any) -> tuple[Any, Recorder]:
     recorder = Recorder()
     options.setdefault("poll_interval", 0.05)
-    result = await Run(backend, request, RunOptions(**options), recorder).execute()
+    result = await Run(target, request, RunOptions(**options), recorder).execute()
     return result, recorder
 
 
@@ -192,12 +192,12 @@ async def test_connector_errors(jobs: ConnectorRegistry, tmp_path: Path) -> None
 
 
 async def test_failed_aborted_and_missing_outputs(jobs: ConnectorRegistry, tmp_path: Path) -> None:
-    backend = InProcessTarget(jobs)
-    result, _ = await run_job(backend, job_request(tmp_path, outcome="fail"))
+    target = InProcessTarget(jobs)
+    result, _ = await run_job(target, job_request(tmp_path, outcome="fail"))
     assert (result.status, result.exit_code, result.message) == ("failed", 1, "the job ran out of memory")
-    result, _ = await run_job(backend, job_request(tmp_path, outcome="abort"))
+    result, _ = await run_job(target, job_request(tmp_path, outcome="abort"))
     assert (result.status, result.phase) == ("aborted", "ABORTED") and not result.deleted
-    result, _ = await run_job(backend, job_request(tmp_path, outcome="no-outputs"))
+    result, _ = await run_job(target, job_request(tmp_path, outcome="no-outputs"))
     assert result.status == "failed" and "Flyte would fail this task" in result.error
 
 
@@ -234,15 +234,15 @@ def test_inputs_that_do_not_match_the_interface_name_the_input() -> None:
         json_to_inputs({"seconds": "soon"}, task.template.interface, task.defaults)
 
 
-async def test_remote_backend_gives_the_same_result(jobs: ConnectorRegistry, tmp_path: Path) -> None:
+async def test_remote_target_gives_the_same_result(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     request = job_request(tmp_path, seconds=0.1, secrets={"api_key": "k3y-value"})
     local, _ = await run_job(InProcessTarget(jobs), request, logs="end", metrics=True)
     async with serve_in_background(jobs) as daemon:
-        remote_backend = DaemonTarget(daemon.address)
+        remote_target = DaemonTarget(daemon.address)
         try:
-            remote, _ = await run_job(remote_backend, request, logs="end", metrics=True)
+            remote, _ = await run_job(remote_target, request, logs="end", metrics=True)
         finally:
-            await remote_backend.close()
+            await remote_target.close()
     for field in ("status", "phase", "message", "metrics"):
         assert getattr(remote, field) == getattr(local, field), field
     assert remote.custom_info == {**local.custom_info, "job_id": remote.output_values["job_id"]}
@@ -254,17 +254,17 @@ async def test_remote_backend_gives_the_same_result(jobs: ConnectorRegistry, tmp
 async def test_remote_errors_timeout_and_unknown_type(jobs: ConnectorRegistry, tmp_path: Path) -> None:
     record = tmp_path / "record.txt"
     async with serve_in_background(jobs) as daemon:
-        backend = DaemonTarget(daemon.address)
+        target = DaemonTarget(daemon.address)
         try:
-            result, _ = await run_job(backend, job_request(tmp_path, outcome="hang", record=str(record)),
+            result, _ = await run_job(target, job_request(tmp_path, outcome="hang", record=str(record)),
                                       timeout=0.3)
             assert result.status == "timed_out" and result.deleted
             assert record.read_text().splitlines()[-1].startswith("delete job-")
-            result, _ = await run_job(backend, job_request(tmp_path, outcome="raise-get"))
+            result, _ = await run_job(target, job_request(tmp_path, outcome="raise-get"))
             assert result.status == "error" and "lost track of job-" in result.error and result.deleted
             bad = RunRequest(TaskTemplate(type="jbo"), None, "/tmp",
                              execution_metadata(TaskTemplate(type="jbo")), connection_for(TaskTemplate(), {}))
             with pytest.raises(ConnectorNotFound, match=r"did you mean 'job'\?\); the daemon at 127.0.0.1:\d+ serves: job v0"):
-                await run_job(backend, bad)
+                await run_job(target, bad)
         finally:
-            await backend.close()
+            await target.close()
