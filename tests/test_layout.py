@@ -3,6 +3,7 @@ the package is on the page."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 from tests.conftest import REPO
@@ -30,3 +31,49 @@ def test_every_folder_it_names_exists_and_every_package_folder_is_named() -> Non
 
 def test_the_readme_links_it() -> None:
     assert "(docs/layout.md)" in (REPO / "README.md").read_text()
+
+
+# Lower layers never import higher ones; a folder may import its own layer and below.
+LAYERS = [
+    {"errors", "_version"},
+    {"sdk", "literals", "config"},
+    {"connector_cli", "discovery", "dispatch", "client"},
+    {"daemon", "run", "authoring"},
+    {"testing", "pytest_plugin"},
+    {"cli", "__main__"},
+]
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each package module's place (its folder, or itself at the top) -> the places and
+    third-party top-level packages it imports, lazily or not."""
+    found: dict[str, set[str]] = {}
+    for path in (REPO / "connector_cli").rglob("*.py"):
+        if "templates" in path.parts:
+            continue
+        parts = path.relative_to(REPO).with_suffix("").parts
+        place = parts[1] if len(parts) > 1 and parts[1] != "__init__" else "connector_cli"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for name in names:
+                dotted = name.split(".")
+                target = (dotted[1] if len(dotted) > 1 else "connector_cli") \
+                    if dotted[0] == "connector_cli" else dotted[0]
+                found.setdefault(place, set()).add(target)
+    return found
+
+
+def test_imports_only_run_downwards_and_only_the_cli_uses_click_and_rich() -> None:
+    level = {place: n for n, places in enumerate(LAYERS) for place in places}
+    imports = _imports()
+    assert set(imports) <= set(level), f"add {set(imports) - set(level)} to LAYERS"
+    upward = sorted(
+        f"{place} imports {target}"
+        for place, targets in imports.items() for target in targets
+        if target in level and level[target] > level[place]
+    )
+    assert not upward, upward
+    ui = sorted(f"{place} imports {lib}" for place, targets in imports.items()
+                for lib in targets & {"click", "rich"} if place != "cli")
+    assert not ui, ui
