@@ -20,6 +20,7 @@ from connector_cli.sdk.registry import Category, category_message
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (
         Connector,
+        GetTaskLogsRequest,
         GetTaskLogsResponse,
         GetTaskMetricsResponse,
         Resource,
@@ -58,6 +59,14 @@ def _read(path: Optional[str], what: str) -> Optional[bytes]:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} {path!r}: {exc.strerror}") from None
+
+
+_TASK_METHODS = {
+    "CreateTaskRequest": "CreateTask",
+    "GetTaskRequest": "GetTask",
+    "DeleteTaskRequest": "DeleteTask",
+    "GetTaskMetricsRequest": "GetTaskMetrics",
+}
 
 
 def check_endpoint(endpoint: str) -> None:
@@ -212,6 +221,19 @@ class ConnectorClient:
             lines=lines,
             token=token,
         )
+        async for message in self.stream_logs(request):
+            yield message
+
+    async def send(self, request: Any) -> Any:
+        """Send a ready CreateTask, GetTask, DeleteTask or GetTaskMetrics request message and
+        return the response message (what `flyte-connector test --endpoint` does)."""
+        method = getattr(self._tasks, _TASK_METHODS[type(request).__name__])
+        return await self._call(method, request)
+
+    async def stream_logs(
+        self, request: GetTaskLogsRequest
+    ) -> AsyncIterator[GetTaskLogsResponse]:
+        """Send a ready GetTaskLogs request; yield the daemon's header and body messages."""
         call = self._tasks.GetTaskLogs(request, timeout=self.timeout)
         try:
             async for message in call:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Optional
 
 from connector_cli.errors import ConnectorNotFound, RemoteError
 from connector_cli.run.types import Category, RunRequest, Unsupported
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (
+        GetTaskLogsRequest,
         GetTaskLogsResponse,
         GetTaskMetricsResponse,
         Resource,
@@ -52,7 +53,95 @@ class DaemonThreadExecutor(concurrent.futures.Executor):
         return future
 
 
-class InProcessTarget:
+class _MessageTarget:
+    """The `RunTarget` calls, built once as the request messages a daemon receives; a
+    subclass only says how a message reaches the connector and what 'not implemented'
+    looks like on its side."""
+
+    description = ""
+
+    async def _unary(self, message: Any) -> Any:
+        """Send a Create/Get/Delete/GetTaskMetrics request; return the response."""
+        raise NotImplementedError
+
+    def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
+        """Send a GetTaskLogs request; yield the response messages."""
+        raise NotImplementedError
+
+    def _unimplemented(self, exc: Exception) -> bool:
+        """True when `exc` says the connector does not implement the method."""
+        raise NotImplementedError
+
+    async def create(self, request: RunRequest) -> bytes:
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.CreateTaskRequest(
+            template=request.template, inputs=request.inputs,
+            output_prefix=request.output_prefix,
+            task_execution_metadata=request.task_execution_metadata,
+            connection=request.connection_proto(),
+        )
+        return bytes((await self._unary(message)).resource_meta)
+
+    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.GetTaskRequest(
+            task_category=category_message(request.category), resource_meta=resource_meta,
+            output_prefix=request.output_prefix, connection=request.connection_proto(),
+        )
+        return (await self._unary(message)).resource
+
+    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.DeleteTaskRequest(
+            task_category=category_message(request.category), resource_meta=resource_meta,
+            connection=request.connection_proto(),
+        )
+        await self._unary(message)
+
+    async def log_page(self, request: RunRequest, resource_meta: bytes,
+                       token: str) -> tuple[list[str], str]:
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.GetTaskLogsRequest(
+            task_category=category_message(request.category), resource_meta=resource_meta,
+            token=token,
+        )
+        try:
+            return page_of([m async for m in self._pages(message)])
+        except Exception as exc:
+            if self._unimplemented(exc):
+                raise Unsupported("get_logs") from None
+            raise
+
+    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
+                      end: float) -> GetTaskMetricsResponse:
+        from flyteidl2.connector import connector_pb2 as pb
+
+        message = pb.GetTaskMetricsRequest(
+            task_category=category_message(request.category), resource_meta=resource_meta,
+            **metrics_window(start, end),
+        )
+        try:
+            response: GetTaskMetricsResponse = await self._unary(message)
+        except Exception as exc:
+            if self._unimplemented(exc):
+                raise Unsupported("get_metrics") from None
+            raise
+        return response
+
+
+_OPERATIONS = {
+    "CreateTaskRequest": "create",
+    "GetTaskRequest": "get",
+    "DeleteTaskRequest": "delete",
+    "GetTaskMetricsRequest": "get_metrics",
+}
+
+
+class InProcessTarget(_MessageTarget):
     """Runs the connector registered for the template's task type in this process, through
     the daemon's own `Dispatcher` on the same request messages a daemon would receive."""
 
@@ -76,72 +165,25 @@ class InProcessTarget:
                                     f"{'; '.join(self.plugin_failures)}") from None
         logger.debug("running %r in-process", connector)
 
-    async def create(self, request: RunRequest) -> bytes:
-        from flyteidl2.connector import connector_pb2 as pb
+    async def _unary(self, message: Any) -> Any:
+        from connector_cli.dispatch import Scope
 
-        message = pb.CreateTaskRequest(
-            template=request.template, inputs=request.inputs,
-            output_prefix=request.output_prefix,
-            task_execution_metadata=request.task_execution_metadata,
-            connection=request.connection_proto(),
-        )
-        return (await self.dispatch.create(message, _scope())).resource_meta
+        operation = getattr(self.dispatch, _OPERATIONS[type(message).__name__])
+        return await operation(message, Scope())
 
-    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
-        from flyteidl2.connector import connector_pb2 as pb
+    def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
+        from connector_cli.dispatch import Scope
 
-        message = pb.GetTaskRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            output_prefix=request.output_prefix, connection=request.connection_proto(),
-        )
-        return (await self.dispatch.get(message, _scope())).resource
+        return self.dispatch.get_logs(message, Scope())
 
-    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.DeleteTaskRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            connection=request.connection_proto(),
-        )
-        await self.dispatch.delete(message, _scope())
-
-    async def log_page(self, request: RunRequest, resource_meta: bytes,
-                       token: str) -> tuple[list[str], str]:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.GetTaskLogsRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            token=token,
-        )
-        try:
-            return page_of([m async for m in self.dispatch.get_logs(message, _scope())])
-        except NotImplementedError:
-            raise Unsupported("get_logs") from None
-
-    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
-                      end: float) -> GetTaskMetricsResponse:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.GetTaskMetricsRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            **metrics_window(start, end),
-        )
-        try:
-            return await self.dispatch.get_metrics(message, _scope())
-        except NotImplementedError:
-            raise Unsupported("get_metrics") from None
+    def _unimplemented(self, exc: Exception) -> bool:
+        return isinstance(exc, NotImplementedError)
 
     async def close(self) -> None:
         """Nothing to release: worker threads are daemons and end with their calls."""
 
 
-def _scope() -> Any:
-    from connector_cli.dispatch import Scope
-
-    return Scope()
-
-
-class DaemonTarget:
+class DaemonTarget(_MessageTarget):
     """Sends the same requests to a running daemon at `endpoint`.
 
     Pass `client` to reuse one that is already open (the test kit's daemon): it stays
@@ -179,38 +221,14 @@ class DaemonTarget:
             raise ConnectorNotFound(
                 not_served_message(category, served, f"the daemon at {self.endpoint}"))
 
-    async def create(self, request: RunRequest) -> bytes:
-        return await self.client.create(
-            request.template, request.output_prefix, request.inputs,
-            request.task_execution_metadata, request.connection_proto(),
-        )
+    async def _unary(self, message: Any) -> Any:
+        return await self.client.send(message)
 
-    async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
-        return await self.client.get(request.category, resource_meta, request.output_prefix,
-                                     request.connection_proto())
+    def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
+        return self.client.stream_logs(message)
 
-    async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
-        await self.client.delete(request.category, resource_meta, request.connection_proto())
-
-    async def log_page(self, request: RunRequest, resource_meta: bytes,
-                       token: str) -> tuple[list[str], str]:
-        try:
-            pages = self.client.get_logs(request.category, resource_meta, token=token)
-            return page_of([m async for m in pages])
-        except RemoteError as exc:
-            if exc.code == "UNIMPLEMENTED":
-                raise Unsupported("get_logs") from None
-            raise
-
-    async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
-                      end: float) -> GetTaskMetricsResponse:
-        try:
-            return await self.client.get_metrics(request.category, resource_meta,
-                                                 **metrics_window(start, end))
-        except RemoteError as exc:
-            if exc.code == "UNIMPLEMENTED":
-                raise Unsupported("get_metrics") from None
-            raise
+    def _unimplemented(self, exc: Exception) -> bool:
+        return isinstance(exc, RemoteError) and exc.code == "UNIMPLEMENTED"
 
     async def close(self) -> None:
         if self._client is not None and self._owns_client:
