@@ -23,15 +23,14 @@ from connector_cli.run.types import (
     RunResult,
     RunTarget,
     Unsupported,
-    next_poll_delay,
-    read_outputs_file,
 )
 from connector_cli.sdk.connector import is_terminal_phase, phase_name
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Resource
+    from flyteidl2.task.common_pb2 import Outputs
 
-__all__ = ["Run"]
+__all__ = ["Run", "next_poll_delay", "read_outputs_file"]
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -290,6 +289,31 @@ class Run:
     def _fail(self, status: str, line: str, exc: BaseException) -> None:
         logger.debug("connector call failed", exc_info=exc)
         self.result.status, self.result.error, self.result.exception = status, line, exc
+
+
+def next_poll_delay(options: RunOptions, current: float, elapsed: float, changed: bool) -> float:
+    """The wait before the next `get`: the poll interval for the first `backoff_after`
+    seconds and after every phase change, then 20% longer each poll up to the cap."""
+    cap = max(options.poll_interval, options.max_poll_interval)
+    if changed or elapsed < options.backoff_after:
+        return options.poll_interval
+    return min(cap, current * 1.2)
+
+
+def read_outputs_file(output_prefix: str) -> Optional[Outputs]:
+    """`<output_prefix>/outputs.pb` as `flyteidl2.task.Outputs` when it is a local file."""
+    from pathlib import Path
+
+    from flyteidl2.task.common_pb2 import Outputs
+    from google.protobuf.message import DecodeError
+
+    local = output_prefix.removeprefix("file://")
+    if "://" in local:
+        return None
+    try:
+        return Outputs.FromString((Path(local) / "outputs.pb").read_bytes())
+    except (OSError, DecodeError):
+        return None
 
 
 class _LogCursor:

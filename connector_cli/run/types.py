@@ -80,15 +80,6 @@ class RunOptions:
             raise UsageError(f"logs must be one of {', '.join(LOG_MODES)}, got {self.logs!r}")
 
 
-def next_poll_delay(options: RunOptions, current: float, elapsed: float, changed: bool) -> float:
-    """The wait before the next `get`: the poll interval for the first `backoff_after`
-    seconds and after every phase change, then 20% longer each poll up to the cap."""
-    cap = max(options.poll_interval, options.max_poll_interval)
-    if changed or elapsed < options.backoff_after:
-        return options.poll_interval
-    return min(cap, current * 1.2)
-
-
 class RunTarget(Protocol):
     """Where the connector runs. Every method raises the connector's error as is."""
 
@@ -177,19 +168,3 @@ class RunResult:
     def exit_code(self) -> int:
         """0 succeeded, 1 failed/aborted/error, 2 bad input, 3 timed out, 130 interrupted."""
         return EXIT_CODES[self.status]
-
-
-def read_outputs_file(output_prefix: str) -> Optional[Outputs]:
-    """`<output_prefix>/outputs.pb` as `flyteidl2.task.Outputs` when it is a local file."""
-    from pathlib import Path
-
-    from flyteidl2.task.common_pb2 import Outputs
-    from google.protobuf.message import DecodeError
-
-    local = output_prefix.removeprefix("file://")
-    if "://" in local:
-        return None
-    try:
-        return Outputs.FromString((Path(local) / "outputs.pb").read_bytes())
-    except (OSError, DecodeError):
-        return None
