@@ -127,6 +127,7 @@ class ShellConnector(AsyncConnector):
     name = "Shell"
     task_type_name = "shell"
     metadata_type = ShellMeta
+    sign_resource_meta = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

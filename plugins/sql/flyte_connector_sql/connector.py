@@ -62,6 +62,7 @@ class SQLConnector(AsyncConnector):
     name = "SQL Connector"
     task_type_name = "sql"
     metadata_type = SQLMeta
+    sign_resource_meta = True
 
     def create(
         self,
