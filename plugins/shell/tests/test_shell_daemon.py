@@ -48,7 +48,7 @@ async def poll(client: ConnectorClient, meta: bytes, prefix: str, timeout: float
 
 def kill_job(meta: bytes) -> None:
     decoded = ShellMeta.decode(unsigned_payload(meta))
-    procfs.terminate(decoded.pid, decoded.start_ticks, decoded.boot_id, 0.0)
+    procfs.terminate(decoded.pid, decoded.start_ticks, decoded.boot_id, 0.0, nonce=decoded.nonce)
 
 
 async def test_a_job_end_to_end_through_the_daemon(connector_daemon, tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ async def test_get_and_delete_work_from_a_restarted_daemon(first_daemon: Daemon,
                 logs = [m async for m in client.get_logs(SHELL, long_meta)]
                 assert [line.message for m in logs for line in m.body.lines] == ["started"]
                 decoded = ShellMeta.decode(unsigned_payload(long_meta))
-                tree = [p.pid for p in procfs.job_processes(decoded.pid, decoded.start_ticks, decoded.boot_id)]
+                tree = [p.pid for p in procfs.job_processes(decoded.pid, decoded.start_ticks, decoded.boot_id, nonce=decoded.nonce)]
                 assert len(tree) >= 3
                 started = time.monotonic()
                 await client.delete(SHELL, long_meta)
