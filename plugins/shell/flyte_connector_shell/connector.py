@@ -168,6 +168,7 @@ class ShellConnector(AsyncConnector):
             workdir = _workdir(spec, job_dir)
             wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, {"argv": argv, "cwd": str(workdir)})
             pid = self._spawn(job_dir, env)
+            procfs.wait_marked(pid, nonce)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise

@@ -107,6 +107,18 @@ def carries(pid: int, entry: bytes) -> bool:
     return entry in environ.split(b"\0")
 
 
+def wait_marked(pid: int, nonce: str, timeout: float = 5.0) -> bool:
+    """Wait until a just-spawned wrapper shows its marker: while the kernel is still
+    setting up the exec, /proc/PID/environ reads empty."""
+    entry, deadline = marker(nonce), time.monotonic() + timeout
+    while not carries(pid, entry):
+        stat = read_stat(pid)
+        if stat is None or not stat.alive or time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def job_processes(leader: int, start_ticks: int, boot: str, *, nonce: str) -> list[ProcStat]:
     """The live processes of the job whose wrapper was started with marker `nonce`.
 

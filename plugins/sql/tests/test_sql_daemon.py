@@ -51,7 +51,7 @@ def stop_workers() -> Any:
     metas: list[SQLMeta] = []
     yield metas
     for meta in metas:
-        process.stop(meta.pid, meta.start_ticks, 0.5)
+        process.stop(meta.pid, meta.start_ticks, 0.5, job_dir=meta.job_dir)
 
 
 async def test_the_plugin_serves_sql_and_binds_inputs_over_grpc(tmp_path: Path) -> None:
