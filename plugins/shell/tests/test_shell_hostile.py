@@ -157,7 +157,8 @@ async def test_a_real_job_directory_with_a_foreign_pid_signals_only_that_jobs_pr
     """Even with a stolen job directory and nonce, only processes that carry the job's
     marker (or descend from them) are hit: never the pid the meta names, never PID 1."""
     meta = await start_tree(jobs, tree)
-    for pid, ticks, boot in ((victim.pid, stat_of(victim.pid)[1], procfs.boot_id()),  # type: ignore[index]
+    victim_ticks = victim_meta(victim, meta.job_dir).start_ticks
+    for pid, ticks, boot in ((victim.pid, victim_ticks, procfs.boot_id()),
                              (0, 0, ""), (1, 0, ""), (-1, 0, "")):
         forged = dataclasses.replace(meta, pid=pid, start_ticks=ticks, boot_id=boot, grace=0.0)
         assert all(p.pid > 1 for p in procfs.job_processes(
@@ -165,7 +166,7 @@ async def test_a_real_job_directory_with_a_foreign_pid_signals_only_that_jobs_pr
         assert victim.pid not in [p.pid for p in procfs.job_processes(
             forged.pid, forged.start_ticks, forged.boot_id, nonce=forged.nonce)]
     await call_method(jobs.connector, "delete", dataclasses.replace(
-        meta, pid=victim.pid, start_ticks=stat_of(victim.pid)[1]))  # type: ignore[index]
+        meta, pid=victim.pid, start_ticks=victim_ticks))
     time.sleep(0.2)
     assert victim.poll() is None, "the process a forged meta named was signalled"
 
@@ -293,3 +294,26 @@ async def test_a_bad_retention_setting_is_one_clear_error(
     monkeypatch.setenv(jobdir.RETENTION_ENV, value)
     with pytest.raises(UsageError, match=jobdir.RETENTION_ENV):
         await jobs.create({"command": ["true"]})
+
+
+async def test_a_restarted_daemon_deletes_the_whole_tree_from_the_signed_meta(
+    tree: Tree, tmp_path: Path
+) -> None:
+    """Item 2 end to end: daemon one starts the job, daemon two (same key) deletes it."""
+    from connector_cli.testing import serve_in_background
+
+    key = tmp_path / "meta.key"
+    key.write_text(os.urandom(32).hex())
+    template = make_template({"command": [sys.executable, str(tree.record.with_name("tree.py")),
+                                          str(tree.record)]})
+    async with serve_in_background(plugins=["shell"], meta_key_file=str(key)) as first:
+        meta = await first.client.create(template, str(tmp_path / "out"))
+    try:
+        assert wait_for(lambda: len(tree.pids()) == 3, timeout=15), tree.pids()
+        async with serve_in_background(plugins=["shell"], meta_key_file=str(key)) as second:
+            await second.client.delete(("shell", 0), meta)
+            assert wait_for(lambda: not tree.alive(), timeout=5), f"survivors: {tree.alive()}"
+            resource = await second.client.get(("shell", 0), meta)
+            assert resource.phase == TaskExecution.ABORTED
+    finally:
+        tree.kill()
