@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -375,3 +376,30 @@ async def test_the_in_process_runner_signs_with_a_key_of_its_own() -> None:
         await second.get(request, meta)
     assert [c[0] for c in connector.calls] == ["create", "get"]
 
+
+
+def test_serve_without_a_key_generates_one_in_the_state_dir_and_warns(tmp_path: Path) -> None:
+    """What `make serve` does: no setup, a private key made once, a warning that replicas
+    would not share it."""
+    state = tmp_path / "state"
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [FLYTE_CONNECTOR, "serve", "--host", "127.0.0.1", "--port", "0",
+             "--metrics-port", "0", "--plugins", "shell", "--state-dir", str(state)],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=cli_env(),
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "listening on" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        text = log.read_text()
+        assert re.search(r"listening on 127\.0\.0\.1:\d+", text), text
+        key = state / KEY_FILE_NAME
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert "other replicas do not share it" in text and str(key) in text
+        assert key.read_text().strip() not in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
