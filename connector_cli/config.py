@@ -27,7 +27,9 @@ class ServerConfig:
     and 0 binds an ephemeral one (the CLI maps `--metrics-port 0` to None). TLS is on when
     `tls_cert` and `tls_key` are set; `tls_client_ca` additionally requires client
     certificates signed by that CA (mTLS). `grace_period` is how long in-flight requests
-    may run after a shutdown signal.
+    may run after a shutdown signal. `meta_key_file` (and `previous_meta_key_file` while
+    rotating) hold the key that signs resource meta; without one, a key generated once in
+    `state_dir` (default: `connector_cli.signing.default_state_dir()`) is used.
     """
 
     host: str = "::"
@@ -39,6 +41,9 @@ class ServerConfig:
     tls_key: Optional[str] = None
     tls_client_ca: Optional[str] = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    meta_key_file: Optional[str] = None
+    previous_meta_key_file: Optional[str] = None
+    state_dir: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

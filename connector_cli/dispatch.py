@@ -8,6 +8,9 @@ message. The daemon's servicers (`connector_cli.daemon.servicers`) and the in-pr
 
 A `Scope` records what the caller needs to know about a call as it goes: the task type
 once a connector serves it (a bounded metrics label) and the secret values to mask.
+
+For a connector with `sign_resource_meta`, `create`'s meta is signed here and every later
+call's meta is verified here, before the connector is called (`connector_cli.signing`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, i
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.sdk.secrets import Connection
+from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,9 @@ class Dispatcher:
     """Runs connector operations for request messages against one registry.
 
     Plain-`def` connector methods run on `executor`; `on_inputs(task_type, size)` is told
-    the size of every CreateTask's inputs (the daemon exports it as a metric).
+    the size of every CreateTask's inputs (the daemon exports it as a metric). `signer`
+    signs and verifies the metas of connectors that ask for it; without one, a key made
+    for this dispatcher alone is used.
     """
 
     def __init__(
@@ -64,10 +70,12 @@ class Dispatcher:
         registry: ConnectorRegistry,
         executor: Optional[Executor] = None,
         on_inputs: Optional[Callable[[str, int], None]] = None,
+        signer: Optional[MetaSigner] = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
         self.on_inputs = on_inputs
+        self.signer = signer or MetaSigner.ephemeral()
 
     def _connector(self, name: str, version: int, scope: Scope) -> AsyncConnector:
         connector = self.registry.get_connector(name, version)
@@ -90,7 +98,10 @@ class Dispatcher:
             raise ContractError(
                 f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
             )
-        return pb.CreateTaskResponse(resource_meta=meta.encode())
+        data = meta.encode()
+        if connector.sign_resource_meta:
+            data = self.signer.sign(template.type, template.task_type_version, data)
+        return pb.CreateTaskResponse(resource_meta=data)
 
     def _inputs(self, request: pb.CreateTaskRequest, label: str) -> dict[str, Any]:
         from connector_cli.literals import inputs_to_python
@@ -172,7 +183,10 @@ class Dispatcher:
                 f"connector {connector.name!r} (task type {category.name!r}) does not "
                 f"implement {optional}"
             )
-        return connector, connector.metadata_type.decode(request.resource_meta)
+        data = request.resource_meta
+        if connector.sign_resource_meta:
+            data = self.signer.verify(category.name, category.version, data)
+        return connector, connector.metadata_type.decode(data)
 
 
 def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Mapping[str, str]]:

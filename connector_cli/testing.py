@@ -77,12 +77,15 @@ async def serve_in_background(
     `plugins` (entry-point or distribution names; none by default). `server_options` are
     `ServerConfig` fields, e.g. `workers=4` or `metrics_port=0` for ephemeral metrics
     (off by default). Pass `client_tls` when the daemon serves TLS. A module or plugin
-    that fails to load raises `PluginLoadError`.
+    that fails to load raises `PluginLoadError`. Resource meta is signed with a key made
+    for this daemon unless `meta_key_file` is given (two daemons with the same key file
+    accept each other's handles, as replicas do).
     """
     from connector_cli.client import ConnectorClient
     from connector_cli.config import ServerConfig
     from connector_cli.daemon.server import ConnectorServer
     from connector_cli.sdk.registry import ConnectorRegistry
+    from connector_cli.signing import MetaSigner
 
     registry = registry if registry is not None else ConnectorRegistry()
     report = _load(registry, modules, plugins) if modules or plugins else None
@@ -90,7 +93,9 @@ async def serve_in_background(
     server_options.setdefault("port", 0)
     server_options.setdefault("metrics_port", None)
     server_options.setdefault("grace_period", 1.0)
-    server = ConnectorServer(registry, ServerConfig(**server_options), report)
+    config = ServerConfig(**server_options)
+    signer = None if config.meta_key_file else MetaSigner.ephemeral()
+    server = ConnectorServer(registry, config, report, signer)
     await server.start()
     try:
         client = ConnectorClient(server.address, tls=client_tls, timeout=client_timeout)

@@ -686,7 +686,11 @@ def daemon_with_workload_args(request: pytest.FixtureRequest, tmp_path: Path) ->
     env.update(container_env(c))
     states = {var: tmp_path / "state" / Path(env[var]).name for var in PLUGIN_STATE_ENVS if var in env}
     env.update({var: str(path) for var, path in states.items()})
-    argv = [sys.executable, "-m", "connector_cli", "serve", *c.get("args", []),
+    key = tmp_path / "meta.key"  # stands in for the mounted Secret
+    key.write_text(os.urandom(32).hex())
+    args = [f"--meta-key-file={key}" if a.startswith("--meta-key-file=") else a
+            for a in c.get("args", [])]
+    argv = [sys.executable, "-m", "connector_cli", "serve", *args,
             "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
     log = tmp_path / "serve.log"
     with log.open("w") as stderr:

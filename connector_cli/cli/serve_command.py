@@ -43,6 +43,15 @@ DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place t
         help="CA (PEM) that client certificates must be signed by: mutual TLS.")
 @option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULTS.max_message_size,
         show_default=True, help="Largest gRPC message accepted or sent, in bytes.")
+@option("--meta-key-file", metavar="FILE", default=None,
+        help="Key (at least 32 bytes) that signs the resource_meta of connectors holding "
+        "host-local state; every replica that may get a job's calls needs the same one. "
+        "Default: a key generated once in --state-dir.")
+@option("--previous-meta-key-file", metavar="FILE", default=None,
+        help="The key before the current one, still accepted while rotating.")
+@option("--state-dir", metavar="DIR", default=None,
+        help="The daemon's own state (its generated meta key). "
+        "Default: $XDG_STATE_HOME/flyte-connector or ~/.local/state/flyte-connector.")
 @option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
         show_default=True, help="Least severe log level printed.")
 @option("--log-format", type=click.Choice(("text", "json")), default="text", show_default=True,
@@ -53,7 +62,8 @@ def serve_command(
     host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
     tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
-    log_level: str, log_format: str, strict: bool,
+    meta_key_file: Optional[str], previous_meta_key_file: Optional[str],
+    state_dir: Optional[str], log_level: str, log_format: str, strict: bool,
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
@@ -71,6 +81,8 @@ def serve_command(
         host=host, port=port, metrics_port=metrics_port or None, workers=workers,
         grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
         tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+        meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
+        state_dir=state_dir,
     )
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)

@@ -66,9 +66,12 @@ def result_document(result: RunResult, request: RunRequest, loaded: LoadedTask,
 
 def meta_document(meta: Optional[bytes]) -> Any:
     """Resource meta as JSON data when it is JSON (as `ResourceMeta.encode` makes), else
-    `{"base64": ...}`."""
+    `{"base64": ...}`; a signed handle shows the connector's own meta inside it."""
     if meta is None:
         return None
+    from connector_cli.signing import unsigned_payload
+
+    meta = unsigned_payload(meta)
     try:
         return json.loads(meta)
     except ValueError:

@@ -31,6 +31,7 @@ from connector_cli.sdk.registry import ConnectorRegistry
 
 if TYPE_CHECKING:
     from connector_cli.discovery import DiscoveryReport
+    from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +122,20 @@ def check_free(
 
 
 class ConnectorServer:
-    """One daemon: connector services, health, reflection and metrics over `registry`."""
+    """One daemon: connector services, health, reflection and metrics over `registry`.
+
+    `signer` (a `connector_cli.signing.MetaSigner`) replaces the one the config's key
+    options describe, e.g. an ephemeral one in tests."""
 
     def __init__(
         self,
         registry: ConnectorRegistry,
         config: Optional[ServerConfig] = None,
         plugin_report: Optional[DiscoveryReport] = None,
+        signer: Optional[MetaSigner] = None,
     ) -> None:
         self.registry = registry
+        self.signer = signer
         self.config = config or ServerConfig()
         self.plugin_report = plugin_report
         self.port = 0
@@ -161,10 +167,11 @@ class ConnectorServer:
         first ListConnectors answer."""
         started = time.perf_counter()
         config = self.config
+        signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
         server = grpc.aio.server(options=grpc_options(config))
-        tasks = TaskService(self.registry, self._executor, self._metrics)
+        tasks = TaskService(self.registry, self._executor, self._metrics, signer)
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self._health = _add_services(server, tasks, metadata)
@@ -194,6 +201,16 @@ class ConnectorServer:
                 await self.stop(0)
                 raise
             logger.info("metrics on http://%s/metrics", host_port(config.host, self.metrics_port))
+
+    def _signer(self) -> Any:
+        """The resource meta signer from the key options; `StartupError` when a key file is
+        unusable. Without a key file and with no signing connector, none is needed."""
+        from connector_cli.signing import load_signer
+
+        needed = any(r.connector.sign_resource_meta for r in self.registry.registrations())
+        config = self.config
+        return load_signer(config.meta_key_file, config.previous_meta_key_file, needed,
+                           config.state_dir)
 
     def _make_metrics(self) -> Any:
         if self.config.metrics_port is None:

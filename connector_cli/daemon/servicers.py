@@ -26,6 +26,7 @@ from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.secrets import SecretMasker
+from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +157,11 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
 
     def __init__(
         self, registry: ConnectorRegistry, executor: Optional[Executor],
-        metrics: Optional[MetricsSink] = None
+        metrics: Optional[MetricsSink] = None, signer: Optional[MetaSigner] = None,
     ) -> None:
         super().__init__(registry, executor, metrics)
-        self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs)
+        self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs,
+                                   signer=signer)
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "create", request.template.type) as call:

@@ -124,12 +124,17 @@ class AsyncConnector(abc.ABC):
     `name` (defaults to the class name) and `metadata_type` (your `ResourceMeta` dataclass),
     then implement `create`, `get` and `delete`; `get_logs` and `get_metrics` are optional.
     Connection secrets and configs reach every method as keyword arguments.
+
+    Set `sign_resource_meta = True` when the meta names state on the daemon's host (a
+    process, a directory): the daemon then signs the bytes `create` returns and refuses
+    any meta it did not sign before your methods see it (docs/security.md).
     """
 
     name: ClassVar[str] = ""
     task_type_name: ClassVar[str] = ""
     task_type_version: ClassVar[int] = 0
     metadata_type: ClassVar[type[ResourceMeta]] = ResourceMeta
+    sign_resource_meta: ClassVar[bool] = False
 
     _name_is_default: ClassVar[bool] = True
 

@@ -211,6 +211,10 @@ def _validate(connector: Any) -> Category:
         )
     if not isinstance(connector.name, str) or not connector.name:
         raise RegistrationError(f"{cls}.name must be a non-empty string")
+    if not isinstance(connector.sign_resource_meta, bool):
+        raise RegistrationError(
+            f"{cls}.sign_resource_meta must be True or False, got {connector.sign_resource_meta!r}"
+        )
     try:
         check_meta_class(connector.metadata_type)
     except TypeError as exc:

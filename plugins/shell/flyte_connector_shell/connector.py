@@ -1,9 +1,11 @@
 """`ShellConnector`: run a command as a detached job on the connector host (task type "shell").
 
 `create` starts `wrapper.py` in a new session and returns at once. Everything later calls
-need travels in `ShellMeta` (PID, start-time fingerprint, boot id, job directory), and the
-wrapper records the exit code in the job directory, so `get`, `delete`, `get_logs` and
-`get_metrics` work from any daemon process on this host, including after a restart.
+need travels in `ShellMeta` (PID, start-time fingerprint, boot id, job directory, the
+job's nonce), and the wrapper records the exit code in the job directory, so `get`,
+`delete`, `get_logs` and `get_metrics` work from any daemon process on this host,
+including after a restart. The daemon signs the meta (`sign_resource_meta`); the
+connector still checks it against the job directory before using it (`jobdir`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,13 +25,13 @@ from typing import Any, AsyncIterator, Optional
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
 from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
-from flyte_connector_shell import logs, procfs, wrapper
+from flyte_connector_shell import jobdir, logs, procfs, wrapper
 from flyte_connector_shell.spec import ShellSpec, command_env, parse_custom, render_argv
 
 log = logging.getLogger(__name__)
 
-STATE_DIR_ENV = "FLYTE_CONNECTOR_SHELL_STATE_DIR"
-DELETED_MARK = "deleted"
+STATE_DIR_ENV = jobdir.STATE_DIR_ENV
+DELETED_MARK = jobdir.DELETED_MARK
 EXIT_CODE_OUTPUT = "exit_code"
 METRICS = ("cpu_seconds", "memory_rss_bytes", "memory_peak_rss_bytes", "processes")
 
@@ -46,6 +47,7 @@ class ShellMeta(ResourceMeta):
     outputs: dict[str, str] = dataclasses.field(default_factory=dict)
     exit_code_output: bool = True
     grace: float = 1.0
+    nonce: str = ""
 
     @property
     def path(self) -> Path:
@@ -55,16 +57,29 @@ class ShellMeta(ResourceMeta):
     def output_dir(self) -> Path:
         return self.path / "outputs"
 
+    def directory(self) -> Optional[Path]:
+        """The checked job directory (None once removed); `UsageError` for one that is
+        not this job's."""
+        return jobdir.checked(self.job_dir, self.nonce)
+
     def running(self) -> bool:
-        """True while the wrapper (the fingerprinted session leader) is alive."""
-        return procfs.is_running(self.pid, self.start_ticks, self.boot_id)
+        """True while the wrapper (the fingerprinted, marked session leader) is alive."""
+        return procfs.is_running(self.pid, self.start_ticks, self.boot_id, self.nonce)
 
     def exit_record(self) -> Optional[dict[str, Any]]:
         """What the wrapper recorded when the command ended, or None while it runs."""
         try:
-            return json.loads((self.path / wrapper.EXIT_FILE).read_text())  # type: ignore[no-any-return]
+            fd = os.open(self.path / wrapper.EXIT_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd) as handle:
+                record = json.loads(handle.read(64 * 1024))
         except (OSError, ValueError):
             return None
+        return record if isinstance(record, dict) and "exit_code" in record else None
+
+    def terminate(self) -> int:
+        """Signal the job's processes (grace bounded); how many needed SIGKILL."""
+        return procfs.terminate(self.pid, self.start_ticks, self.boot_id, self.grace,
+                                nonce=self.nonce)
 
 
 def local_dir(output_prefix: str) -> Optional[Path]:
@@ -76,21 +91,9 @@ def local_dir(output_prefix: str) -> Optional[Path]:
     return Path(output_prefix).absolute()
 
 
-def make_job_dir(output_prefix: str) -> Path:
-    """A fresh job directory under a local output prefix, else under the state directory."""
-    base = local_dir(output_prefix)
-    if base is None:
-        default = Path(tempfile.gettempdir(), "flyte-connector-shell")
-        base = Path(os.environ.get(STATE_DIR_ENV) or default)
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        job_dir = Path(tempfile.mkdtemp(prefix="shell-", dir=base))
-    except OSError as exc:
-        raise UsageError(
-            f"shell task: cannot create a job directory in {str(base)!r}: {exc.strerror}"
-        ) from None
-    (job_dir / "outputs").mkdir()
-    return job_dir
+def job_base(output_prefix: str) -> Path:
+    """Where the job directory goes: a local output prefix, else the state directory."""
+    return local_dir(output_prefix) or jobdir.state_dir()
 
 
 def _declared_outputs(template: Any, spec: ShellSpec) -> bool:
@@ -128,10 +131,12 @@ class ShellConnector(AsyncConnector):
     name = "Shell"
     task_type_name = "shell"
     metadata_type = ShellMeta
+    sign_resource_meta = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._children: set[int] = set()
+        self._sweeper = jobdir.Sweeper()
 
     def create(
         self,
@@ -153,13 +158,19 @@ class ShellConnector(AsyncConnector):
         job_env = dict(metadata.environment_variables) if metadata else {}
         env = command_env(spec, inputs, {}, job_env, connection=kwargs)
         _check_workdir(spec)
-        job_dir = make_job_dir(output_prefix)
+        jobdir.retention()  # a bad setting is reported before a job starts
+        self._sweeper.maybe_sweep()
+        base = job_base(output_prefix)
+        job_dir, nonce = jobdir.make(base)
+        self._sweeper.remember(base)
         try:
             env.update(FLYTE_OUTPUT_DIR=str(job_dir / "outputs"), FLYTE_JOB_DIR=str(job_dir))
+            env[procfs.MARKER_ENV] = nonce
             workdir = _workdir(spec, job_dir)
             job_spec = {"argv": argv, "cwd": str(workdir)}
             wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, job_spec)
             pid = self._spawn(job_dir, env)
+            procfs.wait_marked(pid, nonce)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
@@ -175,6 +186,7 @@ class ShellConnector(AsyncConnector):
             outputs=dict(spec.outputs),
             exit_code_output=exit_code_output,
             grace=spec.grace,
+            nonce=nonce,
         )
 
     def _spawn(self, job_dir: Path, env: dict[str, str]) -> int:
@@ -207,16 +219,20 @@ class ShellConnector(AsyncConnector):
     def get(self, resource_meta: ShellMeta, **kwargs: Any) -> Resource:
         """RUNNING until the exit record appears; then SUCCEEDED, FAILED or ABORTED."""
         meta = resource_meta
+        job_dir = meta.directory()
         links = [
             TaskLog(name="stdout", uri=(meta.path / "stdout").as_uri()),
             TaskLog(name="stderr", uri=(meta.path / "stderr").as_uri()),
         ]
         info: dict[str, Any] = {"pid": meta.pid, "job_dir": meta.job_dir}
+        if job_dir is None:
+            return Resource(TaskExecution.RETRYABLE_FAILED, _lost_message(meta, False), links,
+                            None, info)
         record = meta.exit_record()
         if record is None and meta.running():
             return Resource(TaskExecution.RUNNING, f"running as pid {meta.pid}", links, None, info)
         record = record or meta.exit_record()
-        deleted = (meta.path / DELETED_MARK).exists()
+        deleted = os.path.lexists(job_dir / DELETED_MARK)
         if record is None:
             # Lost, not failed: the host or daemon restarted, or something killed it; the
             # command may well succeed when Flyte retries the task.
@@ -242,8 +258,8 @@ class ShellConnector(AsyncConnector):
         if meta.exit_code_output:
             outputs[EXIT_CODE_OUTPUT] = record["exit_code"]
         for name, relative in meta.outputs.items():
-            path = meta.output_dir / relative
-            if not path.is_file():
+            path = jobdir.inside(meta.output_dir, relative)
+            if path is None or not path.is_file():
                 return {}, (
                     f"the command exited 0 but did not write output {name!r} "
                     f"($FLYTE_OUTPUT_DIR/{relative})"
@@ -252,16 +268,22 @@ class ShellConnector(AsyncConnector):
         return outputs, ""
 
     def delete(self, resource_meta: ShellMeta, **kwargs: Any) -> None:
-        """Terminate the job's whole process tree; finished or unknown jobs are fine."""
+        """Terminate the job's whole process tree, then remove its files (a tombstone
+        stays); finished, removed and already-deleted jobs are fine."""
         meta = resource_meta
-        if meta.path.is_dir() and meta.exit_record() is None and meta.running():
-            (meta.path / DELETED_MARK).touch()
-        killed = procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, meta.grace)
+        job_dir = meta.directory()
+        if job_dir is None:
+            return
+        if meta.exit_record() is None and meta.running():
+            (job_dir / DELETED_MARK).touch()
+        killed = meta.terminate()
         if killed:
             log.info("shell job pid %d: killed %d process(es) that ignored SIGTERM",
                      meta.pid, killed)
         with self._lock:
             self._reap()
+        if os.path.lexists(job_dir / DELETED_MARK):
+            jobdir.discard(job_dir)
 
     async def get_logs(
         self, resource_meta: ShellMeta, token: str = "", lines: int = 0, **kwargs: Any
@@ -275,8 +297,11 @@ class ShellConnector(AsyncConnector):
         from flyteidl2.logs.dataplane.payload_pb2 import LogLine, LogLineOriginator
 
         meta = resource_meta
+        job_dir = await asyncio.to_thread(meta.directory)
+        if job_dir is None:
+            raise UsageError(f"shell job {meta.pid}: its job directory has been removed")
         finished = meta.exit_record() is not None or not meta.running()
-        page = await asyncio.to_thread(logs.read_page, meta.path, token, lines, finished)
+        page = await asyncio.to_thread(logs.read_page, job_dir, token, lines, finished)
         if page.next_token:
             yield GetTaskLogsResponse(header=GetTaskLogsResponseHeader(token=page.next_token))
         for start in range(0, len(page.lines), 500):
@@ -299,7 +324,10 @@ class ShellConnector(AsyncConnector):
             raise UsageError(
                 f"shell task: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}"
             )
-        values = _metric_values(meta)
+        if meta.directory() is None:
+            values: dict[str, float] = {}
+        else:
+            values = _metric_values(meta)
         now = time.time()
         results = [_metric(name, meta, values.get(name), now) for name in wanted]
         return GetTaskMetricsResponse(results=results)
@@ -310,7 +338,7 @@ def _metric_values(meta: ShellMeta) -> dict[str, float]:
     if record is not None:
         return {"cpu_seconds": record["cpu_seconds"],
                 "memory_peak_rss_bytes": record["max_rss_bytes"], "processes": 0}
-    members = procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)
+    members = procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)
     used = procfs.usage([p for p in members if p.pid != meta.pid])
     return {"cpu_seconds": used.cpu_seconds, "memory_rss_bytes": used.rss_bytes,
             "processes": used.processes}

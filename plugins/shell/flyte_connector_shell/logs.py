@@ -8,9 +8,11 @@ line without its newline waits for the next page; once it has finished, it is re
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from connector_cli.errors import UsageError
 
@@ -50,9 +52,8 @@ def read_page(job_dir: Path, token: str, limit: int, finished: bool) -> Page:
     more = not finished
     for index, stream in enumerate(STREAMS):
         path = job_dir / stream
-        try:
-            handle = open(path, "rb")
-        except FileNotFoundError:
+        handle = _open_regular(path)
+        if handle is None:
             continue
         with handle:
             handle.seek(offsets[index])
@@ -62,18 +63,31 @@ def read_page(job_dir: Path, token: str, limit: int, finished: bool) -> Page:
                     break
                 offsets[index] += len(raw)
                 lines.append((stream, raw.rstrip(b"\n").decode("utf-8", "replace")))
-            more = more or offsets[index] < path.stat().st_size
+            more = more or offsets[index] < os.fstat(handle.fileno()).st_size
     return Page(lines, f"{offsets[0]}:{offsets[1]}" if more else None)
+
+
+def _open_regular(path: Path) -> Optional[BinaryIO]:
+    """`path` opened for reading when it is a regular file and not a symlink, else None:
+    a job cannot make the daemon read another file through its log names."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
 
 
 def tail(path: Path, max_bytes: int = 600, max_lines: int = 5) -> str:
     """The last few lines of a file (for failure messages), '' if it is empty or missing."""
-    try:
-        with open(path, "rb") as handle:
-            size = handle.seek(0, 2)
-            handle.seek(max(0, size - max_bytes))
-            data = handle.read()
-    except OSError:
+    handle = _open_regular(path)
+    if handle is None:
         return ""
+    with handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - max_bytes))
+        data = handle.read()
     text = data.decode("utf-8", "replace").strip()
     return " | ".join(text.splitlines()[-max_lines:])

@@ -93,4 +93,4 @@ async def jobs(tmp_path: Path) -> AsyncIterator[Jobs]:
     jobs = Jobs(ShellConnector(), tmp_path / "prefix")
     yield jobs
     for meta in jobs.started:
-        procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, 0.0)
+        procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, 0.0, nonce=meta.nonce)

@@ -76,7 +76,7 @@ def test_a_timed_out_run_deletes_the_whole_job(tmp_path: Path) -> None:
     assert result["deleted"] is True and result["delete_error"] is None
     meta = ShellMeta.decode(json.dumps(result["resource_meta"]).encode())
     assert not alive(meta.pid)
-    assert procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id) == []
+    assert procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce) == []
     assert time.monotonic() - started < 20
 
 

@@ -157,8 +157,8 @@ async def test_create_returns_at_once_and_get_reports_running(jobs: Jobs) -> Non
 async def test_delete_kills_the_whole_tree_fast_and_is_idempotent(jobs: Jobs) -> None:
     script = "sh -c 'sleep 30 & sleep 30' & setsid sleep 30 & sleep 30"
     meta = await jobs.create({"script": script})
-    assert wait_for(lambda: len(procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)) >= 6)
-    tree = [p.pid for p in procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)]
+    assert wait_for(lambda: len(procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)) >= 6)
+    tree = [p.pid for p in procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)]
     started = time.monotonic()
     await call_method(jobs.connector, "delete", meta)
     elapsed = time.monotonic() - started
@@ -174,11 +174,11 @@ async def test_delete_kills_the_whole_tree_fast_and_is_idempotent(jobs: Jobs) ->
 async def test_delete_sigkills_what_ignores_sigterm_after_the_grace(jobs: Jobs) -> None:
     script = "trap '' TERM; sh -c \"trap '' TERM; sleep 30\" & sleep 30; sleep 30"
     meta = await jobs.create({"script": script, "kill_grace_seconds": 0.3})
-    assert wait_for(lambda: len(procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id)) >= 4)
+    assert wait_for(lambda: len(procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)) >= 4)
     started = time.monotonic()
     await call_method(jobs.connector, "delete", meta)
     assert 0.3 <= time.monotonic() - started < 2.0
-    assert procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id) == []
+    assert procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce) == []
     assert (await jobs.get(meta)).phase == TaskExecution.ABORTED
 
 
@@ -210,7 +210,7 @@ async def test_a_reused_pid_is_neither_reported_running_nor_killed(jobs: Jobs) -
 async def test_a_job_killed_outside_the_connector_is_retryable_not_running(jobs: Jobs) -> None:
     meta = await jobs.create({"command": ["sleep", "30"]})
     os.killpg(meta.pid, 9)
-    assert wait_for(lambda: not procfs.is_running(meta.pid, meta.start_ticks, meta.boot_id))
+    assert wait_for(lambda: not procfs.is_running(meta.pid, meta.start_ticks, meta.boot_id, meta.nonce))
     resource = await jobs.get(meta)
     assert resource.phase == TaskExecution.RETRYABLE_FAILED
     assert "ended without recording an exit code" in resource.message
@@ -233,7 +233,10 @@ async def test_logs_paginate_with_tokens_honouring_lines(jobs: Jobs) -> None:
         await jobs.log_lines(meta, "garbage")
 
 
-async def test_logs_of_a_running_job_follow_complete_lines(jobs: Jobs) -> None:
+async def test_logs_of_a_running_job_follow_complete_lines(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYTE_CONNECTOR_SHELL_KEEP_DELETED", "1")  # logs stay readable
     meta = await jobs.create({"script": "echo one; printf two; sleep 30"})
     assert wait_for(lambda: (Path(meta.job_dir) / "stdout").stat().st_size == 7)
     lines, token = await jobs.log_lines(meta)

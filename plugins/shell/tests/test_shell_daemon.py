@@ -24,6 +24,7 @@ from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
 from connector_cli.client import ConnectorClient
 from connector_cli.errors import UsageError
 from connector_cli.literals import literal_to_python, python_to_literal
+from connector_cli.signing import unsigned_payload
 from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellMeta
 
@@ -46,8 +47,8 @@ async def poll(client: ConnectorClient, meta: bytes, prefix: str, timeout: float
 
 
 def kill_job(meta: bytes) -> None:
-    decoded = ShellMeta.decode(meta)
-    procfs.terminate(decoded.pid, decoded.start_ticks, decoded.boot_id, 0.0)
+    decoded = ShellMeta.decode(unsigned_payload(meta))
+    procfs.terminate(decoded.pid, decoded.start_ticks, decoded.boot_id, 0.0, nonce=decoded.nonce)
 
 
 async def test_a_job_end_to_end_through_the_daemon(connector_daemon, tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ async def test_logs_pages_and_delete_through_the_daemon(connector_daemon, tmp_pa
     daemon = await connector_daemon(plugins=["shell"])
     meta = await daemon.client.create(template, str(tmp_path))
     try:
-        path = Path(ShellMeta.decode(meta).job_dir) / "stdout"
+        path = Path(ShellMeta.decode(unsigned_payload(meta)).job_dir) / "stdout"
         assert wait_for(lambda: path.stat().st_size == 14)
         first = [m async for m in daemon.client.get_logs(SHELL, meta, lines=5)]
         assert first[0].header.token == "10:0"
@@ -110,12 +111,14 @@ class Daemon:
     """`flyte-connector serve` in a subprocess, serving only the shell plugin."""
 
     def __init__(self, log: Path) -> None:
+        """Both daemons of a test share a state directory, hence the generated meta key."""
         self.log = log
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
         with open(log, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [FLYTE_CONNECTOR, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                 "--plugins", "shell", "--grace-period", "1"],
+                 "--plugins", "shell", "--grace-period", "1",
+                 "--state-dir", str(log.parent / "daemon-state")],
                 stdout=subprocess.DEVNULL, stderr=stderr, env=env,
             )
         found = wait_for(lambda: re.search(r"listening on (127\.0\.0\.1:\d+)", log.read_text()), timeout=20)
@@ -146,7 +149,7 @@ async def test_get_and_delete_work_from_a_restarted_daemon(first_daemon: Daemon,
     try:
         first_daemon.stop()
         assert first_daemon.proc.returncode == 0
-        leader = ShellMeta.decode(long_meta).pid
+        leader = ShellMeta.decode(unsigned_payload(long_meta)).pid
         assert alive(leader), "the job must outlive the daemon that started it"
         second = Daemon(tmp_path / "second.log")
         try:
@@ -157,8 +160,8 @@ async def test_get_and_delete_work_from_a_restarted_daemon(first_daemon: Daemon,
                 assert {n.name for n in finished.outputs.literals} == {"exit_code", "r"}
                 logs = [m async for m in client.get_logs(SHELL, long_meta)]
                 assert [line.message for m in logs for line in m.body.lines] == ["started"]
-                decoded = ShellMeta.decode(long_meta)
-                tree = [p.pid for p in procfs.job_processes(decoded.pid, decoded.start_ticks, decoded.boot_id)]
+                decoded = ShellMeta.decode(unsigned_payload(long_meta))
+                tree = [p.pid for p in procfs.job_processes(decoded.pid, decoded.start_ticks, decoded.boot_id, nonce=decoded.nonce)]
                 assert len(tree) >= 3
                 started = time.monotonic()
                 await client.delete(SHELL, long_meta)

@@ -4,6 +4,9 @@
 `delete` need nothing but that meta and the job directory it names, so any daemon
 process (or one restarted since) can answer. The database password comes only from the
 connection secret `sql_password` and is never written to the meta, a file or a message.
+The daemon signs the meta (`sign_resource_meta`); the connector still checks it against
+the job directory (`jobfiles.checked_dir`) and the worker's own command line before it
+reads a file, signals a process or dials a database.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from connector_cli.errors import ConnectorError
 from connector_cli.sdk.connector import AsyncConnector, Resource
 from connector_cli.sdk.resource_meta import ResourceMeta
-from flyte_connector_sql import jobfiles, process
+from flyte_connector_sql import cleanup, jobfiles, process
 from flyte_connector_sql.spec import (
     POSTGRESQL,
     encode_params,
@@ -62,6 +65,10 @@ class SQLConnector(AsyncConnector):
     name = "SQL Connector"
     task_type_name = "sql"
     metadata_type = SQLMeta
+    sign_resource_meta = True
+
+    def __init__(self) -> None:
+        self._sweeper = cleanup.Sweeper()
 
     def create(
         self,
@@ -74,8 +81,10 @@ class SQLConnector(AsyncConnector):
         """Start the query in a detached worker and return as soon as it has connected."""
         spec = parse_template(task_template)
         params = encode_params(inputs)
+        self._sweeper.maybe_sweep()
         job_id = uuid.uuid4().hex[:16]
         job_dir, job_uri = jobfiles.make_job_dir(output_prefix, job_id)
+        self._sweeper.remember(job_dir)
         jobfiles.write_json(job_dir / jobfiles.SPEC, {**spec.to_json(), "params": params})
         jobfiles.update_status(job_dir, jobfiles.STARTING)
         password = password_from(kwargs) if spec.engine == POSTGRESQL else None
@@ -93,15 +102,14 @@ class SQLConnector(AsyncConnector):
 
     def get(self, resource_meta: SQLMeta, **kwargs: Any) -> Resource:
         """Report progress, the database's error, or the row count and the result dataset."""
-        job_dir = Path(resource_meta.job_dir)
-        status = jobfiles.read_json(job_dir / jobfiles.STATUS)
-        if status is None:
+        meta = resource_meta
+        job_dir = jobfiles.checked_dir(meta.job_dir, meta.job_id)
+        status = jobfiles.read_json(job_dir / jobfiles.STATUS) if job_dir else None
+        if job_dir is None or status is None:
             return Resource(phase=TaskExecution.RETRYABLE_FAILED,
-                            message=f"the job directory {job_dir} has no status (removed?)")
+                            message=f"the job directory {meta.job_dir} has no status (removed?)")
         state = status.get("state")
-        if state not in jobfiles.TERMINAL and not process.is_alive(
-            resource_meta.pid, resource_meta.start_ticks
-        ):
+        if state not in jobfiles.TERMINAL and not _running(meta):
             status = jobfiles.read_json(job_dir / jobfiles.STATUS) or status
             state = status.get("state")
         cancelled = (job_dir / jobfiles.CANCELLED).exists()
@@ -114,7 +122,7 @@ class SQLConnector(AsyncConnector):
             message = scrub(str(status.get("message", "the query failed")),
                             password_from(kwargs))
             return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info)
-        if not process.is_alive(resource_meta.pid, resource_meta.start_ticks):
+        if not _running(resource_meta):
             tail = scrub(jobfiles.log_tail(job_dir), password_from(kwargs))
             message = "the SQL worker exited unexpectedly" + (f": {tail}" if tail else "")
             # Lost, not failed: the query may well succeed when Flyte retries the task.
@@ -134,49 +142,68 @@ class SQLConnector(AsyncConnector):
         )
 
     def delete(self, resource_meta: SQLMeta, **kwargs: Any) -> None:
-        """Cancel the query (on the PostgreSQL server too) and stop the worker; idempotent."""
-        job_dir = Path(resource_meta.job_dir)
-        status = jobfiles.read_json(job_dir / jobfiles.STATUS) or {}
-        alive = process.is_alive(resource_meta.pid, resource_meta.start_ticks)
-        if status.get("state") in jobfiles.TERMINAL and not alive:
+        """Cancel the query (on the PostgreSQL server too), stop the worker and remove the
+        job's files (a tombstone stays); idempotent."""
+        meta = resource_meta
+        job_dir = jobfiles.checked_dir(meta.job_dir, meta.job_id)
+        if job_dir is None:
             return
-        if job_dir.is_dir():
-            (job_dir / jobfiles.CANCELLED).touch()
-        backend_pid = resource_meta.backend_pid or status.get("backend_pid")
-        if resource_meta.engine == POSTGRESQL and isinstance(backend_pid, int):
-            self._cancel_backend(resource_meta, backend_pid, kwargs)
-        if not process.stop(resource_meta.pid, resource_meta.start_ticks, STOP_GRACE):
-            raise ConnectorError(f"SQL job {resource_meta.job_id}: the worker did not stop")
+        status = jobfiles.read_json(job_dir / jobfiles.STATUS) or {}
+        if status.get("state") in jobfiles.TERMINAL and not _running(meta):
+            if (job_dir / jobfiles.CANCELLED).exists():
+                cleanup.discard(job_dir)
+            return
+        (job_dir / jobfiles.CANCELLED).touch()
+        backend_pid = status.get("backend_pid", meta.backend_pid)
+        if meta.engine == POSTGRESQL and isinstance(backend_pid, int):
+            self._cancel_backend(meta, job_dir, backend_pid, kwargs)
+        if not process.stop(meta.pid, meta.start_ticks, STOP_GRACE, job_dir=meta.job_dir):
+            raise ConnectorError(f"SQL job {meta.job_id}: the worker did not stop")
+        cleanup.discard(job_dir)
 
-    def _cancel_backend(self, meta: SQLMeta, backend_pid: int, kwargs: dict[str, Any]) -> None:
-        """`pg_cancel_backend` over a control connection; if none can be opened (say, no
-        password was sent), the worker's own cancel request (psycopg's, on SIGTERM)."""
+    def _cancel_backend(self, meta: SQLMeta, job_dir: Path, backend_pid: int,
+                        kwargs: dict[str, Any]) -> None:
+        """`pg_cancel_backend` over a control connection to the server the job's own spec
+        names; if none can be opened (say, no password was sent), the worker's own cancel
+        request (psycopg's, on SIGTERM). The reason is logged, never returned: whether a
+        port is open or closed is not the caller's to learn."""
         import psycopg
 
         from flyte_connector_sql.postgres import cancel_backend
 
         password = password_from(kwargs)
+        spec = jobfiles.read_json(job_dir / jobfiles.SPEC) or {}
+        dsn = spec.get("target")
 
         def stop_worker() -> None:
-            process.stop(meta.pid, meta.start_ticks, STOP_GRACE)
+            process.stop(meta.pid, meta.start_ticks, STOP_GRACE, job_dir=meta.job_dir)
 
+        if spec.get("engine") != POSTGRESQL or not isinstance(dsn, str) or dsn != meta.dsn:
+            stop_worker()
+            return
         try:
-            gone = cancel_backend(meta.dsn, password, backend_pid, meta.job_id, stop_worker)
+            gone = cancel_backend(dsn, password, backend_pid, meta.job_id, stop_worker)
         except psycopg.Error as exc:
             reason = scrub(_first_line(exc), password)
             log.warning("SQL job %s: no control connection (%s); using the worker's cancel",
                         meta.job_id, reason)
             stop_worker()
-            status = jobfiles.read_json(Path(meta.job_dir) / jobfiles.STATUS) or {}
+            status = jobfiles.read_json(job_dir / jobfiles.STATUS) or {}
             if status.get("state") in jobfiles.TERMINAL:
                 return
             raise ConnectorError(
-                f"SQL job {meta.job_id}: cannot cancel the query on the server: {reason}"
+                f"SQL job {meta.job_id}: cannot cancel the query on the database server "
+                "(the connector log has the reason)"
             ) from None
         if not gone:
             raise ConnectorError(
                 f"SQL job {meta.job_id}: backend {backend_pid} is still running after cancel"
             )
+
+
+def _running(meta: SQLMeta) -> bool:
+    """True while the job's own worker runs (see `process.is_worker`)."""
+    return process.is_worker(meta.pid, meta.start_ticks, meta.job_dir)
 
 
 def _first_line(exc: BaseException) -> str:

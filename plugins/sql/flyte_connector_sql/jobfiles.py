@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +23,7 @@ STATUS = "status.json"
 CANCELLED = "cancelled"
 LOG = "worker.log"
 STATE_DIR_ENV = "FLYTE_CONNECTOR_SQL_STATE_DIR"
+JOB_ID = re.compile(r"^[0-9a-f]{16}$")
 
 STARTING, CONNECTING, RUNNING, WRITING = "starting", "connecting", "running", "writing"
 SUCCEEDED, FAILED, ABORTED = "succeeded", "failed", "aborted"
@@ -53,16 +56,43 @@ def make_job_dir(output_prefix: str, job_id: str) -> tuple[Path, str]:
     """
     local = local_path(output_prefix) if output_prefix else None
     if local is not None:
-        job_dir = Path(local) / f"sql-{job_id}"
+        job_dir = Path(local).absolute() / f"sql-{job_id}"
         uri = f"{output_prefix.rstrip('/')}/sql-{job_id}"
     else:
-        job_dir = state_dir() / job_id
-        uri = str(job_dir)
+        job_dir = state_dir().absolute() / job_id
+        uri = ""
     try:
-        job_dir.mkdir(parents=True, exist_ok=False)
+        job_dir.mkdir(parents=True, exist_ok=False, mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot create the SQL job directory {job_dir}: {exc.strerror}") from None
-    return job_dir, uri
+    job_dir = job_dir.resolve()
+    return job_dir, uri or str(job_dir)
+
+
+def checked_dir(job_dir: str, job_id: str) -> Optional[Path]:
+    """The job directory a meta names, or None when it is gone.
+
+    `UsageError` when the path is not this connector's directory of that job: relative,
+    through a symlink or `..`, not named after the job, not ours, or without a spec.
+    """
+    path = Path(job_dir)
+    if (not path.is_absolute() or os.path.realpath(job_dir) != job_dir
+            or not JOB_ID.match(job_id) or path.name not in (job_id, f"sql-{job_id}")):
+        raise UsageError("resource_meta names no SQL job directory")
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise UsageError("resource_meta names no SQL job directory") from None
+    try:
+        spec = (path / SPEC).lstat()
+    except OSError:
+        spec = None
+    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or spec is None
+            or not stat.S_ISREG(spec.st_mode)):
+        raise UsageError("resource_meta names no SQL job directory")
+    return path
 
 
 def write_json(path: Path, data: Any) -> None:

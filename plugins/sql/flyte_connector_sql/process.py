@@ -2,7 +2,10 @@
 
 A job is found again by pid plus a start-time fingerprint (`/proc/<pid>/stat` field 22),
 so a recycled pid is never mistaken for the worker, never signalled. The worker runs in
-its own session, so a Ctrl-C or restart of the daemon does not touch it.
+its own session, so a Ctrl-C or restart of the daemon does not touch it. Before any
+signal the process must also be that job's worker by its own record: its command line is
+`python -m flyte_connector_sql.worker JOB_DIR` for the job's directory, and it leads its
+own session. PID 1 and the daemon itself never are.
 """
 
 from __future__ import annotations
@@ -52,6 +55,44 @@ def is_alive(pid: int, ticks: int) -> bool:
             return True
         return True
     return start_ticks(pid) == ticks
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[:-1]
+    except OSError:
+        return []
+
+
+def _session(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_worker(pid: int, ticks: int, job_dir: str) -> bool:
+    """True when `pid` is the live worker (same start time) of the job in `job_dir`."""
+    if pid <= 1 or pid == os.getpid() or not job_dir:
+        return False
+    if start_ticks(pid) != ticks:
+        return False
+    args = _cmdline(pid)
+    return (args[1:] == [b"-m", WORKER_MODULE.encode(), os.fsencode(job_dir)]
+            and _session(pid) == pid)
+
+
+def live_job_dirs() -> set[str]:
+    """The job directories of every worker running now (one /proc pass, for the sweep)."""
+    found: set[str] = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            args = _cmdline(int(entry.name))
+            if args[1:3] == [b"-m", WORKER_MODULE.encode()] and len(args) == 4:
+                found.add(os.fsdecode(args[3]))
+    return found
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
@@ -109,20 +150,30 @@ def _read_handshake(stream: Any, timeout: float) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def stop(pid: int, ticks: int, grace: float) -> bool:
-    """SIGTERM the worker, SIGKILL it after `grace` seconds; True once it is gone."""
-    if not is_alive(pid, ticks):
+def stop(pid: int, ticks: int, grace: float, *, job_dir: str) -> bool:
+    """SIGTERM the job's worker, SIGKILL it after `grace` seconds; True once it is gone.
+
+    Only the worker of `job_dir` (see `is_worker`) is ever signalled."""
+    if not is_worker(pid, ticks, job_dir):
         return True
-    _signal(pid, signal.SIGTERM)
+    _signal(pid, ticks, job_dir, signal.SIGTERM)
     if wait_until(lambda: not is_alive(pid, ticks), grace):
         return True
-    if is_alive(pid, ticks):
-        _signal(pid, signal.SIGKILL)
+    _signal(pid, ticks, job_dir, signal.SIGKILL)
     return wait_until(lambda: not is_alive(pid, ticks), 1.0)
 
 
-def _signal(pid: int, sig: int) -> None:
+def _signal(pid: int, ticks: int, job_dir: str, sig: int) -> None:
+    """Signal through a pidfd opened before the identity check, so a PID reused since
+    the check is never hit."""
     try:
-        os.kill(pid, sig)
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if is_worker(pid, ticks, job_dir):
+            signal.pidfd_send_signal(fd, sig)
     except (ProcessLookupError, PermissionError):
         pass
+    finally:
+        os.close(fd)

@@ -25,6 +25,7 @@ PASSWORD_KWARG = "sql_password"
 MASK = "****"
 _TEMPLATE_KEYS = {"query", "database", "format", "secrets", "configs"}
 _PG_SCHEMES = ("postgresql://", "postgres://")
+SQLITE_ROOTS_ENV = "FLYTE_CONNECTOR_SQL_SQLITE_ROOTS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +73,38 @@ def _custom(template: TaskTemplate) -> dict[str, Any]:
 
 
 def sqlite_path(database: str) -> str:
-    """An absolute SQLite path (relative ones resolve against the daemon's directory)."""
+    """An absolute SQLite path (relative ones resolve against the daemon's directory),
+    symlinks resolved, inside one of the configured roots (`sqlite_roots`)."""
     if database.startswith("sqlite:///"):
         database = database[len("sqlite://"):]
     if database == ":memory:":
         return database
-    return os.path.abspath(os.path.expanduser(database))
+    if "\0" in database or database.startswith("file:"):
+        raise UsageError("custom.database must be a plain SQLite file path")
+    path = os.path.realpath(os.path.abspath(os.path.expanduser(database)))
+    check_sqlite_root(path)
+    return path
+
+
+def sqlite_roots() -> list[str]:
+    """Directories SQLite databases may be in: `FLYTE_CONNECTOR_SQL_SQLITE_ROOTS`
+    (os.pathsep separated), else only the plugin's state directory."""
+    from flyte_connector_sql.jobfiles import state_dir
+
+    raw = os.environ.get(SQLITE_ROOTS_ENV, "")
+    roots = [r for r in raw.split(os.pathsep) if r.strip()] or [str(state_dir())]
+    return [os.path.realpath(os.path.abspath(os.path.expanduser(r))) for r in roots]
+
+
+def check_sqlite_root(path: str) -> None:
+    """`UsageError` unless the (resolved) path is inside a SQLite root."""
+    for root in sqlite_roots():
+        if os.path.commonpath([root, path]) == root and path != root:
+            return
+    raise UsageError(
+        "custom.database is outside the directories SQLite databases may be opened from; "
+        f"the connector host lists them in {SQLITE_ROOTS_ENV}"
+    )
 
 
 def check_dsn(dsn: str) -> str:

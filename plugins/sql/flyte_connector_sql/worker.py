@@ -13,12 +13,19 @@ import json
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Optional
 
 from flyte_connector_sql import jobfiles
 from flyte_connector_sql.results import ResultWriter
-from flyte_connector_sql.spec import POSTGRESQL, JsonValue, decode_params, scrub
+from flyte_connector_sql.spec import (
+    POSTGRESQL,
+    JsonValue,
+    check_sqlite_root,
+    decode_params,
+    scrub,
+)
 
 BATCH = 1000
 PROGRESS_EVERY = 0.5
@@ -86,6 +93,15 @@ class Job:
         return writer.rows, writer.close().name
 
 
+def _authorize(action: int, *args: Any) -> int:
+    """SQLite authorizer: no ATTACH (which `VACUUM INTO` also asks for) or DETACH, so a
+    query can neither open nor create another database file."""
+    import sqlite3
+
+    return sqlite3.SQLITE_DENY if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH) \
+        else sqlite3.SQLITE_OK
+
+
 def run_sqlite(job: Job, params: dict[str, Any]) -> tuple[int, Optional[str]]:
     import sqlite3
 
@@ -94,9 +110,12 @@ def run_sqlite(job: Job, params: dict[str, Any]) -> tuple[int, Optional[str]]:
         if path == ":memory:":
             conn = sqlite3.connect(path, isolation_level=None)
         else:
-            conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+            check_sqlite_root(path)
+            quoted = urllib.parse.quote(path)
+            conn = sqlite3.connect(f"file:{quoted}?mode=rw", uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise sqlite3.OperationalError(f"cannot open {path}: {exc}") from None
+    conn.set_authorizer(_authorize)
     jobfiles.update_status(job.dir, jobfiles.RUNNING)
     job.announce(ready=True)
     conn.set_progress_handler(lambda: 1 if job.cancelled else 0, 10_000)

@@ -24,6 +24,13 @@ def pg() -> Iterator[PgServer]:
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def sqlite_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """SQLite databases of a test live under its tmp_path, the one allowed root."""
+    monkeypatch.setenv("FLYTE_CONNECTOR_SQL_SQLITE_ROOTS", str(tmp_path))
+    return tmp_path
+
+
 @pytest.fixture
 def jobs(tmp_path: Path) -> Iterator[Jobs]:
     """Create SQL jobs with output under tmp_path; their workers are stopped afterwards."""

@@ -77,7 +77,7 @@ class Jobs:
 
     def cleanup(self) -> None:
         for meta in self.started:
-            process.stop(meta.pid, meta.start_ticks, 0.5)
+            process.stop(meta.pid, meta.start_ticks, 0.5, job_dir=meta.job_dir)
 
 
 def read_result(resource: Resource) -> str:

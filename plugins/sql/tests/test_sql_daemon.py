@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from connector_cli.client import connection
 from connector_cli.errors import UsageError
 from connector_cli.literals import json_to_inputs, literal_to_python
 from connector_cli.sdk.connector import is_terminal_phase
+from connector_cli.signing import unsigned_payload
 from connector_cli.testing import serve_in_background
 from flyte_connector_sql import process
 from flyte_connector_sql.connector import SQLMeta
@@ -37,11 +39,19 @@ def outputs(resource: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    """A meta key both daemons of a restart test share, as replicas do."""
+    path = tmp_path / "meta.key"
+    path.write_bytes(os.urandom(48).hex().encode())
+    return str(path)
+
+
+@pytest.fixture
 def stop_workers() -> Any:
     metas: list[SQLMeta] = []
     yield metas
     for meta in metas:
-        process.stop(meta.pid, meta.start_ticks, 0.5)
+        process.stop(meta.pid, meta.start_ticks, 0.5, job_dir=meta.job_dir)
 
 
 async def test_the_plugin_serves_sql_and_binds_inputs_over_grpc(tmp_path: Path) -> None:
@@ -70,14 +80,14 @@ async def test_failures_are_phases_and_bad_templates_are_invalid_argument(tmp_pa
 
 
 async def test_a_restarted_daemon_still_finds_and_cancels_a_sqlite_job(
-    tmp_path: Path, stop_workers: list
+    tmp_path: Path, stop_workers: list, key_file: str
 ) -> None:
-    async with serve_in_background(plugins=["sql"]) as first:
+    async with serve_in_background(plugins=["sql"], meta_key_file=key_file) as first:
         meta = await first.client.create(template(query=SLOW_SQLITE), str(tmp_path))
-    decoded = SQLMeta.decode(meta)
+    decoded = SQLMeta.decode(unsigned_payload(meta))
     stop_workers.append(decoded)
     assert process.is_alive(decoded.pid, decoded.start_ticks)
-    async with serve_in_background(plugins=["sql"]) as second:
+    async with serve_in_background(plugins=["sql"], meta_key_file=key_file) as second:
         running = await second.client.get(SQL, meta)
         assert running.phase == TaskExecution.RUNNING
         started = time.monotonic()
@@ -87,13 +97,13 @@ async def test_a_restarted_daemon_still_finds_and_cancels_a_sqlite_job(
 
 
 async def test_a_restarted_daemon_cancels_a_postgres_query_on_the_server(
-    tmp_path: Path, pg: PgServer, stop_workers: list
+    tmp_path: Path, pg: PgServer, stop_workers: list, key_file: str
 ) -> None:
     conn = connection(secrets={"sql_password": pg.password})
     tmpl = template(query="SELECT pg_sleep(30)", database=pg.dsn)
-    async with serve_in_background(plugins=["sql"]) as first:
+    async with serve_in_background(plugins=["sql"], meta_key_file=key_file) as first:
         meta = await first.client.create(tmpl, str(tmp_path), connection=conn)
-    decoded = SQLMeta.decode(meta)
+    decoded = SQLMeta.decode(unsigned_payload(meta))
     stop_workers.append(decoded)
     assert pg.password.encode() not in meta
 
@@ -104,7 +114,7 @@ async def test_a_restarted_daemon_cancels_a_postgres_query_on_the_server(
         return row == ("active",)
 
     assert process.wait_until(active, 5)
-    async with serve_in_background(plugins=["sql"]) as second:
+    async with serve_in_background(plugins=["sql"], meta_key_file=key_file) as second:
         assert (await second.client.get(SQL, meta, connection=conn)).phase == TaskExecution.RUNNING
         started = time.monotonic()
         await second.client.delete(SQL, meta, connection=conn)

@@ -21,7 +21,10 @@ from flyte_connector_sql.spec import (
 )
 
 
-def test_sqlite_is_the_default_engine_and_paths_become_absolute() -> None:
+def test_sqlite_is_the_default_engine_and_paths_become_absolute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLYTE_CONNECTOR_SQL_SQLITE_ROOTS", os.pathsep.join([os.getcwd(), "/x"]))
     assert parse_template(template(query="SELECT 1")).target == ":memory:"
     spec = parse_template(template(query="SELECT 1", database="data/app.db", format="jsonl"))
     assert (spec.engine, spec.format) == (SQLITE, "jsonl")

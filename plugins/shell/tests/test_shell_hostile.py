@@ -1,0 +1,321 @@
+"""The shell connector against hostile metas and escaping processes (issue 15: 1, 2, 4, 8).
+
+Every process signalled here was started by this test, and the oracle is independent of
+`procfs`: the job's own processes write "pid start_ticks" lines into a file of this
+test, and liveness is read straight from /proc/PID/stat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import Jobs, make_template, wait_for
+from flyteidl2.core.execution_pb2 import TaskExecution
+
+from connector_cli.errors import UsageError
+from connector_cli.sdk.connector import call_method
+from flyte_connector_shell import jobdir, procfs
+from flyte_connector_shell.connector import ShellConnector, ShellMeta
+
+# The job: a child in the job's session, and a grandchild that calls setsid() and whose
+# parent exits at once, so it is re-parented away from the job (issue 15, item 2).
+TREE = textwrap.dedent("""
+    import os, subprocess, sys, time
+    record = sys.argv[1]
+
+    def note():
+        raw = open(f"/proc/{os.getpid()}/stat", "rb").read()
+        ticks = raw[raw.rindex(b")") + 2:].split()[19].decode()
+        with open(record, "a") as out:
+            out.write(f"{os.getpid()} {ticks}\\n")
+
+    if len(sys.argv) > 2 and sys.argv[2] == "grandchild":
+        os.setsid()
+        note()
+        time.sleep(300)
+    elif len(sys.argv) > 2 and sys.argv[2] == "middle":
+        subprocess.Popen([sys.executable, __file__, record, "grandchild"])
+        sys.exit(0)
+    elif len(sys.argv) > 2 and sys.argv[2] == "child":
+        note()
+        time.sleep(300)
+    else:
+        note()
+        subprocess.Popen([sys.executable, __file__, record, "child"])
+        subprocess.run([sys.executable, __file__, record, "middle"])
+        time.sleep(300)
+""")
+
+
+def stat_of(pid: int) -> tuple[str, int] | None:
+    """(state, start ticks) of a process, read from /proc by this test itself."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2:].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def still_running(pid: int, ticks: int) -> bool:
+    found = stat_of(pid)
+    return found is not None and found[1] == ticks and found[0] not in ("Z", "X")
+
+
+@dataclasses.dataclass
+class Tree:
+    record: Path
+
+    def pids(self) -> list[tuple[int, int]]:
+        if not self.record.exists():
+            return []
+        return [(int(p), int(t)) for p, t in
+                (line.split() for line in self.record.read_text().splitlines() if line)]
+
+    def alive(self) -> list[int]:
+        return [pid for pid, ticks in self.pids() if still_running(pid, ticks)]
+
+    def kill(self) -> None:
+        for pid, ticks in self.pids():
+            if still_running(pid, ticks):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Iterator[Tree]:
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    made = Tree(tmp_path / "pids.txt")
+    yield made
+    made.kill()
+
+
+@pytest.fixture
+def victim() -> Iterator[subprocess.Popen[bytes]]:
+    """A process of this test in a session of its own: what a forged meta aims at."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
+                            start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def victim_meta(victim: subprocess.Popen[bytes], job_dir: str, **changes: object) -> ShellMeta:
+    state = stat_of(victim.pid)
+    assert state is not None
+    meta = ShellMeta(pid=victim.pid, start_ticks=state[1], boot_id=procfs.boot_id(),
+                     job_dir=job_dir, grace=0.0)
+    return dataclasses.replace(meta, **changes)
+
+
+async def start_tree(jobs: Jobs, tree: Tree) -> ShellMeta:
+    meta = await jobs.create({"command": [sys.executable, str(tree.record.with_name("tree.py")),
+                                          str(tree.record)]})
+    assert wait_for(lambda: len(tree.pids()) == 3, timeout=15), tree.pids()
+    return meta
+
+
+# ------------------------------------------------------------------ item 2: the whole tree
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["same-connector", "restarted"])
+async def test_delete_reaches_a_setsid_grandchild_whose_parent_is_gone(
+    jobs: Jobs, tree: Tree, restarted: bool
+) -> None:
+    meta = await start_tree(jobs, tree)
+    assert len(tree.alive()) == 3
+    connector = ShellConnector() if restarted else jobs.connector
+    await call_method(connector, "delete", meta)
+    assert wait_for(lambda: not tree.alive(), timeout=5), f"survivors: {tree.alive()}"
+    assert (await jobs.get(meta)).phase == TaskExecution.ABORTED
+
+
+# ------------------------------------------------------------------ item 1: own invariants
+
+async def test_a_forged_meta_naming_no_job_directory_signals_nothing(
+    jobs: Jobs, victim: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    for job_dir in (str(tmp_path), "/dev", "relative/shell-x", str(tmp_path / ".." / "x")):
+        with pytest.raises(UsageError):
+            await call_method(jobs.connector, "delete", victim_meta(victim, job_dir))
+    time.sleep(0.2)
+    assert victim.poll() is None
+    assert not (tmp_path / "deleted").exists()
+
+
+async def test_a_real_job_directory_with_a_foreign_pid_signals_only_that_jobs_processes(
+    jobs: Jobs, victim: subprocess.Popen[bytes], tree: Tree
+) -> None:
+    """Even with a stolen job directory and nonce, only processes that carry the job's
+    marker (or descend from them) are hit: never the pid the meta names, never PID 1."""
+    meta = await start_tree(jobs, tree)
+    victim_ticks = victim_meta(victim, meta.job_dir).start_ticks
+    for pid, ticks, boot in ((victim.pid, victim_ticks, procfs.boot_id()),
+                             (0, 0, ""), (1, 0, ""), (-1, 0, "")):
+        forged = dataclasses.replace(meta, pid=pid, start_ticks=ticks, boot_id=boot, grace=0.0)
+        assert all(p.pid > 1 for p in procfs.job_processes(
+            forged.pid, forged.start_ticks, forged.boot_id, nonce=forged.nonce))
+        assert victim.pid not in [p.pid for p in procfs.job_processes(
+            forged.pid, forged.start_ticks, forged.boot_id, nonce=forged.nonce)]
+    await call_method(jobs.connector, "delete", dataclasses.replace(
+        meta, pid=victim.pid, start_ticks=victim_ticks))
+    time.sleep(0.2)
+    assert victim.poll() is None, "the process a forged meta named was signalled"
+
+
+async def test_a_meta_whose_nonce_does_not_match_its_directory_is_refused(
+    jobs: Jobs, tree: Tree
+) -> None:
+    meta = await start_tree(jobs, tree)
+    for nonce in ("", "0" * 32):
+        with pytest.raises(UsageError, match="does not match the job directory"):
+            await call_method(jobs.connector, "delete", dataclasses.replace(meta, nonce=nonce))
+    assert len(tree.alive()) == 3
+    assert procfs.job_processes(0, 0, "", nonce="") == []
+
+
+@pytest.mark.parametrize("grace", [1e9, float("nan")])
+async def test_the_kill_grace_from_a_meta_is_bounded(jobs: Jobs, grace: float) -> None:
+    meta = await jobs.create({"script": "trap '' TERM; while :; do sleep 0.1; done"})
+    assert wait_for(lambda: len(procfs.job_processes(
+        meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)) >= 2)
+    started = time.monotonic()
+    await call_method(jobs.connector, "delete", dataclasses.replace(meta, grace=grace))
+    assert time.monotonic() - started < procfs.MAX_GRACE + 5
+    assert procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce) == []
+
+
+# ------------------------------------------------------------------ item 8: paths from meta
+
+async def test_logs_and_metrics_of_a_meta_naming_dev_are_refused(jobs: Jobs) -> None:
+    meta = ShellMeta(pid=os.getpid(), start_ticks=0, boot_id="", job_dir="/dev")
+    with pytest.raises(UsageError):
+        await jobs.log_lines(meta)
+    with pytest.raises(UsageError):
+        await call_method(jobs.connector, "get_metrics", meta)
+    with pytest.raises(UsageError):
+        await jobs.get(meta)
+
+
+async def test_outputs_outside_the_output_directory_are_not_read_or_revealed(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    (tmp_path / "exists.txt").write_text("secret")
+    meta = await jobs.create({"command": ["true"]})
+    await jobs.finish(meta)
+    messages = []
+    for relative in ("../../../exists.txt", "../../../missing.txt", "/etc/hostname"):
+        forged = dataclasses.replace(meta, outputs={"x": relative})
+        resource = await jobs.get(forged)
+        assert resource.phase == TaskExecution.FAILED
+        messages.append(resource.message.replace(relative, "PATH"))
+    assert len(set(messages)) == 1, messages
+
+
+async def test_a_job_cannot_make_the_daemon_read_files_through_its_log_names(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    outside = tmp_path / "private.txt"
+    outside.write_text("not for the caller\n")
+    meta = await jobs.create({"script": f'ln -sf {outside} "$FLYTE_JOB_DIR/stdout.new"; '
+                                        'mv "$FLYTE_JOB_DIR/stdout.new" "$FLYTE_JOB_DIR/stdout"'})
+    await jobs.finish(meta)
+    lines, _ = await jobs.log_lines(meta)
+    assert "not for the caller" not in lines
+
+
+# ------------------------------------------------------------------ item 4: job files
+
+async def test_delete_removes_the_jobs_files_but_get_still_says_aborted(
+    jobs: Jobs, tree: Tree
+) -> None:
+    meta = await start_tree(jobs, tree)
+    job_dir = Path(meta.job_dir)
+    (job_dir / "outputs" / "big").write_bytes(b"x" * 100_000)
+    await call_method(jobs.connector, "delete", meta)
+    assert sorted(p.name for p in job_dir.iterdir()) <= sorted(jobdir._KEEP)
+    assert (await jobs.get(meta)).phase == TaskExecution.ABORTED
+    await call_method(jobs.connector, "delete", meta)  # idempotent
+
+
+async def test_delete_keeps_the_files_when_asked(
+    jobs: Jobs, tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(jobdir.KEEP_DELETED_ENV, "1")
+    meta = await start_tree(jobs, tree)
+    await call_method(jobs.connector, "delete", meta)
+    assert (Path(meta.job_dir) / "stdout").exists() and (Path(meta.job_dir) / "outputs").is_dir()
+
+
+async def test_the_sweep_removes_terminal_jobs_after_the_retention_and_spares_running_ones(
+    jobs: Jobs, tree: Tree
+) -> None:
+    done = await jobs.create({"command": ["true"]})
+    await jobs.finish(done)
+    running = await start_tree(jobs, tree)
+    bases = [jobs.prefix]
+    assert jobdir.sweep(bases, keep=3600) == 0
+    assert jobdir.sweep(bases, keep=0, now=time.time() + 1) == 1
+    assert not Path(done.job_dir).exists()
+    assert Path(running.job_dir).is_dir() and len(tree.alive()) == 3
+    lost = await jobs.get(done)
+    assert lost.phase == TaskExecution.RETRYABLE_FAILED and "is gone" in lost.message
+    await call_method(jobs.connector, "delete", done)  # a removed job deletes fine
+
+
+async def test_the_connector_sweeps_during_create_with_the_configured_retention(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A restarted daemon's first create sweeps the state directory (remote prefixes)."""
+    monkeypatch.setenv(jobdir.RETENTION_ENV, "0")
+    monkeypatch.setenv(jobdir.STATE_DIR_ENV, str(tmp_path / "state"))
+    template = make_template({"command": ["true"]})
+    first = await call_method(jobs.connector, "create", template, "s3://bucket/run/0")
+    jobs.started.append(first)
+    await jobs.finish(first)
+    # the wrapper writes its exit record just before it exits: a live marker is spared
+    assert wait_for(lambda: first.nonce.encode() not in procfs.running_markers())
+    second = await call_method(ShellConnector(), "create", template, "s3://bucket/run/1")
+    jobs.started.append(second)
+    assert not Path(first.job_dir).exists()
+    assert Path(second.job_dir).is_dir()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
+async def test_a_bad_retention_setting_is_one_clear_error(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(jobdir.RETENTION_ENV, value)
+    with pytest.raises(UsageError, match=jobdir.RETENTION_ENV):
+        await jobs.create({"command": ["true"]})
+
+
+async def test_a_restarted_daemon_deletes_the_whole_tree_from_the_signed_meta(
+    tree: Tree, tmp_path: Path
+) -> None:
+    """Item 2 end to end: daemon one starts the job, daemon two (same key) deletes it."""
+    from connector_cli.testing import serve_in_background
+
+    key = tmp_path / "meta.key"
+    key.write_text(os.urandom(32).hex())
+    template = make_template({"command": [sys.executable, str(tree.record.with_name("tree.py")),
+                                          str(tree.record)]})
+    async with serve_in_background(plugins=["shell"], meta_key_file=str(key)) as first:
+        meta = await first.client.create(template, str(tmp_path / "out"))
+    try:
+        assert wait_for(lambda: len(tree.pids()) == 3, timeout=15), tree.pids()
+        async with serve_in_background(plugins=["shell"], meta_key_file=str(key)) as second:
+            await second.client.delete(("shell", 0), meta)
+            assert wait_for(lambda: not tree.alive(), timeout=5), f"survivors: {tree.alive()}"
+            resource = await second.client.get(("shell", 0), meta)
+            assert resource.phase == TaskExecution.ABORTED
+    finally:
+        tree.kill()
