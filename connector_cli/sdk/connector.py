@@ -124,12 +124,19 @@ class AsyncConnector(abc.ABC):
     `name` (defaults to the class name) and `metadata_type` (your `ResourceMeta` dataclass),
     then implement `create`, `get` and `delete`; `get_logs` and `get_metrics` are optional.
     Connection secrets and configs reach every method as keyword arguments.
+
+    `own_loop = True` runs every `async def` method on an event loop of this connector's
+    own, in a thread of its own (for client libraries that block inside `async def`).
+    `raw_inputs = True` hands `create` the wire `flyteidl2.task.Inputs` (or None) instead of
+    Python values, for a connector that converts inputs itself.
     """
 
     name: ClassVar[str] = ""
     task_type_name: ClassVar[str] = ""
     task_type_version: ClassVar[int] = 0
     metadata_type: ClassVar[type[ResourceMeta]] = ResourceMeta
+    own_loop: ClassVar[bool] = False
+    raw_inputs: ClassVar[bool] = False
 
     _name_is_default: ClassVar[bool] = True
 
@@ -227,16 +234,25 @@ async def call_method(
 ) -> Any:
     """Call a connector method the right way for how it was written.
 
-    `async def` runs on the loop; plain `def` runs on `executor` (the loop's default when
-    None) with the caller's context variables; an async generator is returned unstarted.
+    `async def` runs on the loop (the connector's own loop thread when `own_loop` is set);
+    plain `def` runs on `executor` (the loop's default when None) with the caller's context
+    variables; an async generator is returned unstarted.
     """
     kind = method_kind(connector, method)
     if kind is None:
         raise NotImplementedError(f"{type(connector).__name__} does not implement {method}")
     fn: Callable[..., Any] = getattr(connector, method)
     if kind == "async":
+        if connector.own_loop:
+            from connector_cli.sdk.loops import loop_of
+
+            return await loop_of(connector).run(fn(*args, **kwargs))
         return await fn(*args, **kwargs)
     if kind == "asyncgen":
+        if connector.own_loop:
+            from connector_cli.sdk.loops import loop_of
+
+            return loop_of(connector).iterate(fn(*args, **kwargs))
         return fn(*args, **kwargs)
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
