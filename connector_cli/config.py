@@ -27,7 +27,8 @@ class ServerConfig:
     and 0 binds an ephemeral one (the CLI maps `--metrics-port 0` to None). TLS is on when
     `tls_cert` and `tls_key` are set; `tls_client_ca` additionally requires client
     certificates signed by that CA (mTLS). `grace_period` is how long in-flight requests
-    may run after a shutdown signal.
+    may run after a shutdown signal. `timeout` (seconds) shuts the daemon down by itself
+    after that long, as the Flyte SDK server's `--timeout` does (for tests).
     """
 
     host: str = "::"
@@ -39,6 +40,7 @@ class ServerConfig:
     tls_key: Optional[str] = None
     tls_client_ca: Optional[str] = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
