@@ -190,3 +190,39 @@ async def test_serve_takes_the_c0_command_line(tmp_path: Path) -> None:
     assert daemon.proc.wait(60) == 0, daemon.text()
     log = daemon.stop()
     assert "4 workers" in log and "timeout of 8s reached" in log
+
+
+COUNTER_TASK = {
+    "type": "flyte_counter",
+    "interface": {"inputs": {"variables": [
+        {"key": "n", "value": {"type": {"simple": "INTEGER"}}},
+        {"key": "label", "value": {"type": {"simple": "STRING"}}},
+    ]}},
+    "custom": {"secrets": {"api_key": "counter-key"}},
+}
+
+
+async def test_flyte_connector_test_runs_a_flyte_connector_here_and_on_a_daemon(
+        tmp_path: Path) -> None:
+    task = tmp_path / "counter.json"
+    task.write_text(json.dumps(COUNTER_TASK))
+    args = ["test", str(task), "-i", "n=4", "-i", "label=xy", "--secret",
+            f"counter-key={SECRET}", "--poll-interval", "0.05", "--logs", "--json"]
+    env = {"PYTHONPATH": str(REPO / "tests" / "fixtures" / "connectors")}
+    here = run_cli(*args, "--plugins", "none", "-m", "flyte_style", **env)
+    daemon = Process([sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1",
+                      "--port", str(port := free_port()), "--metrics-port", "0",
+                      "--plugins", "none", "-m", "flyte_style"], tmp_path / "daemon.log")
+    await daemon.ready(f"127.0.0.1:{port}")
+    try:
+        there = run_cli(*args, "--endpoint", daemon.address)
+    finally:
+        log = daemon.stop()
+    for done in (here, there):
+        assert done.returncode == 0, done.stdout + done.stderr
+        result = json.loads(done.stdout)
+        assert result["outputs"] == {"total": 8, "label": "XY", "ratio": 1.0, "ok": True}
+        assert result["polls"] == 3 and len(result["logs"]) >= 4
+        assert SECRET not in done.stdout + done.stderr
+    assert json.loads(there.stdout)["backend"] != json.loads(here.stdout)["backend"]
+    assert SECRET not in log
