@@ -218,9 +218,13 @@ def _register_target(
     if isinstance(target, AsyncConnector) and any(row.connector is target for row in made):
         return
     if not isinstance(target, AsyncConnector):
+        what = (
+            f"{_kind(target)}, which does not subclass AsyncConnector"
+            if isinstance(target, type) else _kind(target)
+        )
         raise RegistrationError(
-            f"{origin.target or origin.name} points at {_kind(target)}, which is not an "
-            "AsyncConnector; point it at a connector class, a connector instance or a module"
+            f"{origin.target or origin.name} points at {what}, not a connector class, a "
+            "connector instance or a module"
         )
     registry.register(target)
 

@@ -19,7 +19,6 @@ import pytest
 pytest.importorskip("flyte.connectors", reason="needs the flyte extra (make test installs it)")
 
 import grpc  # noqa: E402
-from flyteidl2.connector import connector_pb2 as pb  # noqa: E402
 from flyteidl2.core.execution_pb2 import TaskExecution  # noqa: E402
 
 from connector_cli.discovery import discover, inventory  # noqa: E402

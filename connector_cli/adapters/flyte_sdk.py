@@ -137,7 +137,9 @@ class FlyteSdkConnector(AsyncConnector):
         fn = self.inner.get_metrics
         return await fn(resource_meta=resource_meta.value, **_accepted(fn, kwargs))
 
-    async def get_logs(self, resource_meta: Any, **kwargs: Any) -> AsyncIterator[Any]:
+    async def get_logs(  # type: ignore[override]
+        self, resource_meta: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
         """The Flyte connector's get_logs: a coroutine of one response or a generator of pages."""
         fn = self.inner.get_logs
         result = fn(resource_meta=resource_meta.value, **_accepted(fn, kwargs))
