@@ -225,3 +225,31 @@ async def test_flyte_connector_test_runs_a_flyte_connector_here_and_on_a_daemon(
         assert SECRET not in done.stdout + done.stderr
     assert json.loads(there.stdout)["backend"] != json.loads(here.stdout)["backend"]
     assert SECRET not in log
+
+
+def test_a_flyte_connector_class_nobody_registered_is_instantiated() -> None:
+    registry = ConnectorRegistry()
+    module = "tests.fixtures.connectors.flyte_class_only"
+    report = discover(registry, [f"{module}:PingConnector", f"{module}:HalfConnector"], ())
+    assert registry.categories() == [("flyte_ping", 0)]
+    [half] = report.failed
+    assert half.error == "HalfConnector does not implement delete, get"
+    assert registry.get_connector("flyte_ping").name == "Ping Connector"
+
+
+async def test_ping_answers_with_configs_as_keywords() -> None:
+    module = "tests.fixtures.connectors.flyte_class_only:PingConnector"
+    async with serve_in_background(modules=[module]) as daemon:
+        async with Stubs(daemon.address) as stubs:
+            meta = await stubs.create(make_template("flyte_ping"), configs={"host": "db1"})
+            resource = await stubs.get("flyte_ping", meta)
+    assert json.loads(meta) == {"target": "db1"}
+    assert (resource.phase, resource.message) == (TaskExecution.SUCCEEDED, "pong from db1")
+
+
+def test_a_class_is_instantiated_once_for_every_registry() -> None:
+    spec = "tests.fixtures.connectors.flyte_class_only:PingConnector"
+    first, second = ConnectorRegistry(), ConnectorRegistry()
+    discover(first, [spec], ())
+    discover(second, [spec], ())
+    assert first.get_connector("flyte_ping") is second.get_connector("flyte_ping")

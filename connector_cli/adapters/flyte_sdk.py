@@ -202,6 +202,7 @@ async def _native_inputs(template: Any, inputs: Any) -> dict[str, Any]:
 
 _WRAPPERS: dict[int, FlyteSdkConnector] = {}
 _IMPORTED: dict[str, list[Any]] = {}
+_INSTANCES: dict[type, Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -276,4 +277,7 @@ def _for_class(target: Any, known: list[Any]) -> list[Any]:
 
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise RegistrationError(f"{cls.__qualname__} does not implement {missing}")
-    return [cls()]
+    with _LOCK:
+        if cls not in _INSTANCES:
+            _INSTANCES[cls] = cls()
+        return [_INSTANCES[cls]]
