@@ -139,6 +139,11 @@ class Stubs:
             task_category=pb.TaskCategory(name=task_type), resource_meta=meta,
             connection=Connection(secrets=secrets or {})), timeout=30)
 
+    async def metrics(self, task_type: str, meta: bytes) -> Any:
+        return await self.tasks.GetTaskMetrics(pb.GetTaskMetricsRequest(
+            task_category=pb.TaskCategory(name=task_type), resource_meta=meta,
+            queries=["count"]), timeout=30)
+
     async def logs(self, task_type: str, meta: bytes) -> list[Any]:
         call = self.tasks.GetTaskLogs(pb.GetTaskLogsRequest(
             task_category=pb.TaskCategory(name=task_type), resource_meta=meta), timeout=30)

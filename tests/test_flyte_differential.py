@@ -4,6 +4,7 @@ names a deliberate difference (UNDEFINED is reported as QUEUED)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -16,6 +17,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution  # noqa: E402
 from flyteidl2.core.tasks_pb2 import TaskTemplate  # noqa: E402
 from google.protobuf.json_format import MessageToDict, ParseDict  # noqa: E402
 
+from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset  # noqa: E402
 from connector_cli.testing import make_inputs, make_template  # noqa: E402
 from tests.fixtures.fake_databricks import TOKEN, FakeDatabricks, databricks_template  # noqa: E402
 from tests.flyte_support import Stubs, start_c0, start_ours, write_pki  # noqa: E402
@@ -63,7 +65,7 @@ async def test_listed_connectors_agree(servers: tuple[Any, ...]) -> None:
     listed_theirs, listed_mine = await theirs.list(), await mine.list()
     assert set(listed_mine) <= set(listed_theirs)
     for name in ("Counter Connector", "Sleepy Connector", "Frame Connector",
-                 "Databricks Connector"):
+                 "Inputs Connector", "Databricks Connector"):
         assert listed_mine[name] == listed_theirs[name]
 
 
@@ -84,6 +86,9 @@ async def test_a_flyte_style_connector_answers_the_same(servers: tuple[Any, ...]
     assert phases == [TaskExecution.UNDEFINED, TaskExecution.RUNNING, TaskExecution.SUCCEEDED]
     logs_theirs = await theirs.logs("flyte_counter", meta_mine)
     assert await mine.logs("flyte_counter", meta_theirs) == logs_theirs
+    metrics_theirs = await theirs.metrics("flyte_counter", meta_mine)
+    assert metrics_theirs.results[0].metric == "count"
+    assert await mine.metrics("flyte_counter", meta_theirs) == metrics_theirs
     frame = make_template("flyte_frame", inputs={"rows": int})
     frame_inputs = make_inputs(frame, {"rows": 5})
     frame_meta = await theirs.create(frame, frame_inputs)
@@ -122,3 +127,20 @@ async def test_databricks_answers_the_same(servers: tuple[Any, ...]) -> None:
         await mine.delete("databricks", meta_theirs, secrets)
     assert fake.requests.count(("POST", "/api/2.1/jobs/runs/cancel")) == 4
     assert fake.bad_tokens == 0
+
+
+async def test_files_directories_and_data_frames_arrive_as_on_c0(
+        servers: tuple[Any, ...]) -> None:
+    _, theirs, mine = servers
+    template = make_template("flyte_inputs", inputs={
+        "doc": FlyteFile, "folder": FlyteDirectory, "table": StructuredDataset,
+        "when": dt.datetime, "tags": list[str]})
+    inputs = make_inputs(template, {
+        "doc": "s3://bucket/in.csv", "folder": {"uri": "s3://bucket/work/", "format": ""},
+        "table": {"uri": "bq://project.dataset.table", "format": "parquet"},
+        "when": "2026-01-02T03:04:05+00:00", "tags": ["a", "b"]})
+    meta_theirs = await theirs.create(template, inputs)
+    assert await mine.create(template, inputs) == meta_theirs
+    seen = json.loads(meta_theirs)["seen"]
+    assert seen["doc"] == "flyte.io._file.File:s3://bucket/in.csv"
+    assert seen["table"].startswith("flyte.io._dataframe")
