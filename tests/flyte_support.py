@@ -3,7 +3,6 @@ Flyte SDK's `c0`), gRPC stubs, the fake Databricks and its certificate."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -48,7 +47,7 @@ class Process:
         """Everything the daemon logged so far."""
         return self.log.read_text(errors="replace")
 
-    async def ready(self, address: str, timeout: float = 90.0) -> Process:
+    def ready(self, address: str, timeout: float = 90.0) -> Process:
         """Wait until the daemon answers ListConnectors at `address`."""
         self.address = address
         deadline = time.monotonic() + timeout
@@ -56,12 +55,12 @@ class Process:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.text()}")
             try:
-                async with grpc.aio.insecure_channel(address) as channel:
-                    await ConnectorMetadataServiceStub(channel).ListConnectors(
+                with grpc.insecure_channel(address) as channel:
+                    ConnectorMetadataServiceStub(channel).ListConnectors(
                         pb.ListConnectorsRequest(), timeout=2)
                 return self
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.3)
+            except grpc.RpcError:
+                time.sleep(0.3)
         self.stop()
         raise AssertionError(f"daemon not ready at {address}:\n{self.text()}")
 
@@ -78,19 +77,19 @@ class Process:
         return self.text()
 
 
-async def start_ours(tmp: Path, *args: str, **env: str) -> Process:
+def start_ours(tmp: Path, *args: str, **env: str) -> Process:
     """`flyte-connector serve` on a free port with `args` (e.g. plugins and modules)."""
     port = free_port()
     argv = [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1",
             "--port", str(port), "--metrics-port", "0", "--log-level", "debug", *args]
-    return await Process(argv, tmp / f"ours-{port}.log", **env).ready(f"127.0.0.1:{port}")
+    return Process(argv, tmp / f"ours-{port}.log", **env).ready(f"127.0.0.1:{port}")
 
 
-async def start_c0(tmp: Path, *args: str, **env: str) -> Process:
+def start_c0(tmp: Path, *args: str, **env: str) -> Process:
     """The Flyte SDK's own connector server, `c0`, on free ports."""
     port = free_port()
     argv = [C0, "--port", str(port), "--prometheus_port", str(free_port()), *args]
-    return await Process(argv, tmp / f"c0-{port}.log", **env).ready(f"127.0.0.1:{port}")
+    return Process(argv, tmp / f"c0-{port}.log", **env).ready(f"127.0.0.1:{port}")
 
 
 class Stubs:

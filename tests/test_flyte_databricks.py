@@ -43,7 +43,7 @@ def template(fake: FakeDatabricks, run_name: str = "flyte-run") -> TaskTemplate:
 
 async def test_serve_runs_the_databricks_connector(
         fake: FakeDatabricks, pki: dict[str, Path], tmp_path: Path) -> None:
-    daemon = await start_ours(tmp_path, "--plugins", "databricks",
+    daemon = start_ours(tmp_path, "--plugins", "databricks",
                               SSL_CERT_FILE=str(pki["ca"]))
     try:
         async with Stubs(daemon.address) as stubs:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -20,7 +20,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict  # noqa: E402
 from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset  # noqa: E402
 from connector_cli.testing import make_inputs, make_template  # noqa: E402
 from tests.fixtures.fake_databricks import TOKEN, FakeDatabricks, databricks_template  # noqa: E402
-from tests.flyte_support import Stubs, start_c0, start_ours, write_pki  # noqa: E402
+from tests.flyte_support import Process, Stubs, start_c0, start_ours, write_pki  # noqa: E402
 
 SECRET = "s3cr3t-counter-key"
 FLYTE_ONLY = {TaskExecution.UNDEFINED: TaskExecution.QUEUED}
@@ -31,23 +31,32 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_pki(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-async def servers(pki: dict[str, Path], tmp_path: Path) -> AsyncIterator[tuple[Any, ...]]:
+@pytest.fixture(scope="module")
+def daemons(pki: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[tuple[FakeDatabricks, Process, Process]]:
+    """The fake Databricks, `c0` and `flyte-connector serve`, shared by this module."""
+    tmp = tmp_path_factory.mktemp("daemons")
     fake = FakeDatabricks(pki["server"], pki["server_key"]).start()
     env = {"SSL_CERT_FILE": str(pki["ca"])}
-    c0 = await start_c0(tmp_path, "--modules", "flyte_style", **env)
-    ours = None
+    started: list[Process] = []
     try:
-        ours = await start_ours(tmp_path, "--plugins", "databricks", "--modules", "flyte_style",
-                                **env)
-        async with Stubs(c0.address) as theirs, Stubs(ours.address) as mine:
-            yield fake, theirs, mine
+        started.append(start_c0(tmp, "--modules", "flyte_style", **env))
+        started.append(start_ours(tmp, "--plugins", "databricks", "--modules", "flyte_style",
+                                  **env))
+        yield fake, started[0], started[1]
     finally:
-        for daemon in (c0, ours):
-            if daemon is not None:
-                log = daemon.stop()
-                assert TOKEN not in log and SECRET not in log
+        for daemon in started:
+            log = daemon.stop()
+            assert TOKEN not in log and SECRET not in log
         fake.stop()
+
+
+@pytest.fixture
+async def servers(daemons: tuple[FakeDatabricks, Process, Process]
+                  ) -> AsyncIterator[tuple[Any, ...]]:
+    fake, c0, ours = daemons
+    async with Stubs(c0.address) as theirs, Stubs(ours.address) as mine:
+        yield fake, theirs, mine
 
 
 def same(ours: Any, theirs: Any) -> None:
@@ -107,6 +116,8 @@ async def test_a_flyte_style_connector_answers_the_same(servers: tuple[Any, ...]
 async def test_databricks_answers_the_same(servers: tuple[Any, ...]) -> None:
     fake, theirs, mine = servers
     secrets = {"databricks_token": TOKEN}
+    cancel = ("POST", "/api/2.1/jobs/runs/cancel")
+    cancels = fake.requests.count(cancel)
     for run_name in ("good-run", "fail-run"):
         template = ParseDict(databricks_template(fake.instance, run_name), TaskTemplate())
         meta_theirs = await theirs.create(template, secrets=secrets)
@@ -125,7 +136,7 @@ async def test_databricks_answers_the_same(servers: tuple[Any, ...]) -> None:
         assert phases == [TaskExecution.UNDEFINED, TaskExecution.RUNNING, final]
         await theirs.delete("databricks", meta_mine, secrets)
         await mine.delete("databricks", meta_theirs, secrets)
-    assert fake.requests.count(("POST", "/api/2.1/jobs/runs/cancel")) == 4
+    assert fake.requests.count(cancel) == cancels + 4
     assert fake.bad_tokens == 0
 
 

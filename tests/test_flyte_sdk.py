@@ -177,7 +177,7 @@ async def test_serve_takes_the_c0_command_line(tmp_path: Path) -> None:
          "--port", str(port), "--prometheus_port", str(metrics), "--worker", "4",
          "--timeout", "8", "--plugins", "none", "--modules", "flyte_style"],
         tmp_path / "serve.log")
-    await daemon.ready(f"127.0.0.1:{port}")
+    daemon.ready(f"127.0.0.1:{port}")
     template, inputs = counter_request()
     async with Stubs(daemon.address) as stubs:
         assert "Counter Connector" in await stubs.list()
@@ -212,7 +212,7 @@ async def test_flyte_connector_test_runs_a_flyte_connector_here_and_on_a_daemon(
     daemon = Process([sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1",
                       "--port", str(port := free_port()), "--metrics-port", "0",
                       "--plugins", "none", "-m", "flyte_style"], tmp_path / "daemon.log")
-    await daemon.ready(f"127.0.0.1:{port}")
+    daemon.ready(f"127.0.0.1:{port}")
     try:
         there = run_cli(*args, "--endpoint", daemon.address)
     finally:
