@@ -82,6 +82,11 @@ async def test_the_four_flyteplugins_are_served_and_counted() -> None:
         async with Stubs(daemon.address) as stubs:
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await stubs.get("databricks", b"not json")
+            meta = json.dumps({"databricks_instance": "127.0.0.1:9", "run_id": "1"}).encode()
+            for call in (stubs.logs, stubs.metrics):
+                with pytest.raises(grpc.aio.AioRpcError) as missing:
+                    await call("databricks", meta)
+                assert missing.value.code() is grpc.StatusCode.UNIMPLEMENTED
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "DatabricksJobMetadata" in (caught.value.details() or "")
         assert daemon.metrics_url is not None
