@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install serve test lint bench clean
+.PHONY: install install-flyte serve test lint bench clean
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,21 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 
 install: $(STAMP)
 
+# The Flyte SDK and the flyteplugins-* connectors the tests serve: only `make test` pays for them.
+FLYTE_STAMP := $(VENV)/.installed-flyte
+$(FLYTE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,flyte,flyte-test]'
+	touch $@
+
+install-flyte: $(FLYTE_STAMP)
+
 serve: install  # the daemon with every bundled plugin, in the foreground; SERVE_ARGS adds options
 	exec $(BIN)/flyte-connector serve --port 8000 --metrics-port 9090 $(SERVE_ARGS)
 
-test: install postgres
+test: install install-flyte postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
+lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
 	$(BIN)/ruff check connector_cli plugins tests bench docs/examples
 	$(BIN)/mypy
 

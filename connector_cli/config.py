@@ -29,7 +29,9 @@ class ServerConfig:
     certificates signed by that CA (mTLS). `grace_period` is how long in-flight requests
     may run after a shutdown signal. `meta_key_file` (and `previous_meta_key_file` while
     rotating) hold the key that signs resource meta; without one, a key generated once in
-    `state_dir` (default: `connector_cli.signing.default_state_dir()`) is used.
+    `state_dir` (default: `connector_cli.signing.default_state_dir()`) is used. `timeout`
+    (seconds) shuts the daemon down by itself after that long, as the Flyte SDK server's
+    `--timeout` does (for tests).
     """
 
     host: str = "::"
@@ -44,6 +46,7 @@ class ServerConfig:
     meta_key_file: Optional[str] = None
     previous_meta_key_file: Optional[str] = None
     state_dir: Optional[str] = None
+    timeout: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

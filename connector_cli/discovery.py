@@ -14,6 +14,7 @@ import sys
 import types
 from typing import Any, Callable, Collection, Literal, Optional
 
+from connector_cli import foreign
 from connector_cli.config import DiscoveryConfig
 from connector_cli.errors import PluginLoadError, PluginNotFound, RegistrationError
 from connector_cli.sdk.ambient import import_plugin
@@ -27,6 +28,7 @@ NOT_INSTALLED = "not-installed"
 IMPORT_ERROR = "import-error"
 REGISTRATION_ERROR = "registration-error"
 NO_CONNECTORS = "no-connectors"
+NEEDS_FLYTE_SDK = "needs-flyte-sdk"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,11 +168,13 @@ def _load_isolated(
 ) -> None:
     """Import one plugin into `registry`; on any failure roll back and record it."""
     snapshot = registry.snapshot()
+    before = foreign.before_import()
     try:
         with registry.activate(origin) as made:
             module = import_plugin(module_name, registry, made)
             target = _resolve(module, attr) if attr else module
-            _register_target(registry, target, made, origin)
+            if not foreign.adopt(module_name, target, before):
+                _register_target(registry, target, made, origin)
         if not made:
             raise _NoConnectors(
                 f"{origin.target or module_name} registered no connectors; register them at "
@@ -214,9 +218,13 @@ def _register_target(
     if isinstance(target, AsyncConnector) and any(row.connector is target for row in made):
         return
     if not isinstance(target, AsyncConnector):
+        what = (
+            f"{_kind(target)}, which does not subclass AsyncConnector"
+            if isinstance(target, type) else _kind(target)
+        )
         raise RegistrationError(
-            f"{origin.target or origin.name} points at {_kind(target)}, not a connector "
-            "class, a connector instance or a module"
+            f"{origin.target or origin.name} points at {what}, not a connector class, a "
+            "connector instance or a module"
         )
     registry.register(target)
 
@@ -235,6 +243,11 @@ def _classify(exc: Exception, module_name: str) -> tuple[str, str]:
         module_name == exc.name or module_name.startswith(exc.name + ".")
     ):
         return NOT_FOUND, f"module {module_name!r} not found"
+    if foreign.needs_flyte(exc):
+        return NEEDS_FLYTE_SDK, (
+            f"{module_name!r} is written for the Flyte SDK, which is not installed; "
+            f"install it with: {foreign.INSTALL_HINT}"
+        )
     if isinstance(exc, _NoConnectors):
         return NO_CONNECTORS, str(exc)
     if isinstance(exc, RegistrationError):
@@ -257,11 +270,14 @@ def inventory(registry: ConnectorRegistry, report: Optional[DiscoveryReport] = N
     Connectors are grouped by name and origin; task types keep registration order.
     """
     grouped: dict[tuple[str, Optional[Origin]], list[dict]] = {}
+    sdks: dict[tuple[str, Optional[Origin]], str] = {}
     for row in registry.registrations():
         key = (row.connector.name, row.origin)
         grouped.setdefault(key, []).append({"name": row.category[0], "version": row.category[1]})
+        sdks[key] = getattr(row.connector, "sdk", "")
     connectors = [
         {"name": name, "task_types": types_, "source": origin_dict(origin)}
+        | ({"sdk": sdks[(name, origin)]} if sdks[(name, origin)] else {})
         for (name, origin), types_ in grouped.items()
     ]
     failed = [

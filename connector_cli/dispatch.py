@@ -89,7 +89,7 @@ class Dispatcher:
         kwargs, scope.secrets = connection_kwargs(request, "create")
         meta = await call_method(
             connector, "create", executor=self.executor, task_template=template,
-            output_prefix=request.output_prefix, inputs=self._inputs(request, scope.label),
+            output_prefix=request.output_prefix, inputs=self._inputs(connector, request, scope),
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
             **kwargs,
@@ -103,15 +103,18 @@ class Dispatcher:
             data = self.signer.sign(template.type, template.task_type_version, data)
         return pb.CreateTaskResponse(resource_meta=data)
 
-    def _inputs(self, request: pb.CreateTaskRequest, label: str) -> dict[str, Any]:
+    def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
+                scope: Scope) -> Any:
         from connector_cli.literals import inputs_to_python
 
         template = request.template
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
-            return inputs_to_python(None, interface)
+            return None if connector.raw_inputs else inputs_to_python(None, interface)
         if self.on_inputs is not None:
-            self.on_inputs(label, request.inputs.ByteSize())
+            self.on_inputs(scope.label, request.inputs.ByteSize())
+        if connector.raw_inputs:
+            return request.inputs
         return inputs_to_python(request.inputs, interface)
 
     async def get(self, request: pb.GetTaskRequest, scope: Scope) -> pb.GetTaskResponse:

@@ -94,7 +94,10 @@ def render_inventory(data: dict) -> None:
         table.add_column("Source")
         for row in data["connectors"]:
             types_ = ", ".join(f"{t['name']} v{t['version']}" for t in row["task_types"])
-            table.add_row(row["name"], types_, row["source"].get("description", "code"))
+            source = row["source"].get("description", "code")
+            if row.get("sdk"):
+                source += f" ({row['sdk']})"
+            table.add_row(row["name"], types_, source)
         console.print(table)
     else:
         console.print("No connectors found. Install a plugin package or pass --modules.")

@@ -58,14 +58,22 @@ DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place t
         help="Log lines as text, or as one JSON object per line.")
 @option("--strict", is_flag=True, default=False,
         help="Refuse to start when any installed plugin fails to load.")
+@click.option("--prometheus_port", "prometheus_port", type=PORT, default=None, hidden=True)
+@click.option("--worker", "worker", type=click.IntRange(min=1), default=None, hidden=True)
+@click.option("--timeout", "timeout", type=click.IntRange(min=0), default=None, hidden=True)
 def serve_command(
     host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
     tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
     meta_key_file: Optional[str], previous_meta_key_file: Optional[str],
     state_dir: Optional[str], log_level: str, log_format: str, strict: bool,
+    prometheus_port: Optional[int],
+    worker: Optional[int], timeout: Optional[int],
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
+
+    Also accepts the Flyte SDK server's (c0) spellings --prometheus_port, --worker and
+    --timeout, so a c0 command line works by changing the command name alone.
 
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 128+N when a second signal N forced the stop.
@@ -77,12 +85,15 @@ def serve_command(
     from connector_cli.sdk.registry import ConnectorRegistry
 
     configure_logging(log_level, log_format)
+    if prometheus_port is not None:
+        metrics_port = prometheus_port
     config = ServerConfig(
-        host=host, port=port, metrics_port=metrics_port or None, workers=workers,
+        host=host, port=port, metrics_port=metrics_port or None, workers=worker or workers,
         grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
         tls_client_ca=tls_client_ca, max_message_size=max_message_size,
         meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
         state_dir=state_dir,
+        timeout=float(timeout) if timeout is not None else None,
     )
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)

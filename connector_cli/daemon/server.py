@@ -321,7 +321,10 @@ class ConnectorServer:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             await self.start()
-            await first.wait()
+            try:
+                await asyncio.wait_for(first.wait(), self.config.timeout)
+            except asyncio.TimeoutError:
+                logger.info("timeout of %gs reached: shutting down", self.config.timeout)
             drain = asyncio.ensure_future(self.stop())
             forced = asyncio.ensure_future(again.wait())
             await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)

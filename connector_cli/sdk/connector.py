@@ -128,6 +128,10 @@ class AsyncConnector(abc.ABC):
     Set `sign_resource_meta = True` when the meta names state on the daemon's host (a
     process, a directory): the daemon then signs the bytes `create` returns and refuses
     any meta it did not sign before your methods see it (docs/security.md).
+    `own_loop = True` runs every `async def` method on an event loop of this connector's
+    own, in a thread of its own (for client libraries that block inside `async def`).
+    `raw_inputs = True` hands `create` the wire `flyteidl2.task.Inputs` (or None) instead of
+    Python values, for a connector that converts inputs itself.
     """
 
     name: ClassVar[str] = ""
@@ -135,6 +139,8 @@ class AsyncConnector(abc.ABC):
     task_type_version: ClassVar[int] = 0
     metadata_type: ClassVar[type[ResourceMeta]] = ResourceMeta
     sign_resource_meta: ClassVar[bool] = False
+    own_loop: ClassVar[bool] = False
+    raw_inputs: ClassVar[bool] = False
 
     _name_is_default: ClassVar[bool] = True
 
@@ -232,16 +238,25 @@ async def call_method(
 ) -> Any:
     """Call a connector method the right way for how it was written.
 
-    `async def` runs on the loop; plain `def` runs on `executor` (the loop's default when
-    None) with the caller's context variables; an async generator is returned unstarted.
+    `async def` runs on the loop (the connector's own loop thread when `own_loop` is set);
+    plain `def` runs on `executor` (the loop's default when None) with the caller's context
+    variables; an async generator is returned unstarted.
     """
     kind = method_kind(connector, method)
     if kind is None:
         raise NotImplementedError(f"{type(connector).__name__} does not implement {method}")
     fn: Callable[..., Any] = getattr(connector, method)
     if kind == "async":
+        if connector.own_loop:
+            from connector_cli.sdk.loops import loop_of
+
+            return await loop_of(connector).run(fn(*args, **kwargs))
         return await fn(*args, **kwargs)
     if kind == "asyncgen":
+        if connector.own_loop:
+            from connector_cli.sdk.loops import loop_of
+
+            return loop_of(connector).iterate(fn(*args, **kwargs))
         return fn(*args, **kwargs)
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()

@@ -1,0 +1,282 @@
+"""Serve connectors written against the Flyte SDK's `flyte.connectors` API, unchanged.
+
+The only module of this package that imports `flyte`. Discovery imports it when a plugin
+turns out to be a Flyte SDK connector (see `connector_cli.foreign`); each Flyte connector
+is wrapped in a `FlyteSdkConnector`, one of ours, so the daemon serves, lists and counts it
+like any other. The wrapper keeps the Flyte SDK server's semantics: inputs converted by
+Flyte's own type engine, outputs by Flyte's own rules, `resource_meta` through the
+connector's own `metadata_type`, the connection as keyword arguments. It runs every call
+of a connector on an event loop of that connector's own (`own_loop`), so one that blocks
+inside `async def` cannot stall the daemon. Differences are listed in
+docs/migrating-from-flyte.md.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import types
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterable
+
+from flyte.connectors import AsyncConnector as FlyteAsyncConnector
+from flyte.connectors import ConnectorRegistry as FlyteRegistry
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.execution_pb2 import TaskExecution
+
+from connector_cli.errors import ResourceMetaError
+from connector_cli.sdk.connector import AsyncConnector
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.sdk.resource_meta import ResourceMeta
+
+logger = logging.getLogger(__name__)
+
+SDK = "flyte-sdk"
+
+
+class FlyteMeta(ResourceMeta):
+    """Our handle on a Flyte SDK `ResourceMeta`: encoded and decoded by the connector's own
+    `metadata_type`, so the bytes are exactly those the Flyte SDK's server would store."""
+
+    flyte_type: ClassVar[type] = object
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def encode(self) -> bytes:
+        """The Flyte SDK meta's own encoding."""
+        data: bytes = self.value.encode()
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes) -> FlyteMeta:
+        """Decode with the Flyte connector's `metadata_type`; bad bytes are INVALID_ARGUMENT."""
+        try:
+            return cls(cls.flyte_type.decode(data))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means bad bytes
+            raise ResourceMetaError(
+                f"resource_meta is not a valid {cls.flyte_type.__name__} "
+                f"({type(exc).__name__}); send the bytes CreateTask returned"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"FlyteMeta({self.value!r})"
+
+
+class FlyteSdkConnector(AsyncConnector):
+    """One Flyte SDK connector instance served as one of ours."""
+
+    sdk: ClassVar[str] = SDK
+    own_loop: ClassVar[bool] = True
+    raw_inputs: ClassVar[bool] = True
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = str(inner.name)  # type: ignore[misc]
+        self.task_type_name = inner.task_type_name  # type: ignore[misc]
+        self.task_type_version = inner.task_type_version  # type: ignore[misc]
+        flyte_type = getattr(inner, "metadata_type", None) or _declared_meta(type(inner))
+        self.metadata_type = type(  # type: ignore[misc]
+            f"FlyteMeta[{getattr(flyte_type, '__name__', flyte_type)}]",
+            (FlyteMeta,), {"flyte_type": flyte_type, "__module__": __name__},
+        )
+        self._undefined_logged = False
+
+    async def create(
+        self, task_template: Any, output_prefix: str, inputs: Any = None,
+        task_execution_metadata: Any = None, **kwargs: Any,
+    ) -> ResourceMeta:
+        """Inputs to native values by Flyte's type engine, then the Flyte connector's create."""
+        native = await _native_inputs(task_template, inputs)
+        meta = await self.inner.create(
+            task_template=task_template, inputs=native, output_prefix=output_prefix,
+            task_execution_metadata=task_execution_metadata or pb.TaskExecutionMetadata(),
+            **kwargs,
+        )
+        if not callable(getattr(meta, "encode", None)):
+            from connector_cli.dispatch import ContractError
+
+            raise ContractError(
+                f"{self.name}.create returned {type(meta).__name__}; return its metadata_type"
+            )
+        return self.metadata_type(meta)  # type: ignore[call-arg]
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> pb.Resource:
+        """The Flyte connector's get, its Resource converted by Flyte's own rules."""
+        from flyte.connectors._connector import get_resource_proto
+
+        resource = await self.inner.get(resource_meta=resource_meta.value, **kwargs)
+        try:
+            proto = await get_resource_proto(resource)
+        except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
+            logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
+            return pb.Resource(
+                phase=TaskExecution.FAILED,
+                message=f"the connector's result cannot be converted to Flyte literals: {exc}",
+            )
+        if proto.phase == TaskExecution.UNDEFINED:
+            self._log_undefined()
+            proto.phase = TaskExecution.QUEUED
+        return proto
+
+    def _log_undefined(self) -> None:
+        if not self._undefined_logged:
+            self._undefined_logged = True
+            logger.warning(
+                "connector %r returned phase UNDEFINED (job not started yet?); reporting it as "
+                "QUEUED, because Flyte fails a task on UNDEFINED (logged once)", self.name,
+            )
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        """The Flyte connector's delete."""
+        await self.inner.delete(resource_meta=resource_meta.value, **kwargs)
+
+    async def get_metrics(self, resource_meta: Any, **kwargs: Any) -> Any:
+        """The Flyte connector's get_metrics, given the request fields it accepts."""
+        fn = self.inner.get_metrics
+        return await fn(resource_meta=resource_meta.value, **_accepted(fn, kwargs))
+
+    async def get_logs(  # type: ignore[override]
+        self, resource_meta: Any, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """The Flyte connector's get_logs: a coroutine of one response or a generator of pages."""
+        fn = self.inner.get_logs
+        result = fn(resource_meta=resource_meta.value, **_accepted(fn, kwargs))
+        if inspect.isasyncgen(result):
+            async for page in result:
+                yield page
+        else:
+            yield await result
+
+    def __repr__(self) -> str:
+        return (f"<Flyte SDK {type(self.inner).__name__} {self.name!r} serving "
+                f"{self.task_type_name!r} v{self.task_type_version}>")
+
+
+def _declared_meta(cls: type) -> Any:
+    """`M` of `class C(AsyncConnector[M])` when the class sets no `metadata_type`."""
+    import typing
+
+    for klass in cls.__mro__:
+        for base in getattr(klass, "__orig_bases__", ()):
+            args = typing.get_args(base)
+            if args and isinstance(args[0], type):
+                return args[0]
+    from flyte.connectors import ResourceMeta as FlyteResourceMeta
+
+    return FlyteResourceMeta
+
+
+def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The subset of `kwargs` a method accepts: all with `**kwargs`, else the named ones."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return kwargs
+    names = {p.name for p in params}
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+async def _native_inputs(template: Any, inputs: Any) -> dict[str, Any]:
+    """Inputs as the Flyte SDK's server hands them over: each input's Python type guessed
+    from its literal type by Flyte's type engine, values converted by the same engine."""
+    from flyte._internal.runtime.convert import Inputs, convert_from_inputs_to_native
+    from flyte.models import NativeInterface
+    from flyte.types import TypeEngine
+    from flyteidl2.task import common_pb2
+
+    types: dict[str, Any] = {
+        entry.key: (TypeEngine.guess_python_type(entry.value.type), inspect.Parameter.empty)
+        for entry in template.interface.inputs.variables
+    }
+    interface = NativeInterface.from_types(inputs=types, outputs={})
+    proto = inputs if inputs is not None else common_pb2.Inputs()
+    result: dict[str, Any] = await convert_from_inputs_to_native(
+        interface, Inputs(proto_inputs=proto)
+    )
+    return result
+
+
+_WRAPPERS: dict[int, FlyteSdkConnector] = {}
+_IMPORTED: dict[str, list[Any]] = {}
+_INSTANCES: dict[type, Any] = {}
+_LOCK = threading.Lock()
+
+
+def wrap(inner: Any) -> FlyteSdkConnector:
+    """The one wrapper of a Flyte connector instance (shared, so it keeps one loop)."""
+    with _LOCK:
+        found = _WRAPPERS.get(id(inner))
+        if found is None or found.inner is not inner:
+            found = _WRAPPERS[id(inner)] = FlyteSdkConnector(inner)
+        return found
+
+
+def registered() -> list[Any]:
+    """Every connector instance in the Flyte SDK's process-wide registry."""
+    return list(FlyteRegistry._REGISTRY.values())
+
+
+def is_flyte_connector_class(target: Any) -> bool:
+    """A class (or subscripted generic alias) subclassing `flyte.connectors.AsyncConnector`."""
+    import typing
+
+    cls = typing.get_origin(target) or target
+    return isinstance(cls, type) and issubclass(cls, FlyteAsyncConnector)
+
+
+def adopt(module_name: str, target: Any, before: Iterable[int]) -> bool:
+    """Register into the active registry the Flyte connectors a plugin provides.
+
+    Those its import registered in the Flyte SDK's registry (all of them, as the Flyte
+    SDK's server serves them) plus, for a connector class nobody registered, an instance.
+    True when the target itself is taken care of (a Flyte connector class or instance,
+    or a module that registered Flyte connectors).
+    """
+    inners = _from_import(module_name, set(before))
+    if is_flyte_connector_class(target):
+        inners += _for_class(target, inners)
+    elif isinstance(target, FlyteAsyncConnector) and target not in inners:
+        inners.append(target)
+    if not inners:
+        return False
+    for inner in inners:
+        ConnectorRegistry.register(wrap(inner))
+    return isinstance(target, (types.ModuleType, FlyteAsyncConnector)) or \
+        is_flyte_connector_class(target)
+
+
+def _from_import(module_name: str, before: set[int]) -> list[Any]:
+    """What importing `module_name` registered, remembered for later registries; for a
+    module imported before discovery saw it, the registered connectors defined in it."""
+    if module_name not in _IMPORTED:
+        new = [c for c in registered() if id(c) not in before]
+        if not new:
+            new = [c for c in registered() if _defined_in(type(c), module_name)]
+        _IMPORTED[module_name] = new
+    return list(_IMPORTED[module_name])
+
+
+def _defined_in(cls: type, module_name: str) -> bool:
+    module = cls.__module__
+    return module == module_name or module.startswith(module_name + ".")
+
+
+def _for_class(target: Any, known: list[Any]) -> list[Any]:
+    """An instance for a connector class the plugin did not register itself."""
+    import typing
+
+    cls = typing.get_origin(target) or target
+    if any(type(c) is cls for c in known) or any(type(c) is cls for c in registered()):
+        return [c for c in registered() if type(c) is cls and c not in known]
+    if getattr(cls, "__abstractmethods__", None):
+        from connector_cli.errors import RegistrationError
+
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise RegistrationError(f"{cls.__qualname__} does not implement {missing}")
+    with _LOCK:
+        if cls not in _INSTANCES:
+            _INSTANCES[cls] = cls()
+        return [_INSTANCES[cls]]
