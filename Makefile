@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 
 install: $(STAMP)
 
-serve: install  # the daemon with every bundled plugin, in the foreground; SERVE_ARGS adds options
-	exec $(BIN)/flyte-connector serve --port 8000 --metrics-port 9090 $(SERVE_ARGS)
+# The daemon with every bundled plugin, in the foreground. Ports come from the CLI defaults
+# (8000, 9090) or FLYTE_CONNECTOR_PORT / FLYTE_CONNECTOR_METRICS_PORT; SERVE_ARGS adds options.
+# scripts/foreground.py hands the terminal to the daemon so Ctrl-C ends it, not make.
+serve: install
+	exec $(BIN)/python scripts/foreground.py $(BIN)/flyte-connector serve $(SERVE_ARGS)
 
 test: install postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -343,16 +343,16 @@ async def test_a_second_signal_stops_at_once() -> None:
                      resource_meta=dc.Empty(seconds=30).encode()), timeout=20)]
         await wait_in_flight()
         started = time.monotonic()
-        daemon.proc.send_signal(signal.SIGINT)
-        await asyncio.sleep(0.3)
         daemon.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        daemon.proc.send_signal(signal.SIGINT)
         code, log = await asyncio.to_thread(daemon.finish, 10)
         for call in calls:
             with pytest.raises(grpc.aio.AioRpcError):
                 await call
     assert time.monotonic() - started < 5
-    assert code == 128 + signal.SIGTERM, log
-    assert "received SIGTERM again: stopping now" in log and "draining 2 in-flight" in log
+    assert code == 128 + signal.SIGINT, log
+    assert "received SIGINT again: stopping now" in log and "draining 2 in-flight" in log
 
 
 def test_startup_failures_are_one_line_and_non_zero(installed_dists: Path) -> None:

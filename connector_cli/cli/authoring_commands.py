@@ -24,7 +24,7 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     example task template and inputs, a README and tests using the testing kit. NAME
     becomes the Python package flyte_connector_NAME ('-' and spaces become '_').
     """
-    from connector_cli.authoring.scaffold import init_package
+    from connector_cli.authoring.scaffold import init_package, next_steps
 
     made = init_package(name, directory, task_type)
     click.echo(f"Created {made.names.dist} in {made.root}/ "
@@ -32,10 +32,8 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     for path in made.files:
         click.echo(f"  {path.relative_to(made.root)}")
     click.echo("Next:")
-    click.echo(f"  cd {made.root} && pip install -e '.[test]'")
-    click.echo("  flyte-connector list")
-    click.echo("  flyte-connector test examples/task.yaml --inputs examples/inputs.json")
-    click.echo("  pytest")
+    for step in next_steps(made):
+        click.echo(f"  {step}")
 
 
 @click.command("template")

@@ -57,7 +57,7 @@ def serve_command(
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
-    options or a module that does not exist, 128+N when a second signal N forced the stop.
+    options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
     import asyncio
 

@@ -3,8 +3,9 @@
 `ConnectorServer` runs the two connector services plus gRPC health and reflection on one
 grpc.aio server, plain-`def` connector methods on its own thread pool, and (optionally) a
 Prometheus endpoint. `serve()` adds uvicorn-like signal handling: the first SIGINT/SIGTERM
-sets health to NOT_SERVING and drains in-flight requests for the grace period, a second
-one stops at once. Start-up failures raise `StartupError` with one readable line.
+sets health to NOT_SERVING and drains in-flight requests for the grace period; a second
+SIGINT (Ctrl-C again) stops at once, while a repeated SIGTERM (a supervisor signalling
+the whole process group) does not cut the drain short. Start-up failures raise `StartupError` with one readable line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _server_ids = itertools.count(1)
+_METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables metrics"
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -94,7 +96,8 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 
 
 def check_free(
-    host: str, port: int, what: str = "listen on", choose: str = "--port, or stop what uses it"
+    host: str, port: int, what: str = "listen on",
+    choose: str = "--port or FLYTE_CONNECTOR_PORT, or stop what uses it",
 ) -> None:
     """Raise `StartupError` naming the OS reason when host:port cannot be bound.
 
@@ -113,7 +116,7 @@ def check_free(
             return
         raise StartupError(
             f"cannot {what} {host_port(host, port)}: {exc.strerror or exc} "
-            f"(choose another {choose})"
+            f"(choose another port with {choose})"
         ) from None
 
 
@@ -167,8 +170,7 @@ class ConnectorServer:
         self._health = _add_services(server, tasks, meta)
         try:
             if config.metrics_port:
-                check_free(config.host, config.metrics_port, "serve metrics on",
-                           "--metrics-port, or 0 to disable metrics")
+                check_free(config.host, config.metrics_port, "serve metrics on", _METRICS_CHOICE)
             self.port = self._bind(server)
         except StartupError:
             self._executor.shutdown(wait=False)
@@ -214,7 +216,7 @@ class ConnectorServer:
         except RuntimeError:
             raise StartupError(
                 f"cannot listen on {target}: the port is in use or the address is not "
-                "available here (choose another with --port/--host)"
+                "available here (choose another with --port/--host, or FLYTE_CONNECTOR_PORT)"
             ) from None
 
     def _serve_metrics(self) -> int:
@@ -225,7 +227,7 @@ class ConnectorServer:
             target = host_port(self.config.host, self.config.metrics_port)
             raise StartupError(
                 f"cannot serve metrics on {target}: {exc.strerror or exc} "
-                "(choose another --metrics-port, or 0 to disable metrics)"
+                f"(choose another port with {_METRICS_CHOICE})"
             ) from None
 
     async def stop(self, grace: Optional[float] = None) -> None:
@@ -279,23 +281,28 @@ class ConnectorServer:
             self._metrics.close()
 
     async def serve(self) -> int:
-        """Start, run until SIGINT/SIGTERM, drain; the exit status (128 + signal if forced).
+        """Start, run until SIGINT/SIGTERM, drain; the exit status (130 if a second SIGINT
+        forced the stop).
 
         Signal handlers go in before `start`, so a signal right after the ready line is
-        never lost to the default handler."""
+        never lost to the default handler. Only SIGINT forces: a supervisor that signals a
+        whole process group may deliver SIGTERM twice, and that must still drain."""
         loop = asyncio.get_running_loop()
         received: list[int] = []
         first, again = asyncio.Event(), asyncio.Event()
 
         def on_signal(signum: int) -> None:
-            received.append(signum)
             name = signal.Signals(signum).name
-            if len(received) == 1:
-                logger.info("received %s: shutting down (send it again to stop at once)", name)
+            if not first.is_set():
+                received.append(signum)
+                logger.info("received %s: shutting down (SIGINT again stops at once)", name)
                 first.set()
-            else:
+            elif signum == signal.SIGINT:
+                received.append(signum)
                 logger.warning("received %s again: stopping now", name)
                 again.set()
+            else:
+                logger.info("received %s again: still draining (SIGINT stops at once)", name)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
