@@ -147,6 +147,10 @@ class _NoConnectors(Exception):
     pass
 
 
+class _NoAttribute(ImportError):
+    """The module imported but has no such attribute: a name that does not exist."""
+
+
 _IMPORT_LOG: dict[str, list[Registration]] = {}
 
 
@@ -194,7 +198,7 @@ def _resolve(module: types.ModuleType, attr: str) -> Any:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ImportError(f"module {module.__name__!r} has no attribute {attr!r}") from None
+            raise _NoAttribute(f"module {module.__name__!r} has no attribute {attr!r}") from None
     return target
 
 
@@ -235,6 +239,8 @@ def _classify(exc: Exception, module_name: str) -> tuple[str, str]:
         module_name == exc.name or module_name.startswith(exc.name + ".")
     ):
         return NOT_FOUND, f"module {module_name!r} not found"
+    if isinstance(exc, _NoAttribute):
+        return NOT_FOUND, str(exc)
     if isinstance(exc, _NoConnectors):
         return NO_CONNECTORS, str(exc)
     if isinstance(exc, RegistrationError):

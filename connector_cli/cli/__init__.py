@@ -39,6 +39,18 @@ class _Group(click.Group):
 def cli(ctx: click.Context, debug: bool) -> None:
     """Build, serve and try Flyte connectors."""
     ctx.meta["debug"] = debug
+    if not debug:
+        silence_grpc_logging()
+
+
+def silence_grpc_logging() -> None:
+    """Keep gRPC C-core's own log lines (`I1129 ... ssl_transport_security.cc ...`) off
+    stderr: every failure reaches the user as one `Error:` line (or a daemon log record)
+    anyway, and stray lines would break `--log-format json`. Runs before grpc is imported;
+    an explicit GRPC_VERBOSITY (or --debug) wins."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 for _command in (list_command, serve_command, test_command, init_command, template_command):

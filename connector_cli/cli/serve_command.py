@@ -99,16 +99,19 @@ def _load(
     from connector_cli.errors import PluginLoadError
 
     report = load_plugins(registry, modules, plugins)
-    for failure in report.failed:
-        logger.warning(
-            "plugin %r (%s) failed to load: %s",
-            failure.origin.name, failure.origin.describe(), failure.error,
-        )
     fatal = [f for f in report.failed if strict or f.origin.kind == "module"]
+    for failure in report.failed:
+        if failure not in fatal:  # a fatal one is the Error line itself, said once
+            logger.warning(
+                "plugin %r (%s) failed to load: %s",
+                failure.origin.name, failure.origin.describe(), failure.error,
+            )
     if fatal:
         hint = "" if strict else "; fix or drop the --modules entry"
         raise PluginLoadError(
-            "cannot start: " + "; ".join(f.error for f in fatal)
+            "cannot start: " + "; ".join(
+                f.error if f.origin.kind == "module" else f"plugin {f.origin.name!r}: {f.error}"
+                for f in fatal)
             + (" (--strict refuses failed plugins)" if strict else hint)
         )
     if report.loaded:

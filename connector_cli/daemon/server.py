@@ -5,7 +5,8 @@ grpc.aio server, plain-`def` connector methods on its own thread pool, and (opti
 Prometheus endpoint. `serve()` adds uvicorn-like signal handling: the first SIGINT/SIGTERM
 sets health to NOT_SERVING and drains in-flight requests for the grace period; a second
 SIGINT (Ctrl-C again) stops at once, while a repeated SIGTERM (a supervisor signalling
-the whole process group) does not cut the drain short. Start-up failures raise `StartupError` with one readable line.
+the whole process group) does not cut the drain short. Start-up failures raise
+`StartupError` with one readable line.
 """
 
 from __future__ import annotations
