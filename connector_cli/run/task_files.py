@@ -85,8 +85,7 @@ def _candidates(suffix: str) -> list[tuple[str, Callable[[bytes], Any]]]:
     first, and when no form fits, that format's syntax error is the one reported."""
     binary = [("binary TaskSpec", _binary_spec), ("binary TaskTemplate", _binary_template)]
     if suffix == ".json":
-        return [("proto-JSON", functools.partial(_proto_json, strict=True)), *binary,
-                ("YAML", _yaml)]
+        return [("proto-JSON", functools.partial(_proto_json, strict=True)), *binary]
     if suffix in (".yaml", ".yml"):
         return [("YAML", functools.partial(_yaml, strict=True)), *binary]
     return binary + [("proto-JSON", _proto_json), ("YAML", _yaml)]
