@@ -131,7 +131,7 @@ def test_a_template_round_trips_through_flyte_connector_test(tmp_path: Path) -> 
 
 
 def test_template_prints_to_stdout_with_a_version() -> None:
-    result = CliRunner().invoke(cli, ["template", "--task-type", "sql", "--version", "2",
+    result = CliRunner().invoke(cli, ["template", "--task-type", "sql", "--task-type-version", "2",
                                       "-i", "ids=[1, 2]", "-i", "q=select"])
     assert result.exit_code == 0, result.output
     template = make_template("sql", version=2, inputs={"ids": list[int], "q": str})

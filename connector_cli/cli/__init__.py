@@ -14,6 +14,7 @@ import click
 from connector_cli._version import __version__
 from connector_cli.cli.authoring_commands import init_command, template_command
 from connector_cli.cli.errors import EXIT_USAGE, CLIError, as_cli_error
+from connector_cli.cli.examples import add_help
 from connector_cli.cli.list_command import list_command
 from connector_cli.cli.options import option
 from connector_cli.cli.serve_command import serve_command
@@ -54,7 +55,9 @@ def silence_grpc_logging() -> None:
 
 
 for _command in (list_command, serve_command, test_command, init_command, template_command):
+    add_help(_command, _command.name or "")
     cli.add_command(_command)
+add_help(cli)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
