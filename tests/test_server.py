@@ -330,7 +330,7 @@ async def test_sigterm_drains_the_request_in_flight_and_exits_0() -> None:
     assert response.resource.message == "slept"
     code, log = await asyncio.to_thread(daemon.finish)
     assert code == 0, log
-    assert "received SIGTERM" in log and "draining 1 in-flight requests" in log and "stopped" in log
+    assert "received SIGTERM" in log and "draining 1 in-flight request " in log and "stopped" in log
 
 
 async def test_a_second_signal_stops_at_once() -> None:

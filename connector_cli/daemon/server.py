@@ -54,6 +54,11 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
     ]
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 task type', '2 task types'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def host_port(host: str, port: int) -> str:
     """HOST:PORT with IPv6 hosts in brackets, e.g. '[::]:8000'."""
     if ":" in host and not host.startswith("["):
@@ -183,9 +188,10 @@ class ConnectorServer:
         for name in ("", *service_names()):
             await self._health.set(name, _serving())
         logger.info(
-            "flyte-connector listening on %s (%s, %d task types, %d workers) ready in %.2fs",
-            self.address, "TLS" if config.tls else "plaintext", len(self.registry),
-            config.workers, time.perf_counter() - started,
+            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs",
+            self.address, "TLS" if config.tls else "plaintext",
+            plural(len(self.registry), "task type"), plural(config.workers, "worker"),
+            time.perf_counter() - started,
         )
         if self._metrics is not None:
             try:
@@ -243,7 +249,7 @@ class ConnectorServer:
         await self._health.enter_graceful_shutdown()
         pending, cancelled = self.in_flight, self._cancelled()
         if pending:
-            logger.info("draining %d in-flight requests (up to %gs)", pending, grace)
+            logger.info("draining %s (up to %gs)", plural(pending, "in-flight request"), grace)
         await self._server.stop(grace)
         await self._cancel_leftovers()
         cancelled = self._cancelled() - cancelled
