@@ -64,7 +64,6 @@ def test_ctrl_c_stops_make_serve_with_status_0() -> None:
     try:
         shown = read_until(master, b"listening on 127.0.0.1:", 120)
         assert b"listening on 127.0.0.1:" in shown, shown.decode(errors="replace")
-        shown += read_until(master, b"metrics on", 10)
         os.write(master, b"\x03")  # Ctrl-C, delivered by the terminal driver
         code = proc.wait(timeout=60)
         shown += read_until(master, b"\0", 2)
