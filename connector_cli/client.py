@@ -64,8 +64,10 @@ def endpoint_problem(endpoint: str) -> Optional[str]:
     """Why `endpoint` is not a HOST:PORT gRPC target, or None when it is one."""
     scheme, sep, rest = endpoint.partition("://")
     if sep:
+        host_port = rest.rstrip("/") or "localhost:8000"
+        example = host_port if ":" in host_port else f"{host_port}:PORT"
         return (f"{endpoint!r} has a URL scheme; drop '{scheme}://' and give HOST:PORT, "
-                f"e.g. {rest.rstrip('/') or 'localhost:8000'}")
+                f"e.g. {example}")
     if not endpoint or ":" not in endpoint:
         return f"{endpoint!r} is not HOST:PORT (e.g. localhost:8000)"
     return None

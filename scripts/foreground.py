@@ -36,16 +36,15 @@ def main(argv: list[str]) -> int:
     if tty is None:
         os.execvp(argv[0], argv)
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # we give the terminal back from behind
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = subprocess.Popen(argv, process_group=0) if sys.version_info >= (3, 11) else \
         subprocess.Popen(argv, preexec_fn=os.setpgrp)  # noqa: PLW1509 - Python 3.10
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # whatever reaches us
+        signal.signal(signum, lambda sig, _frame: child.send_signal(sig))
     own_group = os.getpgrp()
     try:
         os.tcsetpgrp(tty, child.pid)
     except OSError:
         pass
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda sig, _frame: child.send_signal(sig))
     try:
         code = child.wait()
     finally:

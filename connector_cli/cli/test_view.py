@@ -202,9 +202,10 @@ class _TextRenderer(Renderer):
 
     def metric_rows(self, result: RunResult) -> list[tuple[str, str, str, str]]:
         """(metric, labels, last value, samples) per series of `--metrics`, masked."""
-        rows = [tuple(self.masker.text(cell) for cell in row)
-                for metric in result.metrics for row in metric_rows(metric)]
-        return rows  # type: ignore[return-value]
+        mask = self.masker.text
+        return [(mask(name), mask(labels), mask(value), samples)
+                for metric in result.metrics
+                for name, labels, value, samples in metric_rows(metric)]
 
     def output_rows(self, result: RunResult) -> list[tuple[str, str]]:
         """(name, JSON text) per output, masked."""
