@@ -25,14 +25,17 @@ $(FLYTE_STAMP): $(STAMP)
 
 install-flyte: $(FLYTE_STAMP)
 
-serve: install  # the daemon with every bundled plugin, in the foreground; SERVE_ARGS adds options
-	exec $(BIN)/flyte-connector serve --port 8000 --metrics-port 9090 $(SERVE_ARGS)
+# The daemon with every bundled plugin, in the foreground. Ports come from the CLI defaults
+# (8000, 9090) or FLYTE_CONNECTOR_PORT / FLYTE_CONNECTOR_METRICS_PORT; SERVE_ARGS adds options.
+# scripts/foreground.py hands the terminal to the daemon so Ctrl-C ends it, not make.
+serve: install
+	exec $(BIN)/python scripts/foreground.py $(BIN)/flyte-connector serve $(SERVE_ARGS)
 
 test: install install-flyte postgres
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
-	$(BIN)/ruff check connector_cli plugins tests bench docs/examples
+	$(BIN)/ruff check connector_cli plugins tests bench docs/examples scripts
 	$(BIN)/mypy
 
 bench: install

@@ -69,10 +69,24 @@ _TASK_METHODS = {
 }
 
 
-def check_endpoint(endpoint: str) -> None:
-    """Refuse an endpoint that is not HOST:PORT with a `UsageError` saying so."""
+def endpoint_problem(endpoint: str) -> Optional[str]:
+    """Why `endpoint` is not a HOST:PORT gRPC target, or None when it is one."""
+    scheme, sep, rest = endpoint.partition("://")
+    if sep:
+        host_port = rest.rstrip("/") or "localhost:8000"
+        example = host_port if ":" in host_port else f"{host_port}:PORT"
+        return (f"{endpoint!r} has a URL scheme; drop '{scheme}://' and give HOST:PORT, "
+                f"e.g. {example}")
     if not endpoint or ":" not in endpoint:
-        raise UsageError(f"endpoint {endpoint!r} is not HOST:PORT (e.g. localhost:8000)")
+        return f"{endpoint!r} is not HOST:PORT (e.g. localhost:8000)"
+    return None
+
+
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint that is not HOST:PORT with a `UsageError` saying why."""
+    problem = endpoint_problem(endpoint)
+    if problem is not None:
+        raise UsageError(f"endpoint {problem}")
 
 
 def open_channel(
@@ -117,6 +131,7 @@ class ConnectorClient:
 
         self.endpoint = endpoint
         self.timeout = timeout
+        self.tls = tls is not None
         self.channel = open_channel(endpoint, tls)
         self._tasks = AsyncConnectorServiceStub(self.channel)
         self._metadata = ConnectorMetadataServiceStub(self.channel)
@@ -248,10 +263,10 @@ class ConnectorClient:
             raise self._error(exc) from None
 
     def _error(self, exc: grpc.aio.AioRpcError) -> Exception:
-        return remote_error(exc, self.endpoint)
+        return remote_error(exc, self.endpoint, self.tls)
 
 
-def remote_error(exc: grpc.aio.AioRpcError, endpoint: str) -> Exception:
+def remote_error(exc: grpc.aio.AioRpcError, endpoint: str, tls: bool = False) -> Exception:
     """Turn a failed call into this package's error type with one readable line."""
     code = exc.code()
     details = exc.details() or code.name
@@ -259,8 +274,33 @@ def remote_error(exc: grpc.aio.AioRpcError, endpoint: str) -> Exception:
         return ConnectorNotFound(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return UsageError(details)
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return RemoteError(f"cannot reach the connector daemon at {endpoint}: {details}", code.name)
+    if code == grpc.StatusCode.UNAVAILABLE or "failed to connect to all addresses" in details:
+        reason = unreachable_reason(details, tls)
+        return RemoteError(f"cannot reach the connector daemon at {endpoint}: {reason}",
+                           "UNAVAILABLE")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return RemoteError(f"the connector daemon at {endpoint} did not answer in time", code.name)
     return RemoteError(f"{code.name}: {details}", code.name)
+
+
+def unreachable_reason(details: str, tls: bool) -> str:
+    """gRPC's "failed to connect to all addresses; last error: ..." as the likely cause and
+    what to do about it."""
+    import re
+
+    last = re.split(r"last error: \w+: (?:ipv[46]:\S+?: |unix:\S+?: )?", details)[-1].strip()
+    lowered = last.lower()
+    if "connection refused" in lowered:
+        return "connection refused: is `flyte-connector serve` running there?"
+    if "certificate_verify_failed" in lowered:
+        return ("the daemon's TLS certificate is not trusted "
+                f"({last.split('CERTIFICATE_VERIFY_FAILED: ')[-1].removesuffix(': OK')}); "
+                "pass its CA with --tls-ca FILE")
+    if "wrong_version_number" in lowered or ("handshake" in lowered and tls):
+        return ("the TLS handshake failed: the daemon may serve plaintext "
+                "(drop --tls and the --tls-* options)")
+    if "socket closed" in lowered and not tls:
+        return "the daemon closed the connection: if it serves TLS, add --tls (or --tls-ca FILE)"
+    if "deadline" in lowered or "timeout" in lowered:
+        return f"no answer ({last}); is the address right and the port open?"
+    return last or details

@@ -192,13 +192,17 @@ class _NoConnectors(Exception):
     pass
 
 
+class _NoAttribute(ImportError):
+    """The module imported but has no such attribute: a name that does not exist."""
+
+
 def _resolve(module: types.ModuleType, attr: str) -> Any:
     target: Any = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ImportError(f"module {module.__name__!r} has no attribute {attr!r}") from None
+            raise _NoAttribute(f"module {module.__name__!r} has no attribute {attr!r}") from None
     return target
 
 
@@ -248,6 +252,8 @@ def _classify(exc: Exception, module_name: str) -> tuple[str, str]:
             f"{module_name!r} is written for the Flyte SDK, which is not installed; "
             f"install it with: {foreign.INSTALL_HINT}"
         )
+    if isinstance(exc, _NoAttribute):
+        return NOT_FOUND, str(exc)
     if isinstance(exc, _NoConnectors):
         return NO_CONNECTORS, str(exc)
     if isinstance(exc, RegistrationError):

@@ -59,6 +59,14 @@ class LiteralError(UsageError, ValueError):
     """
 
 
+def bounded(text: str, limit: int = 2000) -> str:
+    """`text` stripped, whole when short (a multi-line reason stays whole), else cut at `limit`."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()}... ({len(text) - limit} more characters)"
+
+
 class RemoteError(ConnectorError):
     """A connector daemon answered a client call with an error status.
 

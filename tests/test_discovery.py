@@ -110,7 +110,8 @@ def test_modules_load_modules_classes_and_report_failures(registry: ConnectorReg
     assert failures["fc_good.nope"].reason == NOT_FOUND
     assert failures["fc_broken.dependency"].reason == IMPORT_ERROR
     assert "has no attribute 'Missing'" in failures["fc_good.classes:Missing"].error
-    assert sorted(f.origin.target for f in report.missing) == ["fc_good.nope", "no_such_module"]
+    assert sorted(f.origin.target for f in report.missing) == [
+        "fc_good.classes:Missing", "fc_good.nope", "no_such_module"]
     assert registry.get_connector("by-class").name == "ClassConnector"
 
 

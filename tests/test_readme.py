@@ -18,11 +18,11 @@ BIN = Path(sys.executable).parent
 
 
 def readme_commands() -> list[list[str]]:
-    """Every `.venv/bin/flyte-connector ...` command in the README's sh blocks."""
+    """Every `flyte-connector ...` command in the README's sh blocks (after activation)."""
     commands = []
     for block in re.findall(r"```sh\n(.*?)```", README, re.S):
         for command in block.replace("\\\n", " ").splitlines():
-            if command.startswith(".venv/bin/flyte-connector "):
+            if command.startswith("flyte-connector "):
                 commands.append(shlex.split(command.split("#")[0]))
     return commands
 

@@ -46,7 +46,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_init_writes_a_named_package(package: tuple[Path, Path]) -> None:
     root, _ = package
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["README.md", "examples/inputs.json", "examples/task.yaml",
+    assert files == ["README.md", "examples/task.inputs.json", "examples/task.yaml",
                      "flyte_connector_acme_jobs/__init__.py", "flyte_connector_acme_jobs/connector.py",
                      "pyproject.toml", "tests/test_connector.py"]
     pyproject = (root / "pyproject.toml").read_text()
@@ -75,7 +75,7 @@ def test_its_own_tests_pass(package: tuple[Path, Path]) -> None:
 
 def test_flyte_connector_test_runs_its_example(package: tuple[Path, Path]) -> None:
     root, site = package
-    done = run(FLYTE_CONNECTOR, "test", "examples/task.yaml", "--inputs", "examples/inputs.json",
+    done = run(FLYTE_CONNECTOR, "test", "examples/task.yaml", "--inputs", "examples/task.inputs.json",
                "--poll-interval", "0.2", "--json", cwd=root, pythonpath=str(site))
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
@@ -131,7 +131,7 @@ def test_a_template_round_trips_through_flyte_connector_test(tmp_path: Path) -> 
 
 
 def test_template_prints_to_stdout_with_a_version() -> None:
-    result = CliRunner().invoke(cli, ["template", "--task-type", "sql", "--version", "2",
+    result = CliRunner().invoke(cli, ["template", "--task-type", "sql", "--task-type-version", "2",
                                       "-i", "ids=[1, 2]", "-i", "q=select"])
     assert result.exit_code == 0, result.output
     template = make_template("sql", version=2, inputs={"ids": list[int], "q": str})

@@ -330,7 +330,7 @@ async def test_sigterm_drains_the_request_in_flight_and_exits_0() -> None:
     assert response.resource.message == "slept"
     code, log = await asyncio.to_thread(daemon.finish)
     assert code == 0, log
-    assert "received SIGTERM" in log and "draining 1 in-flight requests" in log and "stopped" in log
+    assert "received SIGTERM" in log and "draining 1 in-flight request " in log and "stopped" in log
 
 
 async def test_a_second_signal_stops_at_once() -> None:
@@ -343,16 +343,16 @@ async def test_a_second_signal_stops_at_once() -> None:
                      resource_meta=dc.Empty(seconds=30).encode()), timeout=20)]
         await wait_in_flight()
         started = time.monotonic()
-        daemon.proc.send_signal(signal.SIGINT)
-        await asyncio.sleep(0.3)
         daemon.proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        daemon.proc.send_signal(signal.SIGINT)
         code, log = await asyncio.to_thread(daemon.finish, 10)
         for call in calls:
             with pytest.raises(grpc.aio.AioRpcError):
                 await call
     assert time.monotonic() - started < 5
-    assert code == 128 + signal.SIGTERM, log
-    assert "received SIGTERM again: stopping now" in log and "draining 2 in-flight" in log
+    assert code == 128 + signal.SIGINT, log
+    assert "received SIGINT again: stopping now" in log and "draining 2 in-flight" in log
 
 
 def test_startup_failures_are_one_line_and_non_zero(installed_dists: Path) -> None:
@@ -369,7 +369,8 @@ def test_startup_failures_are_one_line_and_non_zero(installed_dists: Path) -> No
     assert result.stderr.strip().splitlines()[-1].startswith("Error: cannot start: importing 'fc_broken.raises' raised RuntimeError")
     result = run_cli("serve", "--port", "0", "--plugins", "good-module,broken-raises", "--strict", PYTHONPATH=str(installed_dists))
     assert result.returncode == 1
-    assert "WARNING" in result.stderr and "(--strict refuses failed plugins)" in result.stderr
+    assert "(--strict refuses failed plugins)" in result.stderr
+    assert result.stderr.count("broken-raises") == 1, result.stderr  # said once, as the error
     result = run_cli("serve", "--port", "0", "--workers", "0")
     assert result.returncode == 2 and "--workers" in result.stderr
 

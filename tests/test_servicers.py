@@ -190,7 +190,7 @@ async def test_secrets_are_masked_in_details_and_logs(wire: Wire, caplog: pytest
     caplog.set_level(logging.DEBUG)
     code, detail = await wire.code_of(wire.tasks.CreateTask(pb.CreateTaskRequest(template=template("boom"), connection=connection)))
     assert code == Code.INTERNAL
-    assert detail == "create for task type 'boom' failed: RuntimeError: login refused for key ****"
+    assert detail == "create for task type 'boom' failed: RuntimeError: login refused for key ****\nsecond line"
     request = pb.GetTaskRequest(task_category=category("boom"), resource_meta=dc.Empty().encode(), connection=connection)
     code, detail = await wire.code_of(wire.tasks.GetTask(request))
     assert code == Code.INTERNAL and detail.endswith("lookup with **** failed")

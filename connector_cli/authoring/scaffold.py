@@ -91,7 +91,7 @@ def init_package(name: str, directory: Optional[str | Path] = None,
     rendered = dict(_render_files(names))
     rendered["examples/task.yaml"] = starter_template_yaml(
         names.task_type, inputs=EXAMPLE_INPUTS, outputs=EXAMPLE_OUTPUTS, custom=EXAMPLE_CUSTOM,
-        run_hint="flyte-connector test examples/task.yaml --inputs examples/inputs.json")
+        run_hint="flyte-connector test examples/task.yaml --inputs examples/task.inputs.json")
     written = []
     for relative, text in sorted(rendered.items()):
         path = root / relative
@@ -102,6 +102,78 @@ def init_package(name: str, directory: Optional[str | Path] = None,
             raise UsageError(f"cannot write {str(path)!r}: {exc.strerror}") from None
         written.append(path)
     return Scaffold(root=root, names=names, files=tuple(written))
+
+
+def next_steps(made: Scaffold) -> list[str]:
+    """Shell commands that install and try the new package from here, in this environment.
+
+    pip is this interpreter's own (`python -m pip`), so the package lands where
+    flyte-connector is; when flyte-connector itself came from a local checkout (it is not
+    on a package index), that checkout is installed in the same pip command so the
+    package's dependency is met. Commands not on PATH are given with their full path.
+    """
+    import shlex
+    import sys
+
+    root = made.root.resolve()
+    python, bindir = Path(sys.executable), Path(sys.executable).parent
+    requirements = ["-e", ".[test]"]
+    source = framework_source()
+    if source is not None:
+        requirements = ["-e", str(source), *requirements]
+    pip = shlex.join([_command("python", python), "-m", "pip", "install", *requirements])
+    inputs = "examples/task.inputs.json"
+    return [
+        f"cd {shlex.quote(str(root))}",
+        pip,
+        f"{_command('flyte-connector', bindir / 'flyte-connector')} list",
+        (f"{_command('flyte-connector', bindir / 'flyte-connector')} test examples/task.yaml "
+        f"--inputs {inputs}"),
+        _command("pytest", bindir / "pytest"),
+    ]
+
+
+def _command(name: str, path: Path) -> str:
+    """`name` when PATH finds exactly `path` under it, else the full (quoted) path."""
+    import os
+    import shlex
+    import shutil
+
+    found = shutil.which(name)
+    if found is not None and os.path.abspath(found) == os.path.abspath(path):
+        return name
+    return shlex.quote(str(path))
+
+
+def framework_source() -> Optional[Path]:
+    """The local directory flyte-connector was installed from, or None (from an index).
+
+    An editable install runs from the checkout itself (its pyproject.toml sits next to the
+    package); a plain install from a directory or wheel records it in direct_url.json.
+    """
+    import connector_cli
+
+    checkout = Path(connector_cli.__file__).resolve().parent.parent
+    pyproject = checkout / "pyproject.toml"
+    if pyproject.is_file() and 'name = "flyte-connector"' in pyproject.read_text("utf-8"):
+        return checkout
+    return _direct_url_path()
+
+
+def _direct_url_path() -> Optional[Path]:
+    from importlib.metadata import PackageNotFoundError, distribution
+    from urllib.parse import unquote, urlparse
+
+    try:
+        text = distribution("flyte-connector").read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    try:
+        url = urlparse(json.loads(text or "{}").get("url", ""))
+    except (ValueError, AttributeError):
+        return None
+    path = Path(unquote(url.path)) if url.scheme == "file" else None
+    return path if path is not None and path.exists() else None
 
 
 def _render_files(names: PackageNames) -> Iterable[tuple[str, str]]:

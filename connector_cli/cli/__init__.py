@@ -14,6 +14,7 @@ import click
 from connector_cli._version import __version__
 from connector_cli.cli.authoring_commands import init_command, template_command
 from connector_cli.cli.errors import EXIT_USAGE, CLIError, as_cli_error
+from connector_cli.cli.examples import add_help
 from connector_cli.cli.list_command import list_command
 from connector_cli.cli.options import option
 from connector_cli.cli.serve_command import serve_command
@@ -39,10 +40,24 @@ class _Group(click.Group):
 def cli(ctx: click.Context, debug: bool) -> None:
     """Build, serve and try Flyte connectors."""
     ctx.meta["debug"] = debug
+    if not debug:
+        silence_grpc_logging()
+
+
+def silence_grpc_logging() -> None:
+    """Keep gRPC C-core's own log lines (`I1129 ... ssl_transport_security.cc ...`) off
+    stderr: every failure reaches the user as one `Error:` line (or a daemon log record)
+    anyway, and stray lines would break `--log-format json`. Runs before grpc is imported;
+    an explicit GRPC_VERBOSITY (or --debug) wins."""
+    import os
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 for _command in (list_command, serve_command, test_command, init_command, template_command):
+    add_help(_command, _command.name or "")
     cli.add_command(_command)
+add_help(cli)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -15,7 +15,8 @@ from connector_cli.cli.options import option
 @option("--dir", "directory", metavar="PATH", default=None,
         help="Where to create the package. Default: ./flyte-connector-NAME.")
 @option("--task-type", metavar="TYPE", default=None,
-        help="The task type the connector serves. Default: NAME.")
+        show_default="NAME as a Python name, e.g. my_service for my-service",
+        help="The task type the connector serves.")
 def init_command(name: str, directory: Optional[str], task_type: Optional[str]) -> None:
     """Create a new connector package NAME that works straight away.
 
@@ -23,7 +24,7 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     example task template and inputs, a README and tests using the testing kit. NAME
     becomes the Python package flyte_connector_NAME ('-' and spaces become '_').
     """
-    from connector_cli.authoring.scaffold import init_package
+    from connector_cli.authoring.scaffold import init_package, next_steps
 
     made = init_package(name, directory, task_type)
     click.echo(f"Created {made.names.dist} in {made.root}/ "
@@ -31,16 +32,16 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
     for path in made.files:
         click.echo(f"  {path.relative_to(made.root)}")
     click.echo("Next:")
-    click.echo(f"  cd {made.root} && pip install -e '.[test]'")
-    click.echo("  flyte-connector list")
-    click.echo("  flyte-connector test examples/task.yaml --inputs examples/inputs.json")
-    click.echo("  pytest")
+    for step in next_steps(made):
+        click.echo(f"  {step}")
 
 
 @click.command("template")
 @option("--task-type", required=True, metavar="TYPE", help="The template's task type.")
-@option("--version", "task_version", type=click.IntRange(min=0), default=0, show_default=True,
-        help="The task type version.")
+@option("--task-type-version", "task_version", type=click.IntRange(min=0), default=0,
+        show_default=True, help="The version of the task type the connector serves.")
+@option("--version", "old_task_version", type=click.IntRange(min=0), default=None, hidden=True,
+        envvar=None, help="Deprecated spelling of --task-type-version.")
 @option("--input", "-i", "input_pairs", metavar="NAME=EXAMPLE", multiple=True,
         help="An input and an example value (repeatable); EXAMPLE is JSON when it "
         "parses, else a string. Its type is inferred from the example.")
@@ -53,9 +54,10 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
 @option("--out", "-o", "out_file", metavar="FILE", default=None,
         help="Write the YAML to FILE instead of standard output.")
 @option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-def template_command(task_type: str, task_version: int, input_pairs: tuple[str, ...],
-                     inputs_example: Optional[str], output_pairs: tuple[str, ...],
-                     custom: Optional[str], out_file: Optional[str], force: bool) -> None:
+def template_command(task_type: str, task_version: int, old_task_version: Optional[int],
+                     input_pairs: tuple[str, ...], inputs_example: Optional[str],
+                     output_pairs: tuple[str, ...], custom: Optional[str],
+                     out_file: Optional[str], force: bool) -> None:
     """Write a starter task template (YAML) that `flyte-connector test` runs as is.
 
     The interface is inferred from example values: 3 is an integer, 1.5 a float,
@@ -65,6 +67,9 @@ def template_command(task_type: str, task_version: int, input_pairs: tuple[str, 
     from connector_cli.authoring.scaffold import parse_custom, read_examples, starter_template_yaml
     from connector_cli.errors import UsageError
 
+    if old_task_version is not None:
+        click.echo("Warning: --version is deprecated; use --task-type-version", err=True)
+        task_version = old_task_version
     inputs = read_examples(input_pairs, "--input", inputs_example)
     outputs = read_examples(output_pairs, "--output")
     hint = f"flyte-connector test {out_file or 'TEMPLATE.yaml'}"

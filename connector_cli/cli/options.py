@@ -74,10 +74,25 @@ def discovery_config(modules: tuple[str, ...], plugins: tuple[str, ...]) -> Disc
     return DiscoveryConfig(modules=modules, plugins=selected)
 
 
+def check_endpoint(
+    ctx: click.Context, param: click.Parameter, value: Optional[str]
+) -> Optional[str]:
+    """A usage error (exit 2) for an endpoint that is not HOST:PORT, e.g. a URL."""
+    if value is None:
+        return None
+    from connector_cli.client import endpoint_problem
+
+    problem = endpoint_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem, ctx, param)
+    return value
+
+
 endpoint_option = option(
     "--endpoint",
     metavar="HOST:PORT",
     default=None,
+    callback=check_endpoint,
     help="Talk to a running connector daemon over gRPC instead of loading plugins here.",
 )
 

@@ -76,7 +76,7 @@ def serve_command(
     --timeout, so a c0 command line works by changing the command name alone.
 
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
-    options or a module that does not exist, 128+N when a second signal N forced the stop.
+    options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
     import asyncio
 
@@ -123,6 +123,8 @@ def _load(
     from connector_cli.errors import PluginLoadError
 
     def warn(failure: PluginFailure) -> None:
+        if strict or failure.origin.kind == "module":
+            return  # refused below: the Error line says it, once
         logger.warning(
             "plugin %r (%s) failed to load: %s",
             failure.origin.name, failure.origin.describe(), failure.error,

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import click
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
         help="One input (repeatable); VALUE is JSON when it parses, else a string. "
         "Wins over --inputs.")
 @option("--output-prefix", metavar="PATH", default=None,
-        help="Where the job may write outputs. Default: a fresh local temporary directory.")
+        help="Where the job may write outputs. Default: a fresh temporary directory, "
+        "removed after the run (unless --keep).")
 @option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
         show_default=True, metavar="SECONDS",
         help="Seconds between polls; after a minute it grows gently, up to 15 s.")
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
 @option("--logs", is_flag=True, help="Fetch and print the job's logs (get_logs) at the end.")
 @option("--follow", is_flag=True, help="Print the job's logs while it runs (implies --logs).")
 @option("--metrics", is_flag=True, help="Fetch and print the job's metrics (get_metrics).")
-@option("--keep", is_flag=True, help="Do not delete the job on Ctrl-C, timeout or error.")
+@option("--keep", is_flag=True,
+        help="Do not delete the job on Ctrl-C, timeout or error, and keep the temporary "
+        "output prefix.")
 @option("--json", "as_json", is_flag=True, help="Print one JSON result object for scripts.")
 @option("--progress", type=click.Choice(["auto", "live", "plain"]), default="auto",
         show_default=True,
@@ -76,13 +80,28 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
     from connector_cli.cli.test_view import make_observer
 
     loaded, request, options = _prepare(task, opts)
-    masker = _masker(request)
-    observer = make_observer(opts["as_json"], opts["progress"], masker)
-    target = _target(opts)
-    observer.starting(loaded, request, target.description)
-    result = _execute(target, request, options, observer)
-    observer.target = target.description
-    observer.finished(result, request, loaded)
+    temporary = None if opts["output_prefix"] or opts["keep"] else request.output_prefix
+    try:
+        masker = _masker(request)
+        observer = make_observer(opts["as_json"], opts["progress"], masker)
+        target = _target(opts)
+        observer.starting(loaded, request, target.description)
+        result = _execute(target, request, options, observer)
+        observer.target = target.description
+        observer.finished(result, request, loaded)
+        if temporary is not None and any(Path(temporary).iterdir()):
+            observer.note(f"removing {temporary} with the job's files "
+                          "(--keep or --output-prefix PATH keeps them)")
+    finally:
+        if temporary is not None:
+            import shutil
+
+            shutil.rmtree(temporary, ignore_errors=True)
+    _exit(ctx, result, masker)
+
+
+def _exit(ctx: click.Context, result: Any, masker: Any) -> None:
+    """Raise the run's error line and exit status (nothing when it succeeded)."""
     debug = bool(ctx.meta.get("debug"))
     if result.error:
         if debug and result.exception is not None:

@@ -78,6 +78,42 @@ def meta_document(meta: Optional[bytes]) -> Any:
         return {"base64": base64.b64encode(meta).decode("ascii")}
 
 
+METRIC_COLUMNS = ("Metric", "Labels", "Last value", "Samples")
+
+
+def metric_rows(metric: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Table rows for one `--metrics` entry: one per series of its Prometheus-style result
+    (labels without __name__, the latest sample, how many), or one 'no data' row."""
+    name = str(metric.get("metric", ""))
+    data = metric.get("data") or {}
+    series = data.get("result") if isinstance(data, dict) else None
+    if not series:
+        return [(name, "", "no data", "0")]
+    rows = []
+    for item in series:
+        labels = {k: v for k, v in (item.get("metric") or {}).items() if k != "__name__"}
+        values = item.get("values") or ([item["value"]] if item.get("value") else [])
+        last = str(values[-1][1]) if values else ""
+        rows.append((name, ", ".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                     _number(last), str(len(values))))
+    return rows
+
+
+def _number(text: str) -> str:
+    """A sample value as a short number: 0.008050999999999999 -> 0.008051."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else f"{value:.6g}"
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as lines of left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
 class Renderer(RunObserver):
     """A `RunObserver` that also frames the run: start, interrupts and the final summary."""
 
@@ -165,11 +201,14 @@ class _TextRenderer(Renderer):
             head += f", phase {result.phase}"
         if result.message:
             head += f": {self.masker.text(result.message)}"
-        details = []
-        for metric in result.metrics:
-            data = self.masker.text(json.dumps(metric["data"], default=str))
-            details.append(f"metric {metric['metric']}: {data}")
-        return (None if result.status in ("error", "invalid_input") else head), details
+        return (None if result.status in ("error", "invalid_input") else head), []
+
+    def metric_rows(self, result: RunResult) -> list[tuple[str, str, str, str]]:
+        """(metric, labels, last value, samples) per series of `--metrics`, masked."""
+        mask = self.masker.text
+        return [(mask(name), mask(labels), mask(value), samples)
+                for metric in result.metrics
+                for name, labels, value, samples in metric_rows(metric)]
 
     def output_rows(self, result: RunResult) -> list[tuple[str, str]]:
         """(name, JSON text) per output, masked."""
@@ -199,6 +238,11 @@ class PlainRenderer(_TextRenderer):
             self.emit(head)
         for line in details:
             click.echo(f"  {line}")
+        metrics = self.metric_rows(result)
+        if metrics:
+            click.echo("metrics:")
+            for line in aligned([METRIC_COLUMNS, *metrics]):
+                click.echo(f"  {line}")
         rows = self.output_rows(result)
         if rows:
             click.echo("outputs:")
@@ -237,6 +281,15 @@ class LiveRenderer(_TextRenderer):
         stamp = dt.datetime.now().strftime("%H:%M:%S")
         self.console.print(Text.assemble((stamp + " ", "dim"), (text, style)))
 
+    def created(self, resource_meta: bytes) -> None:
+        """The resource meta on one line, cut to the terminal's width."""
+        from rich.text import Text
+
+        text = self.masker.text(json.dumps(meta_document(resource_meta)))
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        line = Text.assemble((stamp + " ", "dim"), f"created the job; resource meta: {text}")
+        self.console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
+
     def starting(self, loaded: LoadedTask, request: RunRequest, target: str) -> None:
         super().starting(loaded, request, target)
         self.live.start()
@@ -259,6 +312,15 @@ class LiveRenderer(_TextRenderer):
             self.console.print(head, style=f"bold {style}", highlight=False)
         for line in details:
             self.console.print(f"  {line}", highlight=False)
+        metrics = self.metric_rows(result)
+        if metrics:
+            table = Table(title="Metrics", title_justify="left")
+            for column in METRIC_COLUMNS:
+                right = column in METRIC_COLUMNS[2:]
+                table.add_column(column, justify="right" if right else "left")
+            for row in metrics:
+                table.add_row(*row)
+            self.console.print(table)
         rows = self.output_rows(result)
         if rows:
             table = Table(title="Outputs", title_justify="left")

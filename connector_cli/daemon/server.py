@@ -3,8 +3,10 @@
 `ConnectorServer` runs the two connector services plus gRPC health and reflection on one
 grpc.aio server, plain-`def` connector methods on its own thread pool, and (optionally) a
 Prometheus endpoint. `serve()` adds uvicorn-like signal handling: the first SIGINT/SIGTERM
-sets health to NOT_SERVING and drains in-flight requests for the grace period, a second
-one stops at once. Start-up failures raise `StartupError` with one readable line.
+sets health to NOT_SERVING and drains in-flight requests for the grace period; a second
+SIGINT (Ctrl-C again) stops at once, while a repeated SIGTERM (a supervisor signalling
+the whole process group) does not cut the drain short. Start-up failures raise
+`StartupError` with one readable line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _server_ids = itertools.count(1)
+_METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables metrics"
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -53,6 +56,11 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
     ]
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 task type', '2 task types'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def host_port(host: str, port: int) -> str:
@@ -98,7 +106,8 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 
 
 def check_free(
-    host: str, port: int, what: str = "listen on", choose: str = "--port, or stop what uses it"
+    host: str, port: int, what: str = "listen on",
+    choose: str = "--port or FLYTE_CONNECTOR_PORT, or stop what uses it",
 ) -> None:
     """Raise `StartupError` naming the OS reason when host:port cannot be bound.
 
@@ -117,7 +126,7 @@ def check_free(
             return
         raise StartupError(
             f"cannot {what} {host_port(host, port)}: {exc.strerror or exc} "
-            f"(choose another {choose})"
+            f"(choose another port with {choose})"
         ) from None
 
 
@@ -177,8 +186,7 @@ class ConnectorServer:
         self._health = _add_services(server, tasks, metadata)
         try:
             if config.metrics_port:
-                check_free(config.host, config.metrics_port, "serve metrics on",
-                           "--metrics-port, or 0 to disable metrics")
+                check_free(config.host, config.metrics_port, "serve metrics on", _METRICS_CHOICE)
             self.port = self._bind(server)
         except StartupError:
             self._executor.shutdown(wait=False)
@@ -190,9 +198,10 @@ class ConnectorServer:
         for name in ("", *service_names()):
             await self._health.set(name, _serving())
         logger.info(
-            "flyte-connector listening on %s (%s, %d task types, %d workers) ready in %.2fs",
-            self.address, "TLS" if config.tls else "plaintext", len(self.registry),
-            config.workers, time.perf_counter() - started,
+            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs",
+            self.address, "TLS" if config.tls else "plaintext",
+            plural(len(self.registry), "task type"), plural(config.workers, "worker"),
+            time.perf_counter() - started,
         )
         if self._metrics is not None:
             try:
@@ -234,7 +243,7 @@ class ConnectorServer:
         except RuntimeError:
             raise StartupError(
                 f"cannot listen on {target}: the port is in use or the address is not "
-                "available here (choose another with --port/--host)"
+                "available here (choose another with --port/--host, or FLYTE_CONNECTOR_PORT)"
             ) from None
 
     def _serve_metrics(self) -> int:
@@ -245,7 +254,7 @@ class ConnectorServer:
             target = host_port(self.config.host, self.config.metrics_port)
             raise StartupError(
                 f"cannot serve metrics on {target}: {exc.strerror or exc} "
-                "(choose another --metrics-port, or 0 to disable metrics)"
+                f"(choose another port with {_METRICS_CHOICE})"
             ) from None
 
     async def stop(self, grace: Optional[float] = None) -> None:
@@ -260,7 +269,7 @@ class ConnectorServer:
         await self._health.enter_graceful_shutdown()
         pending, cancelled = self.in_flight, self._cancelled()
         if pending:
-            logger.info("draining %d in-flight requests (up to %gs)", pending, grace)
+            logger.info("draining %s (up to %gs)", plural(pending, "in-flight request"), grace)
         await self._server.stop(grace)
         await self._cancel_leftovers()
         cancelled = self._cancelled() - cancelled
@@ -299,23 +308,28 @@ class ConnectorServer:
             self._metrics.close()
 
     async def serve(self) -> int:
-        """Start, run until SIGINT/SIGTERM, drain; the exit status (128 + signal if forced).
+        """Start, run until SIGINT/SIGTERM, drain; the exit status (130 if a second SIGINT
+        forced the stop).
 
         Signal handlers go in before `start`, so a signal right after the ready line is
-        never lost to the default handler."""
+        never lost to the default handler. Only SIGINT forces: a supervisor that signals a
+        whole process group may deliver SIGTERM twice, and that must still drain."""
         loop = asyncio.get_running_loop()
         received: list[int] = []
         first, again = asyncio.Event(), asyncio.Event()
 
         def on_signal(signum: int) -> None:
-            received.append(signum)
             name = signal.Signals(signum).name
-            if len(received) == 1:
-                logger.info("received %s: shutting down (send it again to stop at once)", name)
+            if not first.is_set():
+                received.append(signum)
+                logger.info("received %s: shutting down (SIGINT again stops at once)", name)
                 first.set()
-            else:
+            elif signum == signal.SIGINT:
+                received.append(signum)
                 logger.warning("received %s again: stopping now", name)
                 again.set()
+            else:
+                logger.info("received %s again: still draining (SIGINT stops at once)", name)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)

@@ -23,7 +23,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 )
 
 from connector_cli.dispatch import ContractError, Dispatcher, Scope
-from connector_cli.errors import ConnectorNotFound, UsageError
+from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.secrets import SecretMasker
 from connector_cli.signing import MetaSigner
@@ -72,9 +72,8 @@ def status_for(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNIMPLEMENTED, str(exc) or f"{where} is not implemented"
     if isinstance(exc, ContractError):
         return grpc.StatusCode.INTERNAL, str(exc)
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else ""
-    return grpc.StatusCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {line}".rstrip(": ")
+    text = bounded(str(exc))
+    return grpc.StatusCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {text}".rstrip(": ")
 
 
 class _Base:

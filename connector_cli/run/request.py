@@ -43,12 +43,13 @@ def build_request(
     else:
         interface = template.interface if template.HasField("interface") else None
         typed = json_to_inputs(inputs or {}, interface, defaults)
+    connection = connection_for(template, secrets or {})
     return RunRequest(
         template=template,
         inputs=typed if len(typed.literals) else None,
-        output_prefix=output_prefix_for(output_prefix),
         task_execution_metadata=execution_metadata(template),
-        connection=connection_for(template, secrets or {}),
+        connection=connection,
+        output_prefix=output_prefix_for(output_prefix),  # last: nothing fails after it
     )
 
 

@@ -359,10 +359,10 @@ def _close(aw: Awaitable[Any]) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line for a connector's exception: its type (unless ours) and message."""
-    from connector_cli.errors import ConnectorError
+    """A connector's exception: its type (unless ours) and its whole message, bounded."""
+    from connector_cli.errors import ConnectorError, bounded
 
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = bounded(str(exc))
     if isinstance(exc, ConnectorError):
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

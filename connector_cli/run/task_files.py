@@ -13,6 +13,7 @@ only when it parses with no unknown fields anywhere and names a task type.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from flyteidl2.task.common_pb2 import Inputs
     from google.protobuf.message import Message
 
-_TEXT_SUFFIXES = {".json", ".yaml", ".yml"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,26 +60,41 @@ def load_task(path: str | os.PathLike[str]) -> LoadedTask:
     except OSError as exc:
         raise UsageError(f"cannot read task template {str(file)!r}: {exc.strerror}") from None
     tried: list[str] = []
+    syntax: _SyntaxError | None = None
     for form, parse in _candidates(file.suffix.lower()):
         try:
             spec_or_template = parse(data)
         except _NotThisForm as exc:
             tried.append(f"{form} ({exc})")
             continue
+        except _SyntaxError as exc:
+            syntax = exc
+            continue
         except UsageError as exc:
             raise UsageError(f"task template {str(file)!r}: {exc}") from None
         return _loaded(spec_or_template, str(file), form)
+    if syntax is not None:
+        raise UsageError(f"task template {str(file)!r} is not valid {syntax}")
     raise UsageError(
         f"{str(file)!r} is not a task template; tried {'; '.join(tried)}"
     )
 
 
+class _SyntaxError(Exception):
+    """A file named .json/.yaml/.yml is text in that format with a syntax error: its
+    message is the format's error alone, with line and column."""
+
+
 def _candidates(suffix: str) -> list[tuple[str, Callable[[bytes], Any]]]:
+    """The forms to try, in order. For a .json or .yaml/.yml file its own format comes
+    first, and when no form fits, that format's syntax error is the one reported."""
     binary: list[tuple[str, Callable[[bytes], Any]]] = [
         ("binary TaskSpec", _binary_spec), ("binary TaskTemplate", _binary_template)]
-    text: list[tuple[str, Callable[[bytes], Any]]] = [
-        ("proto-JSON", _proto_json), ("YAML", _yaml)]
-    return text + binary if suffix in _TEXT_SUFFIXES else binary + text
+    if suffix == ".json":
+        return [("proto-JSON", functools.partial(_proto_json, strict=True)), *binary]
+    if suffix in (".yaml", ".yml"):
+        return [("YAML", functools.partial(_yaml, strict=True)), *binary]
+    return binary + [("proto-JSON", _proto_json), ("YAML", _yaml)]
 
 
 def _loaded(message: Message, path: str, form: str) -> LoadedTask:
@@ -163,24 +178,43 @@ def _text(data: bytes) -> str:
         raise _NotThisForm("not UTF-8 text") from None
 
 
-def _proto_json(data: bytes) -> Message:
+def _proto_json(data: bytes, strict: bool = False) -> Message:
     try:
         value = json.loads(_text(data))
     except json.JSONDecodeError as exc:
+        if strict:
+            raise _SyntaxError(json_error(exc)) from None
         raise _NotThisForm(f"not JSON: {exc.msg} at line {exc.lineno}") from None
     return _from_dict(value)
 
 
-def _yaml(data: bytes) -> Message:
+def _yaml(data: bytes, strict: bool = False) -> Message:
     import yaml
 
     try:
         value = yaml.safe_load(_text(data))
     except yaml.YAMLError as exc:
+        if strict:
+            raise _SyntaxError(yaml_error(exc)) from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise _NotThisForm(f"not YAML: {getattr(exc, 'problem', None) or exc}{where}") from None
     return _from_dict(value)
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    """'JSON: <what> (line L, column C)' for a JSON syntax error."""
+    return f"JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+
+
+def yaml_error(exc: Exception) -> str:
+    """'YAML: <what> (line L, column C)' for a PyYAML error, without its excerpt of the
+    text or its `<unicode string>` stream name."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    text = problem or str(exc).splitlines()[0]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"YAML: {text}{where}"
 
 
 def _from_dict(value: Any) -> Message:
@@ -249,10 +283,10 @@ def _inputs_file(file: Path) -> dict[str, Any]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"inputs file {str(file)!r} is not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"inputs file {str(file)!r} is not valid {json_error(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - yaml.YAMLError; yaml is imported only for YAML
-        raise UsageError(f"inputs file {str(file)!r} is not valid YAML: {exc}") from None
+        raise UsageError(f"inputs file {str(file)!r} is not valid {yaml_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from flyteidl2.core.execution_pb2 import TaskExecution
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 
 from connector_cli.testing import serve_in_background
@@ -14,7 +15,7 @@ async def main():
         print("serves", [c.name for c in served])
         meta = await daemon.client.create(TaskTemplate(type="hello"), "file:///tmp/out")
         resource = await daemon.client.get(("hello", 0), meta)
-        print("phase", resource.phase, "-", resource.message)
+        print("phase", TaskExecution.Phase.Name(resource.phase), "-", resource.message)
         await daemon.client.delete(("hello", 0), meta)
         return resource
 

@@ -19,7 +19,7 @@ from flyte_connector_shell import procfs
 from flyte_connector_shell.connector import ShellMeta
 
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
-EXAMPLE = [str(EXAMPLES / "word_count.yaml"), "--inputs", str(EXAMPLES / "inputs.json")]
+EXAMPLE = [str(EXAMPLES / "word_count.yaml"), "--inputs", str(EXAMPLES / "word_count.inputs.json")]
 REPO = SHELL_DIR.parent.parent
 EXAMPLE_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
 
@@ -87,4 +87,4 @@ def test_docs_show_the_real_example_files() -> None:
             assert (REPO / path).read_text() == body, f"{page.name} shows an outdated copy of {path}"
             shown.append(path)
     assert "plugins/shell/examples/word_count.yaml" in shown
-    assert "plugins/shell/examples/inputs.json" in shown
+    assert "plugins/shell/examples/word_count.inputs.json" in shown

@@ -25,13 +25,13 @@ def run_cli(*args: str) -> tuple[int, dict, str]:
 
 def test_the_sqlite_example_runs_with_its_inputs(tmp_path: Path) -> None:
     code, result, err = run_cli(str(EXAMPLES / "squares.yaml"), "--inputs",
-                                str(EXAMPLES / "inputs.json"), "--output-prefix", str(tmp_path),
+                                str(EXAMPLES / "squares.inputs.json"), "--output-prefix", str(tmp_path),
                                 "--poll-interval", "0.1")
     assert code == 0, err
     assert result["phase"] == "SUCCEEDED" and result["outputs"]["row_count"] == 4
     dataset = result["outputs"]["result"]
     assert dataset["format"] == "csv" and dataset["uri"].startswith(str(tmp_path))
-    label = json.loads((EXAMPLES / "inputs.json").read_text())["label"]
+    label = json.loads((EXAMPLES / "squares.inputs.json").read_text())["label"]
     assert Path(dataset["uri"]).read_text().splitlines() == [
         "i,square,label", *(f"{i},{i * i},{label}" for i in range(1, 5))]
 
@@ -42,8 +42,8 @@ def test_the_postgres_example_takes_its_password_from_a_secret(
     text = (EXAMPLES / "postgres.yaml").read_text()
     task = tmp_path / "postgres.yaml"
     task.write_text(text.replace("127.0.0.1:5432", f"127.0.0.1:{pg.port}"))
-    code, result, err = run_cli(str(task), "-i", "min_total=10", "--secret",
-                                f"app-db-password={pg.password}", "--output-prefix",
+    code, result, err = run_cli(str(task), "--inputs", str(EXAMPLES / "postgres.inputs.json"),
+                                "--secret", f"app-db-password={pg.password}", "--output-prefix",
                                 str(tmp_path / "out"), "--poll-interval", "0.1")
     assert code == 0, err
     result_file = Path(result["outputs"]["result"]["uri"])
