@@ -41,7 +41,11 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 @option("--tls-client-ca", metavar="FILE", default=None,
         help="CA (PEM) that client certificates must be signed by: mutual TLS.")
 @option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULT_MAX_MESSAGE_SIZE,
-        show_default=True, help="Largest gRPC message accepted or sent, in bytes.")
+        show_default=True, help="Largest gRPC message accepted or sent, in bytes; larger "
+        "requests get RESOURCE_EXHAUSTED.")
+@option("--max-inflight-bytes", type=click.IntRange(min=1024), default=None,
+        help="Bytes that requests of 1 MiB or more may hold at once; beyond it they get "
+        "RESOURCE_EXHAUSTED (retry). Default: 4 x --max-message-size.")
 @option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
         show_default=True, help="Least severe log level printed.")
 @option("--log-format", type=click.Choice(("text", "json")), default="text", show_default=True,
@@ -52,7 +56,7 @@ def serve_command(
     host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
     tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
-    log_level: str, log_format: str, strict: bool,
+    max_inflight_bytes: Optional[int], log_level: str, log_format: str, strict: bool,
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
@@ -70,6 +74,7 @@ def serve_command(
         host=host, port=port, metrics_port=metrics_port or None, workers=workers,
         grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
         tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+        max_inflight_bytes=max_inflight_bytes,
     )
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)

@@ -27,6 +27,7 @@ import grpc.aio
 from connector_cli.config import ServerConfig
 from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.daemon.requests import RequestGate, add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ class ConnectorServer:
         self._metrics: Any = None
         self._health: Any = None
         self._services: tuple[TaskService, MetadataService] | None = None
+        self.gate: Optional[RequestGate] = None
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
 
@@ -164,7 +166,8 @@ class ConnectorServer:
         tasks = TaskService(self.registry, self._executor, self._metrics)
         meta = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, meta)
-        self._health = _add_services(server, tasks, meta)
+        self.gate = RequestGate(config.inflight_budget)
+        self._health = _add_services(server, tasks, meta, self.gate)
         try:
             if config.metrics_port:
                 check_free(config.host, config.metrics_port, "serve metrics on",
@@ -323,19 +326,24 @@ def _serving() -> int:
     return health_pb2.HealthCheckResponse.SERVING
 
 
-def _add_services(server: grpc.aio.Server, tasks: TaskService, meta: MetadataService) -> Any:
-    """Register connector services, health and reflection; returns the health servicer."""
-    from flyteidl2.connector.service_pb2_grpc import (
-        add_AsyncConnectorServiceServicer_to_server,
-        add_ConnectorMetadataServiceServicer_to_server,
-    )
-    from grpc_health.v1 import health, health_pb2_grpc
+def _add_services(
+    server: grpc.aio.Server, tasks: TaskService, meta: MetadataService, gate: RequestGate
+) -> Any:
+    """Register connector services, health and reflection; returns the health servicer.
+
+    The connector and health services take raw bytes and parse them through `gate`, so a
+    garbage body is INVALID_ARGUMENT (grpc's own deserializer would make it UNKNOWN)."""
+    from flyteidl2.connector import service_pb2
+    from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection
 
-    add_AsyncConnectorServiceServicer_to_server(tasks, server)
-    add_ConnectorMetadataServiceServicer_to_server(meta, server)
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    from connector_cli.daemon.health import DrainingHealth
+
+    services = service_pb2.DESCRIPTOR.services_by_name
+    add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
+    add_raw_service(server, services["ConnectorMetadataService"], meta, gate)
+    servicer = DrainingHealth()
+    add_raw_service(server, health_pb2.DESCRIPTOR.services_by_name["Health"], servicer, gate)
     names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     return servicer

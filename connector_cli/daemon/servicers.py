@@ -25,7 +25,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.sdk.secrets import SecretMasker
+from connector_cli.masking import current
 
 logger = logging.getLogger(__name__)
 
@@ -120,17 +120,28 @@ class _Call(Scope):
             await self._abort(exc, status, detail)
 
     async def _abort(self, exc: Exception, code: grpc.StatusCode, detail: str) -> None:
-        """Log (INTERNAL with the masked traceback) and end the RPC with `code`."""
-        mask = SecretMasker(self.secrets.values()).text if self.secrets else str
+        """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
+        masker = current() if self.secrets else None
+        mask = masker.text if masker is not None else str
         detail = mask(detail)
         if len(detail) > MAX_DETAIL:
             detail = detail[: MAX_DETAIL - 3] + "..."
         if code is grpc.StatusCode.INTERNAL:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error("%s\n%s", detail, mask(text).rstrip())
+            logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
         elif logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s: %s", self.operation, code.name, detail)
         await self.context.abort(code, detail)
+
+
+def _clip_lines(text: str, width: int = 500, lines: int = 60) -> str:
+    """A traceback bounded in size: a hostile meta must not fill the log with its bytes."""
+    if len(text) <= width * 4:
+        return text
+    kept = [line if len(line) <= width else line[:width] + "..." for line in text.splitlines()]
+    if len(kept) > lines:
+        kept = kept[:10] + [f"... {len(kept) - lines} lines left out ..."] + kept[10 - lines:]
+    return "\n".join(kept)
 
 
 class TaskService(_Base, AsyncConnectorServiceServicer):

@@ -1,0 +1,137 @@
+"""Hostile requests against a real daemon: garbage bodies, deep nesting, bad metas, sizes.
+
+Every caller-made mistake must end as INVALID_ARGUMENT or RESOURCE_EXHAUSTED with a short
+message (never UNKNOWN or INTERNAL), log at most one bounded line, and leave the daemon
+serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.security_pb2 import Connection
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.testing import serve_in_background
+from tests.fixtures.connectors import daemon_connectors as dc
+
+SERVICE = "/flyteidl2.connector.AsyncConnectorService/"
+METHODS = ("CreateTask", "GetTask", "DeleteTask", "GetTaskMetrics")
+GARBAGE = [b"\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x12\x05abc", b"\x08" * 7]
+
+
+def fresh_registry() -> ConnectorRegistry:
+    registry = ConnectorRegistry()
+    for cls in dc.ALL:
+        registry.register(cls())
+    return registry
+
+
+async def raw_call(address: str, method: str, body: bytes, timeout: float = 10) -> Any:
+    """Send `body` as the request bytes of `method`; the status code (OK or the error)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        if method == "GetTaskLogs":
+            call = channel.unary_stream(SERVICE + method)(body, timeout=timeout)
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), exc.details()
+            return grpc.StatusCode.OK, ""
+        try:
+            await channel.unary_unary(SERVICE + method)(body, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details()
+        return grpc.StatusCode.OK, ""
+
+
+def nested_literal_request(depth: int) -> bytes:
+    """A CreateTaskRequest whose one input is a list nested `depth` deep."""
+    request = pb.CreateTaskRequest(template=TaskTemplate(type="echo"))
+    value = request.inputs.literals.add(name="x").value
+    for _ in range(depth):
+        value = value.collection.literals.add()
+    value.scalar.primitive.integer = 1
+    return request.SerializeToString()
+
+
+async def test_undecodable_bodies_are_invalid_argument_with_one_short_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with serve_in_background(fresh_registry()) as daemon:
+        for method in (*METHODS, "GetTaskLogs"):
+            for body in GARBAGE:
+                code, details = await raw_call(daemon.address, method, body)
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, body, code, details)
+                assert "not a valid" in details and len(details) < 200
+    assert "Traceback" not in caplog.text
+    assert "Exception deserializing" not in caplog.text
+    bad = [r for r in caplog.records if "bad" in r.getMessage()]
+    assert 1 <= len(bad) <= 6
+    assert all(len(r.getMessage()) < 300 for r in bad)
+
+
+async def test_literals_nested_deeply_are_invalid_argument() -> None:
+    async with serve_in_background(fresh_registry()) as daemon:
+        code, details = await raw_call(daemon.address, "CreateTask", nested_literal_request(50))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+
+
+@pytest.mark.parametrize("meta", [b"[" * 100_000, b"{\"seconds\": \"\x00\"}" , b"\x00" * 10])
+async def test_bad_metas_are_invalid_argument(meta: bytes) -> None:
+    request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"), resource_meta=meta)
+    async with serve_in_background(fresh_registry()) as daemon:
+        code, details = await raw_call(daemon.address, "GetTask", request.SerializeToString())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+    assert len(details) < 400
+
+
+async def test_too_many_secrets_are_refused_quickly_and_health_stays_responsive() -> None:
+    secrets = {f"s{i}": f"value-{i:07d}" for i in range(300_000)}
+    request = pb.GetTaskRequest(
+        task_category=pb.TaskCategory(name="boom"), resource_meta=dc.Empty().encode(),
+        connection=Connection(secrets=secrets),
+    )
+    async with serve_in_background(fresh_registry(), max_message_size=32 << 20) as daemon:
+        started = time.perf_counter()
+        code, details = await raw_call(daemon.address, "GetTask", request.SerializeToString())
+        elapsed = time.perf_counter() - started
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
+    assert "secrets" in details
+    assert elapsed < 5, elapsed
+
+
+async def test_oversized_message_is_resource_exhausted() -> None:
+    request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"),
+                                output_prefix="x" * (2 << 20))
+    async with serve_in_background(fresh_registry(), max_message_size=1 << 20) as daemon:
+        code, _ = await raw_call(daemon.address, "GetTask", request.SerializeToString())
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_concurrent_large_requests_beyond_the_budget_are_resource_exhausted() -> None:
+    def big(seconds: float) -> bytes:
+        return pb.GetTaskRequest(
+            task_category=pb.TaskCategory(name="slow"),
+            resource_meta=dc.Empty(seconds=seconds).encode(), output_prefix="x" * (3 << 20),
+        ).SerializeToString()
+
+    async with serve_in_background(
+        fresh_registry(), max_message_size=4 << 20, max_inflight_bytes=5 << 20
+    ) as daemon:
+        first = asyncio.create_task(raw_call(daemon.address, "GetTask", big(2.0)))
+        await asyncio.sleep(0.5)
+        code, details = await raw_call(daemon.address, "GetTask", big(0))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, (code, details)
+        assert "retry" in details
+        assert (await first)[0] == grpc.StatusCode.OK
+        assert (await raw_call(daemon.address, "GetTask", big(0)))[0] == grpc.StatusCode.OK
