@@ -33,6 +33,7 @@ from connector_cli.daemon.servicers import MetadataService, TaskService, service
 logger = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
 _server_ids = itertools.count(1)
 
 
@@ -245,6 +246,7 @@ class ConnectorServer:
         if pending:
             logger.info("draining %d in-flight requests (up to %gs)", pending, grace)
         await self._server.stop(grace)
+        await self._finish_deletes()
         await self._cancel_leftovers()
         cancelled = self._cancelled() - cancelled
         if cancelled:
@@ -253,6 +255,19 @@ class ConnectorServer:
         self._close_pools()
         self._stopped.set()
         logger.info("flyte-connector on %s stopped", self.address)
+
+    async def _finish_deletes(self) -> None:
+        """Give deletes accepted before the shutdown up to `DELETE_DRAIN` more seconds:
+        a job's kill grace may be longer than the daemon's, and an abandoned delete would
+        leave the job's processes running after the daemon exits."""
+        deletes = list(self._services[0].deletes) if self._services else []
+        if not deletes:
+            return
+        logger.info("waiting up to %gs for %d accepted deletes", DELETE_DRAIN, len(deletes))
+        _, pending = await asyncio.wait(deletes, timeout=DELETE_DRAIN)
+        if pending:
+            logger.warning("%d deletes did not finish within %gs more", len(pending),
+                           DELETE_DRAIN)
 
     async def _cancel_leftovers(self) -> None:
         """Cancel handlers still running after `server.stop(grace)`: grpc ends their RPCs

@@ -26,6 +26,7 @@ from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.masking import current
+from connector_cli.sdk.secrets import SecretMasker
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class _Call(Scope):
 
     async def _abort(self, exc: Exception, code: grpc.StatusCode, detail: str) -> None:
         """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
-        masker = current() if self.secrets else None
+        masker = (current() or SecretMasker(self.secrets.values())) if self.secrets else None
         mask = masker.text if masker is not None else str
         detail = mask(detail)
         if len(detail) > MAX_DETAIL:
@@ -132,6 +133,15 @@ class _Call(Scope):
         elif logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s: %s", self.operation, code.name, detail)
         await self.context.abort(code, detail)
+
+
+def _forget_delete(deletes: set[asyncio.Future[Any]]) -> Any:
+    def done(work: asyncio.Future[Any]) -> None:
+        deletes.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: the RPC may have ended before the delete did
+
+    return done
 
 
 def _clip_lines(text: str, width: int = 500, lines: int = 60) -> str:
@@ -152,6 +162,7 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
     ) -> None:
         super().__init__(registry, executor, metrics)
         self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs)
+        self.deletes: set[asyncio.Future[Any]] = set()
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "create", request.template.type) as call:
@@ -164,8 +175,13 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:
+        """Runs the delete as its own task, shielded: a shutdown that ends the RPC lets an
+        accepted delete finish (the server waits for `deletes`) instead of abandoning it."""
         async with _Call(self, context, "delete", request.task_category.name) as call:
-            response = await self.dispatch.delete(request, call)
+            work = asyncio.ensure_future(self.dispatch.delete(request, call))
+            self.deletes.add(work)
+            work.add_done_callback(_forget_delete(self.deletes))
+            response = await asyncio.shield(work)
         return response
 
     async def GetTaskMetrics(self, request: pb.GetTaskMetricsRequest, context: Any) -> Any:
