@@ -72,6 +72,27 @@ class ResourceMeta:
             ) from None
 
 
+PATH_MAX, NAME_MAX = 4096, 255
+
+
+def check_meta_path(value: str, field: str, absolute: bool = True) -> None:
+    """Refuse a path no job of ours would have in its meta; call it from `__post_init__`.
+
+    NUL bytes, more than PATH_MAX bytes or a component over NAME_MAX, a `..` component,
+    or (when `absolute`) a relative path raise ValueError naming `field`, never echoing
+    the whole value: metas come back from callers, who may have forged them.
+    """
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL byte")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX or any(len(part) > NAME_MAX for part in value.split("/")):
+        raise ValueError(f"{field} is longer than a path can be ({size} bytes)")
+    if absolute and not value.startswith("/"):
+        raise ValueError(f"{field} must be an absolute path, got {_clip(value, 60)!r}")
+    if ".." in value.split("/"):
+        raise ValueError(f"{field} must not contain '..'")
+
+
 def check_meta_class(cls: Any) -> None:
     """Validate a metadata type up front so a bad one fails at registration, not on the wire.
 
