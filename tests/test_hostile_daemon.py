@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +25,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
+from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
 
 SERVICE = "/flyteidl2.connector.AsyncConnectorService/"
@@ -135,3 +140,51 @@ async def test_concurrent_large_requests_beyond_the_budget_are_resource_exhauste
         assert "retry" in details
         assert (await first)[0] == grpc.StatusCode.OK
         assert (await raw_call(daemon.address, "GetTask", big(0)))[0] == grpc.StatusCode.OK
+
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def listening(stderr: Any) -> str:
+    """The address from the daemon's ready line."""
+    for line in stderr:
+        match = re.search(r"listening on (\S+)", line)
+        if match:
+            return match.group(1)
+    raise AssertionError("the daemon exited before listening")
+
+
+async def test_memory_is_given_back_after_a_burst_of_large_requests(tmp_path: Path) -> None:
+    """A `flyte-connector serve` process: ten concurrent 8 MiB requests, then RSS is back
+    near where it was (glibc would keep ~100 MiB of freed heap without the trim)."""
+    big = pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"),
+                            resource_meta=dc.Empty(seconds=0.3).encode(),
+                            output_prefix="x" * (8 << 20)).SerializeToString()
+    env = cli_env(PYTHONPATH=str(REPO / "tests" / "fixtures" / "connectors"))
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--metrics-port", "0", "--plugins", "none", "-m", "daemon_connectors",
+         "--max-inflight-bytes", str(200 << 20), "--log-level", "debug"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert daemon.stderr is not None
+        address = await asyncio.wait_for(asyncio.to_thread(listening, daemon.stderr), 30)
+        for _ in range(2):
+            assert (await raw_call(address, "GetTask", big))[0] == grpc.StatusCode.OK
+        await asyncio.sleep(1.5)
+        before = rss_mib(daemon.pid)
+        results = await asyncio.gather(*(raw_call(address, "GetTask", big) for _ in range(10)))
+        assert all(code == grpc.StatusCode.OK for code, _ in results), results
+        peak = rss_mib(daemon.pid)
+        await asyncio.sleep(4.0)
+        after = rss_mib(daemon.pid)
+    finally:
+        daemon.terminate()
+        log = daemon.communicate(timeout=30)[1]
+    trims = re.findall(r"after large requests: RSS ([\d.]+) -> ([\d.]+) MiB", log)
+    assert trims and any(float(a) - float(b) > 10 for a, b in trims), log[-2000:]
+    assert after - before < 40, f"RSS {before:.0f} -> {peak:.0f} -> {after:.0f} MiB"

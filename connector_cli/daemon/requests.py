@@ -17,6 +17,7 @@ import ctypes.util
 import gc
 import inspect
 import logging
+import os
 import time
 from typing import Any, AsyncIterator, Callable, Optional
 
@@ -25,6 +26,7 @@ import grpc
 logger = logging.getLogger(__name__)
 
 LARGE_REQUEST = 1 << 20
+TRIM_DELAYS = (0.5, 3.0)  # again later: grpc lets go of some buffers only after a while
 _REASONS = (
     ("MaxDepth", "nested too deeply"),
     ("corrupt", "corrupt wire data"),
@@ -72,15 +74,24 @@ class InFlightBytes:
         return True
 
     def release(self, size: int) -> None:
-        """Give `size` bytes back; after the last large request, return memory to the OS."""
+        """Give `size` bytes back; shortly after the last large request (once grpc has
+        dropped its buffers and the response is sent), return memory to the OS."""
         self.used -= size
-        if self.used == 0 and (self._trimming is None or self._trimming.done()):
+        if self.used == 0:
             loop = asyncio.get_running_loop()
-            self._trimming = loop.run_in_executor(None, self._trim)
+            for delay in TRIM_DELAYS:
+                loop.call_later(delay, self._start_trim)
+
+    def _start_trim(self) -> None:
+        if self.used or (self._trimming is not None and not self._trimming.done()):
+            return
+        self._trimming = asyncio.get_running_loop().run_in_executor(None, self._trim)
 
     def _trim(self) -> None:
+        before = rss_mib()
         release_memory()
         self.trims += 1
+        logger.debug("after large requests: RSS %.1f -> %.1f MiB", before, rss_mib())
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:
@@ -93,6 +104,19 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
 
 
 _TRIM = _malloc_trim()
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * _PAGE / (1 << 20)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def release_memory() -> None:
