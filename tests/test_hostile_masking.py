@@ -20,7 +20,11 @@ from flyteidl2.core.security_pb2 import Connection
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 from google.protobuf.json_format import MessageToJson
 
-from connector_cli.daemon.logging_setup import JsonFormatter, TEXT_FORMAT, configure_logging
+from connector_cli.daemon.logging_setup import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    configure_logging,
+)
 from connector_cli.masking import MaskingFilter
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import grpc.aio
+from flyte_connector_shell import procfs
+from flyte_connector_shell.connector import ShellMeta
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from connector_cli.testing import make_template, serve_in_background
-from flyte_connector_shell import procfs
-from flyte_connector_shell.connector import ShellMeta
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
