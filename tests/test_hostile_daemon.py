@@ -188,3 +188,14 @@ async def test_memory_is_given_back_after_a_burst_of_large_requests(tmp_path: Pa
     trims = re.findall(r"after large requests: RSS ([\d.]+) -> ([\d.]+) MiB", log)
     assert trims and any(float(a) - float(b) > 10 for a, b in trims), log[-2000:]
     assert after - before < 40, f"RSS {before:.0f} -> {peak:.0f} -> {after:.0f} MiB"
+
+
+async def test_large_garbage_gives_its_budget_back() -> None:
+    garbage = b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * (2 << 20)
+    async with serve_in_background(
+        fresh_registry(), max_message_size=4 << 20, max_inflight_bytes=5 << 20
+    ) as daemon:
+        for _ in range(4):
+            code, _ = await raw_call(daemon.address, "GetTask", garbage)
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert daemon.server.gate.inflight.used == 0

@@ -173,14 +173,24 @@ def _serialize(message: Any) -> bytes:
     return message.SerializeToString()  # type: ignore[no-any-return]
 
 
+async def _open(gate: RequestGate, cls: Any, method: str, data: bytes,
+                context: Any) -> tuple[Any, int]:
+    """Admit and parse a body: (request, bytes held); a refusal aborts the RPC with its
+    status, giving back any budget it took."""
+    held = 0
+    try:
+        held = len(data) if gate.admit(len(data), method) else 0
+        return gate.parse(cls, data, method), held
+    except _Refused as refused:
+        if held:
+            gate.inflight.release(held)
+        await context.abort(refused.code, refused.detail)
+        raise  # not reached: abort raises
+
+
 def _unary(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
     async def handle(data: bytes, context: Any) -> Any:
-        held = 0
-        try:
-            held = len(data) if gate.admit(len(data), method) else 0
-            request = gate.parse(cls, data, method)
-        except _Refused as refused:
-            await context.abort(refused.code, refused.detail)
+        request, held = await _open(gate, cls, method, data, context)
         try:
             return await handler(request, context)
         finally:
@@ -195,12 +205,7 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
         return _unary(gate, cls, method, handler)
 
     async def handle(data: bytes, context: Any) -> AsyncIterator[Any]:
-        held = 0
-        try:
-            held = len(data) if gate.admit(len(data), method) else 0
-            request = gate.parse(cls, data, method)
-        except _Refused as refused:
-            await context.abort(refused.code, refused.detail)
+        request, held = await _open(gate, cls, method, data, context)
         try:
             async for item in handler(request, context):
                 yield item
