@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-FUZZ_EXAMPLES ?= 2000
+FUZZ_EXAMPLES ?= 5000
 SOAK_SECONDS ?= 180
 
 .PHONY: install serve test bench clean fuzz soak
@@ -29,7 +29,7 @@ test: install postgres
 bench: install
 	$(BIN)/python bench/run.py $(BENCH)
 
-fuzz: install  # the daemon fuzz tests with many more examples (FUZZ_EXAMPLES, default 2000)
+fuzz: install  # the daemon fuzz tests with many more examples (FUZZ_EXAMPLES, default 5000)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz_daemon.py -q \
 		-p no:cacheprovider -o timeout=3600
 

@@ -3,6 +3,7 @@ status details, not in any log record (the connector's own included), in escaped
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -123,3 +124,23 @@ def test_debug_test_prints_no_raw_secret(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "Traceback" in done.stderr and "bad credentials" in done.stderr
     assert leaks(done.stdout + done.stderr) == [], done.stderr
+
+
+async def test_a_set_x_shell_job_does_not_show_its_secret_in_get_task(tmp_path: Path) -> None:
+    """The shell connector puts stderr in FAILED's message: `set -x` echoes the secret."""
+    from flyteidl2.core.execution_pb2 import TaskExecution
+
+    from connector_cli.testing import make_template
+
+    secret = "shell-s3cret-token"
+    connection = Connection(secrets={"api_token": secret})
+    template = make_template("shell", custom={"script": 'set -x; echo "$api_token"; exit 3'})
+    async with serve_in_background(plugins=["shell"]) as daemon:
+        meta = await daemon.client.create(template, str(tmp_path), connection=connection)
+        for _ in range(200):
+            resource = await daemon.client.get(("shell", 0), meta, connection=connection)
+            if resource.phase == TaskExecution.FAILED:
+                break
+            await asyncio.sleep(0.05)
+    assert resource.phase == TaskExecution.FAILED
+    assert "****" in resource.message and secret not in str(resource), resource.message
