@@ -22,7 +22,7 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import LiteralError, UsageError
-from connector_cli.masking import activate, current, mask_resource
+from connector_cli.masking import activate, check_configs, current, mask_resource
 from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, implements
@@ -193,6 +193,8 @@ def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Map
         return {}, _NO_SECRETS
     if conn.secrets:
         activate(conn.secrets)
+    if conn.configs:
+        check_configs(conn.configs)
     kwargs = Connection(secrets=conn.secrets, configs=conn.configs).kwargs()
     taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
     if taken:

@@ -1,6 +1,7 @@
 """Secrets a request carries: bounded, and masked in everything said while serving it.
 
-`activate(secrets)` checks the bounds (`MAX_SECRETS`, `MAX_SECRET_BYTES`) and makes a
+`activate(secrets)` checks the bounds (`MAX_SECRETS`, `MAX_SECRET_BYTES`; configs have
+`MAX_CONFIGS`, see `check_configs`) and makes a
 `SecretMasker` current for the rest of the calling task (a context variable: each RPC is
 its own task, and plain-`def` connector methods run with a copy of it). `MaskingFilter`,
 installed on the daemon's log handler, masks every record produced while one is current,
@@ -19,6 +20,7 @@ from connector_cli.sdk.secrets import SecretMasker
 
 MAX_SECRETS = 100
 MAX_SECRET_BYTES = 256 * 1024
+MAX_CONFIGS = 1000
 
 _CURRENT: ContextVar[Optional[SecretMasker]] = ContextVar("connector_secret_masker", default=None)
 
@@ -34,6 +36,14 @@ def check_secrets(secrets: Mapping[str, str]) -> None:
     if size > MAX_SECRET_BYTES:
         raise UsageError(
             f"connection secrets total {size} bytes; at most {MAX_SECRET_BYTES} are accepted"
+        )
+
+
+def check_configs(configs: Mapping[str, str]) -> None:
+    """Refuse more configs than any real task has: each one becomes a keyword argument."""
+    if len(configs) > MAX_CONFIGS:
+        raise UsageError(
+            f"connection carries {len(configs)} configs; at most {MAX_CONFIGS} are accepted"
         )
 
 

@@ -106,13 +106,34 @@ async def test_too_many_secrets_are_refused_quickly_and_health_stays_responsive(
         task_category=pb.TaskCategory(name="boom"), resource_meta=dc.Empty().encode(),
         connection=Connection(secrets=secrets),
     )
+    body = request.SerializeToString()
     async with serve_in_background(fresh_registry(), max_message_size=32 << 20) as daemon:
         started = time.perf_counter()
-        code, details = await raw_call(daemon.address, "GetTask", request.SerializeToString())
+        call = asyncio.create_task(raw_call(daemon.address, "GetTask", body))
+        slowest = 0.0
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            check = channel.unary_unary("/grpc.health.v1.Health/Check")
+            while not call.done():
+                sent = time.perf_counter()
+                await check(b"", timeout=10)
+                slowest = max(slowest, time.perf_counter() - sent)
+                await asyncio.sleep(0.01)
+        code, details = await call
         elapsed = time.perf_counter() - started
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
     assert "secrets" in details
     assert elapsed < 5, elapsed
+    assert slowest < 2, f"a health check waited {slowest:.1f}s"
+
+
+async def test_too_many_configs_are_refused() -> None:
+    request = pb.GetTaskRequest(
+        task_category=pb.TaskCategory(name="slow"), resource_meta=dc.Empty().encode(),
+        connection=Connection(configs={f"c{i}": "v" for i in range(5000)}),
+    )
+    async with serve_in_background(fresh_registry()) as daemon:
+        code, details = await raw_call(daemon.address, "GetTask", request.SerializeToString())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "configs" in details, details
 
 
 async def test_oversized_message_is_resource_exhausted() -> None:
