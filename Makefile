@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: install install-flyte serve test lint bench clean
+FUZZ_EXAMPLES ?= 5000
+SOAK_SECONDS ?= 180
+
+.PHONY: install install-flyte serve test lint bench clean fuzz soak
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +43,13 @@ lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH)
+
+fuzz: install  # the daemon fuzz tests with many more examples (FUZZ_EXAMPLES, default 5000)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/test_fuzz_daemon.py -q \
+		-p no:cacheprovider -o timeout=3600
+
+soak: install  # drive a real daemon for SOAK_SECONDS; prints RSS slope, fds and job files
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,11 @@ class DiscoveryConfig:
     plugins: Optional[tuple[str, ...]] = None
 
 
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+# 16 MiB: real task templates are kilobytes, and Flyte offloads literals above 10 MB by
+# default, so inline inputs stay under it; a request costs a few times its size in RSS.
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# Requests of at least 1 MiB share this many bytes in flight (None: 4 x the message size).
+INFLIGHT_MESSAGES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +35,8 @@ class ServerConfig:
     rotating) hold the key that signs resource meta; without one, a key generated once in
     `state_dir` (default: `connector_cli.signing.default_state_dir()`) is used. `timeout`
     (seconds) shuts the daemon down by itself after that long, as the Flyte SDK server's
-    `--timeout` does (for tests).
+    `--timeout` does (for tests). `max_message_size` bounds one gRPC message;
+    `max_inflight_bytes` bounds what large requests hold together (see `inflight_budget`).
     """
 
     host: str = "::"
@@ -47,6 +52,7 @@ class ServerConfig:
     previous_meta_key_file: Optional[str] = None
     state_dir: Optional[str] = None
     timeout: Optional[float] = None
+    max_inflight_bytes: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -55,8 +61,17 @@ class ServerConfig:
             raise UsageError(f"grace_period must not be negative, got {self.grace_period}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise UsageError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < 1:
+            raise UsageError("max_inflight_bytes must be positive")
         if self.tls_client_ca and not self.tls_cert:
             raise UsageError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key as well")
+
+    @property
+    def inflight_budget(self) -> int:
+        """Bytes that large requests (1 MiB or more) may hold at once."""
+        if self.max_inflight_bytes is not None:
+            return self.max_inflight_bytes
+        return INFLIGHT_MESSAGES * self.max_message_size
 
     @property
     def tls(self) -> bool:

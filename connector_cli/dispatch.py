@@ -25,6 +25,7 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import LiteralError, UsageError
+from connector_cli.masking import activate, check_configs, current, mask_resource
 from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, implements
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta
@@ -126,6 +127,9 @@ class Dispatcher:
         )
         response = pb.GetTaskResponse()
         fill_resource(response.resource, resource, f"{connector.name}.get")
+        masker = current() if scope.secrets else None
+        if masker is not None:
+            mask_resource(response.resource, masker)
         return response
 
     async def delete(self, request: pb.DeleteTaskRequest, scope: Scope) -> pb.DeleteTaskResponse:
@@ -196,13 +200,18 @@ def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Map
     """A request's connection as keyword arguments, and its secrets (for masking).
 
     A key that is both a secret and a config, or that would replace one of the method's
-    own arguments, is INVALID_ARGUMENT naming the key (never the value).
+    own arguments, is INVALID_ARGUMENT naming the key (never the value); so are more
+    secrets than `connector_cli.masking` bounds. Secrets become the current task's mask.
     """
     if not request.HasField("connection"):
         return {}, _NO_SECRETS
     conn = request.connection
     if not conn.secrets and not conn.configs:
         return {}, _NO_SECRETS
+    if conn.secrets:
+        activate(conn.secrets)
+    if conn.configs:
+        check_configs(conn.configs)
     kwargs = Connection(secrets=conn.secrets, configs=conn.configs).kwargs()
     taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
     if taken:

@@ -42,7 +42,8 @@ DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place t
 @option("--tls-client-ca", metavar="FILE", default=None,
         help="CA (PEM) that client certificates must be signed by: mutual TLS.")
 @option("--max-message-size", type=click.IntRange(min=1024), default=DEFAULTS.max_message_size,
-        show_default=True, help="Largest gRPC message accepted or sent, in bytes.")
+        show_default=True, help="Largest gRPC message accepted or sent, in bytes; larger "
+        "requests get RESOURCE_EXHAUSTED.")
 @option("--meta-key-file", metavar="FILE", default=None,
         help="Key (at least 32 bytes) that signs the resource_meta of connectors holding "
         "host-local state; every replica that may get a job's calls needs the same one. "
@@ -52,6 +53,9 @@ DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place t
 @option("--state-dir", metavar="DIR", default=None,
         help="The daemon's own state (its generated meta key). "
         "Default: $XDG_STATE_HOME/flyte-connector or ~/.local/state/flyte-connector.")
+@option("--max-inflight-bytes", type=click.IntRange(min=1024), default=None,
+        help="Bytes that requests of 1 MiB or more may hold at once; beyond it they get "
+        "RESOURCE_EXHAUSTED (retry). Default: 4 x --max-message-size.")
 @option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="info",
         show_default=True, help="Least severe log level printed.")
 @option("--log-format", type=click.Choice(("text", "json")), default="text", show_default=True,
@@ -66,9 +70,9 @@ def serve_command(
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
     tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
     meta_key_file: Optional[str], previous_meta_key_file: Optional[str],
-    state_dir: Optional[str], log_level: str, log_format: str, strict: bool,
-    prometheus_port: Optional[int],
-    worker: Optional[int], timeout: Optional[int],
+    state_dir: Optional[str], max_inflight_bytes: Optional[int], log_level: str,
+    log_format: str, strict: bool, prometheus_port: Optional[int], worker: Optional[int],
+    timeout: Optional[int],
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
@@ -94,6 +98,7 @@ def serve_command(
         meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
         state_dir=state_dir,
         timeout=float(timeout) if timeout is not None else None,
+        max_inflight_bytes=max_inflight_bytes,
     )
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)

@@ -7,12 +7,13 @@ progress (cli.test_view) and exits with the run's status code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import click
 
@@ -86,7 +87,8 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
         observer = make_observer(opts["as_json"], opts["progress"], masker)
         target = _target(opts)
         observer.starting(loaded, request, target.description)
-        result = _execute(target, request, options, observer)
+        with _masked_warnings():
+            result = _execute(target, request, options, observer)
         observer.target = target.description
         observer.finished(result, request, loaded)
         if temporary is not None and any(Path(temporary).iterdir()):
@@ -105,11 +107,33 @@ def _exit(ctx: click.Context, result: Any, masker: Any) -> None:
     debug = bool(ctx.meta.get("debug"))
     if result.error:
         if debug and result.exception is not None:
-            traceback.print_exception(result.exception, file=sys.stderr)
+            sys.stderr.write(masker.text("".join(traceback.format_exception(result.exception))))
         hint = _hint(result.exception, debug or result.status == "invalid_input")
         raise CLIError(masker.text(result.error) + hint, result.exit_code)
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)
+
+
+@contextlib.contextmanager
+def _masked_warnings() -> Iterator[None]:
+    """Warnings on stderr as Python's last-resort handler prints them, but with the run's
+    secrets masked (connector code logs what it likes). Left alone when logging is set up."""
+    import logging
+
+    from connector_cli.masking import MaskingFilter
+
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(MaskingFilter())
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def _hint(exc: Optional[BaseException], quiet: bool) -> str:

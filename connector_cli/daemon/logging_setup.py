@@ -1,4 +1,8 @@
-"""Daemon logging: one handler on stderr, as text lines or as one JSON object per line."""
+"""Daemon logging: one handler on stderr, as text lines or as one JSON object per line.
+
+The handler masks the secrets of the request being served in every record, whichever
+logger (the framework's, a connector's, a library's) produced it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import logging
 import sys
 import time
 from typing import Optional, TextIO
+
+from connector_cli.masking import MaskingFilter
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -23,7 +29,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            data["exception"] = record.exc_text
+        elif record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)
 
@@ -36,6 +44,7 @@ def configure_logging(
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(MaskingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
+from connector_cli.daemon.requests import RequestGate, add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
 _server_ids = itertools.count(1)
 _METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables metrics"
 
@@ -156,6 +158,7 @@ class ConnectorServer:
         self._metrics: Any = None
         self._health: Any = None
         self._services: tuple[TaskService, MetadataService] | None = None
+        self.gate: Optional[RequestGate] = None
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
 
@@ -183,7 +186,8 @@ class ConnectorServer:
         tasks = TaskService(self.registry, self._executor, self._metrics, signer)
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
-        self._health = _add_services(server, tasks, metadata)
+        self.gate = RequestGate(config.inflight_budget)
+        self._health = _add_services(server, tasks, metadata, self.gate)
         try:
             if config.metrics_port:
                 check_free(config.host, config.metrics_port, "serve metrics on", _METRICS_CHOICE)
@@ -271,6 +275,7 @@ class ConnectorServer:
         if pending:
             logger.info("draining %s (up to %gs)", plural(pending, "in-flight request"), grace)
         await self._server.stop(grace)
+        await self._finish_deletes()
         await self._cancel_leftovers()
         cancelled = self._cancelled() - cancelled
         if cancelled:
@@ -279,6 +284,19 @@ class ConnectorServer:
         self._close_pools()
         self._stopped.set()
         logger.info("flyte-connector on %s stopped", self.address)
+
+    async def _finish_deletes(self) -> None:
+        """Give deletes accepted before the shutdown up to `DELETE_DRAIN` more seconds:
+        a job's kill grace may be longer than the daemon's, and an abandoned delete would
+        leave the job's processes running after the daemon exits."""
+        deletes = list(self._services[0].deletes) if self._services else []
+        if not deletes:
+            return
+        logger.info("waiting up to %gs for %d accepted deletes", DELETE_DRAIN, len(deletes))
+        _, pending = await asyncio.wait(deletes, timeout=DELETE_DRAIN)
+        if pending:
+            logger.warning("%d deletes did not finish within %gs more", len(pending),
+                           DELETE_DRAIN)
 
     async def _cancel_leftovers(self) -> None:
         """Cancel handlers still running after `server.stop(grace)`: grpc ends their RPCs
@@ -361,20 +379,23 @@ def _serving() -> int:
 
 
 def _add_services(
-    server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService
+    server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService, gate: RequestGate
 ) -> Any:
-    """Register connector services, health and reflection; returns the health servicer."""
-    from flyteidl2.connector.service_pb2_grpc import (
-        add_AsyncConnectorServiceServicer_to_server,
-        add_ConnectorMetadataServiceServicer_to_server,
-    )
-    from grpc_health.v1 import health, health_pb2_grpc
+    """Register connector services, health and reflection; returns the health servicer.
+
+    The connector and health services take raw bytes and parse them through `gate`, so a
+    garbage body is INVALID_ARGUMENT (grpc's own deserializer would make it UNKNOWN)."""
+    from flyteidl2.connector import service_pb2
+    from grpc_health.v1 import health_pb2
     from grpc_reflection.v1alpha import reflection
 
-    add_AsyncConnectorServiceServicer_to_server(tasks, server)
-    add_ConnectorMetadataServiceServicer_to_server(metadata, server)
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    from connector_cli.daemon.health import DrainingHealth
+
+    services = service_pb2.DESCRIPTOR.services_by_name
+    add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
+    add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
+    servicer = DrainingHealth()
+    add_raw_service(server, health_pb2.DESCRIPTOR.services_by_name["Health"], servicer, gate)
     names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     return servicer

@@ -24,6 +24,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 
 from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, bounded
+from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.secrets import SecretMasker
 from connector_cli.signing import MetaSigner
@@ -137,18 +138,38 @@ class _Call:
             await self._abort(exc, status, detail)
 
     async def _abort(self, exc: Exception, code: grpc.StatusCode, detail: str) -> None:
-        """Log (INTERNAL with the masked traceback) and end the RPC with `code`."""
+        """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
         secrets = self.scope.secrets
-        mask = SecretMasker(secrets.values()).text if secrets else str
+        masker = (current() or SecretMasker(secrets.values())) if secrets else None
+        mask = masker.text if masker is not None else str
         detail = mask(detail)
         if len(detail) > MAX_DETAIL:
             detail = detail[: MAX_DETAIL - 3] + "..."
         if code is grpc.StatusCode.INTERNAL:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error("%s\n%s", detail, mask(text).rstrip())
+            logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
         elif logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s: %s", self.operation, code.name, detail)
         await self.context.abort(code, detail)
+
+
+def _forget_delete(deletes: set[asyncio.Future[Any]]) -> Any:
+    def done(work: asyncio.Future[Any]) -> None:
+        deletes.discard(work)
+        if not work.cancelled():
+            work.exception()  # retrieved: the RPC may have ended before the delete did
+
+    return done
+
+
+def _clip_lines(text: str, width: int = 500, lines: int = 60) -> str:
+    """A traceback bounded in size: a hostile meta must not fill the log with its bytes."""
+    if len(text) <= width * 4:
+        return text
+    kept = [line if len(line) <= width else line[:width] + "..." for line in text.splitlines()]
+    if len(kept) > lines:
+        kept = kept[:10] + [f"... {len(kept) - lines} lines left out ..."] + kept[10 - lines:]
+    return "\n".join(kept)
 
 
 class TaskService(_Base, AsyncConnectorServiceServicer):
@@ -161,6 +182,7 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         super().__init__(registry, executor, metrics)
         self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs,
                                    signer=signer)
+        self.deletes: set[asyncio.Future[Any]] = set()
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "create", request.template.type) as call:
@@ -173,8 +195,13 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:
+        """Runs the delete as its own task, shielded: a shutdown that ends the RPC lets an
+        accepted delete finish (the server waits for `deletes`) instead of abandoning it."""
         async with _Call(self, context, "delete", request.task_category.name) as call:
-            response = await self.dispatch.delete(request, call.scope)
+            work = asyncio.ensure_future(self.dispatch.delete(request, call.scope))
+            self.deletes.add(work)
+            work.add_done_callback(_forget_delete(self.deletes))
+            response = await asyncio.shield(work)
         return response
 
     async def GetTaskMetrics(self, request: pb.GetTaskMetricsRequest, context: Any) -> Any:

@@ -185,6 +185,8 @@ def _proto_json(data: bytes, strict: bool = False) -> Message:
         if strict:
             raise _SyntaxError(json_error(exc)) from None
         raise _NotThisForm(f"not JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise UsageError("JSON nested too deeply") from None
     return _from_dict(value)
 
 
@@ -192,7 +194,7 @@ def _yaml(data: bytes, strict: bool = False) -> Message:
     import yaml
 
     try:
-        value = yaml.safe_load(_text(data))
+        value = safe_load_bounded(_text(data))
     except yaml.YAMLError as exc:
         if strict:
             raise _SyntaxError(yaml_error(exc)) from None
@@ -215,6 +217,54 @@ def yaml_error(exc: Exception) -> str:
     text = problem or str(exc).splitlines()[0]
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
     return f"YAML: {text}{where}"
+
+
+MAX_YAML_VALUES = 1_000_000
+
+
+def safe_load_bounded(text: str) -> Any:
+    """`yaml.safe_load`, refusing aliases that expand beyond `MAX_YAML_VALUES` values or
+    refer to themselves (a "billion laughs" file grows to gigabytes once converted).
+
+    Raises `UsageError` saying what is wrong and what to do; YAML errors pass through.
+    """
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _expanded_size(node, {}, set())
+        except RecursionError:
+            raise UsageError("YAML nested too deeply; flatten it") from None
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `node` becomes with every alias expanded (memoised per node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise UsageError("a YAML alias refers to itself; write the value out")
+    open_nodes.add(key)
+    size = 1
+    if isinstance(node.value, list):
+        for item in node.value:
+            parts = item if isinstance(item, tuple) else (item,)
+            size += sum(_expanded_size(part, sizes, open_nodes) for part in parts)
+            if size > MAX_YAML_VALUES:
+                raise UsageError(
+                    f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values (an alias "
+                    "bomb?); write the values out or use fewer aliases"
+                )
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
 
 
 def _from_dict(value: Any) -> Message:
@@ -278,13 +328,17 @@ def _inputs_file(file: Path) -> dict[str, Any]:
         raise UsageError(f"cannot read inputs file {str(file)!r}: {reason}") from None
     try:
         if file.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = safe_load_bounded(text)
         else:
             data = json.loads(text)
+    except UsageError as exc:
+        raise UsageError(f"inputs file {str(file)!r}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"inputs file {str(file)!r} is not valid {json_error(exc)}") from None
+    except RecursionError:
+        raise UsageError(
+            f"inputs file {str(file)!r} is not valid JSON: nested too deeply"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - yaml.YAMLError; yaml is imported only for YAML
         raise UsageError(f"inputs file {str(file)!r} is not valid {yaml_error(exc)}") from None
     if data is None:

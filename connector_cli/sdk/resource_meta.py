@@ -36,7 +36,9 @@ class ResourceMeta:
     """Base class for a connector's job metadata; subclass it as a `@dataclass`.
 
     Fields may be str, int, float, bool, None, datetime, Enum, nested dataclasses, and
-    lists, tuples, dicts (str keys) and Optionals of those.
+    lists, tuples, dicts (str keys) and Optionals of those. A `__post_init__` that raises
+    ValueError or TypeError refuses decoded bytes (the daemon answers INVALID_ARGUMENT),
+    which is where a connector checks the invariants of a meta a caller may have forged.
     """
 
     def encode(self) -> bytes:
@@ -52,18 +54,43 @@ class ResourceMeta:
         decoder = _DECODERS.get(cls) or _compile_class(cls)
         try:
             value = json.loads(data)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ResourceMetaError(
                 f"resource_meta is not {cls.__name__} data: not valid JSON ({_reason(exc)})"
             ) from None
         try:
             return decoder(value, "")  # type: ignore[no-any-return]
+        except (TypeError, ValueError) as exc:
+            raise ResourceMetaError(
+                f"resource_meta is not valid {cls.__name__} data: {_clip(str(exc))}"
+            ) from None
         except _Mismatch as exc:
-            where = f"field '{exc.path}'" if exc.path else "top level"
+            where = f"field '{_clip(exc.path, 80)}'" if exc.path else "top level"
             raise ResourceMetaError(
                 f"resource_meta does not match {cls.__name__}: {where}: expected {exc.expected}, "
                 f"got {_describe(exc.got)}"
             ) from None
+
+
+PATH_MAX, NAME_MAX = 4096, 255
+
+
+def check_meta_path(value: str, field: str, absolute: bool = True) -> None:
+    """Refuse a path no job of ours would have in its meta; call it from `__post_init__`.
+
+    NUL bytes, more than PATH_MAX bytes or a component over NAME_MAX, a `..` component,
+    or (when `absolute`) a relative path raise ValueError naming `field`, never echoing
+    the whole value: metas come back from callers, who may have forged them.
+    """
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL byte")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX or any(len(part) > NAME_MAX for part in value.split("/")):
+        raise ValueError(f"{field} is longer than a path can be ({size} bytes)")
+    if absolute and not value.startswith("/"):
+        raise ValueError(f"{field} must be an absolute path, got {_clip(value, 60)!r}")
+    if ".." in value.split("/"):
+        raise ValueError(f"{field} must not contain '..'")
 
 
 def check_meta_class(cls: Any) -> None:
@@ -80,7 +107,15 @@ def check_meta_class(cls: Any) -> None:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at byte {exc.pos}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
     return type(exc).__name__
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """One line of at most `limit` characters: metas come from callers, maybe hostile."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _describe(value: Any) -> str:

@@ -175,17 +175,26 @@ def _env_name(secret_name: str) -> str:
 class SecretMasker:
     """Replaces secret values in text (and nested JSON data) with a mask before printing.
 
-    Values shorter than `MIN_MASKED_LENGTH` are not searched for, so a secret like "1"
-    does not mask every digit; longer values are replaced wherever they appear.
+    Each value is searched for as written and in its common escaped forms (Python `repr`,
+    JSON, `unicode_escape`), so a secret with a quote, backslash or newline is masked in a
+    traceback or JSON log too. Values shorter than `MIN_MASKED_LENGTH` are not searched
+    for, so a secret like "1" does not mask every digit. Masking is plain substring
+    replacement (no regex to compile), longest first; callers bound how many values come in.
     """
 
     def __init__(self, values: Iterable[str]) -> None:
-        kept = sorted({v for v in values if len(v) >= MIN_MASKED_LENGTH}, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, kept))) if kept else None
+        forms = {form for v in values if len(v) >= MIN_MASKED_LENGTH for form in _forms(v)}
+        self._needles = sorted(forms, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
 
     def text(self, value: str) -> str:
         """`value` with every secret replaced by the mask."""
-        return self._pattern.sub(MASK, value) if self._pattern else value
+        for needle in self._needles:
+            if needle in value:
+                value = value.replace(needle, MASK)
+        return value
 
     def data(self, value: Any) -> Any:
         """JSON-like data with every string (and key) masked."""
@@ -196,3 +205,15 @@ class SecretMasker:
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value
+
+
+def _forms(value: str) -> set[str]:
+    """`value` and how it looks inside a repr, a JSON string or an escaped log line."""
+    escaped = value.encode("unicode_escape").decode("ascii")
+    forms = {
+        value, escaped, repr(value)[1:-1],
+        escaped.replace("'", "\\'"), escaped.replace('"', '\\"'),
+        json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(repr(value)[1:-1])[1:-1],
+    }
+    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}

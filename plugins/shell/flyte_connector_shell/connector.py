@@ -25,6 +25,7 @@ from typing import Any, AsyncIterator, Optional
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
 from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
+from connector_cli.sdk.resource_meta import check_meta_path
 from flyte_connector_shell import jobdir, logs, procfs, wrapper
 from flyte_connector_shell.spec import ShellSpec, command_env, parse_custom, render_argv
 
@@ -48,6 +49,12 @@ class ShellMeta(ResourceMeta):
     exit_code_output: bool = True
     grace: float = 1.0
     nonce: str = ""
+
+    def __post_init__(self) -> None:
+        """Refuse job paths no job of ours has (the daemon answers INVALID_ARGUMENT)."""
+        check_meta_path(self.job_dir, "job_dir")
+        for name, relative in self.outputs.items():
+            check_meta_path(relative, f"output {name[:40]!r}", absolute=False)
 
     @property
     def path(self) -> Path:
@@ -182,7 +189,7 @@ class ShellConnector(AsyncConnector):
             pid=pid,
             start_ticks=stat.start_ticks,
             boot_id=procfs.boot_id(),
-            job_dir=str(job_dir),
+            job_dir=str(job_dir.absolute()),
             outputs=dict(spec.outputs),
             exit_code_output=exit_code_output,
             grace=spec.grace,

@@ -22,7 +22,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import ConnectorError
 from connector_cli.sdk.connector import AsyncConnector, Resource
-from connector_cli.sdk.resource_meta import ResourceMeta
+from connector_cli.sdk.resource_meta import ResourceMeta, check_meta_path
 from flyte_connector_sql import cleanup, jobfiles, process
 from flyte_connector_sql.spec import (
     POSTGRESQL,
@@ -57,6 +57,10 @@ class SQLMeta(ResourceMeta):
     start_ticks: int
     dsn: str = ""
     backend_pid: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        """Refuse job paths no job of ours has (the daemon answers INVALID_ARGUMENT)."""
+        check_meta_path(self.job_dir, "job_dir")
 
 
 class SQLConnector(AsyncConnector):
@@ -94,7 +98,7 @@ class SQLConnector(AsyncConnector):
         backend_pid = handshake.get("backend_pid")
         log.debug("SQL job %s: worker %d, backend %s", job_id, pid, backend_pid)
         return SQLMeta(
-            job_id=job_id, job_dir=str(job_dir), job_uri=job_uri, engine=spec.engine,
+            job_id=job_id, job_dir=str(job_dir.absolute()), job_uri=job_uri, engine=spec.engine,
             format=spec.format, pid=pid, start_ticks=ticks,
             dsn=spec.target if spec.engine == POSTGRESQL else "",
             backend_pid=backend_pid if isinstance(backend_pid, int) else None,

@@ -1,0 +1,237 @@
+"""Request bodies as the daemon receives them: parsed here, bounded here.
+
+grpc's own deserialization turns a corrupt body into UNKNOWN and logs a traceback per
+request. Registering the services with identity deserializers lets the daemon parse the
+bytes itself: garbage (corrupt wire data, messages nested past protobuf's depth limit) is
+INVALID_ARGUMENT with a short message and one rate-limited log line that never repeats the
+body. Requests of `LARGE_REQUEST` bytes or more share a budget of bytes in flight (parsing
+and serving one costs a few times its size in memory); beyond it a request is
+RESOURCE_EXHAUSTED at once, and memory is given back to the OS after a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import gc
+import inspect
+import logging
+import os
+import time
+from typing import Any, AsyncIterator, Callable, Optional
+
+import grpc
+
+logger = logging.getLogger(__name__)
+
+LARGE_REQUEST = 1 << 20
+TRIM_DELAYS = (0.5, 3.0)  # again later: grpc lets go of some buffers only after a while
+_REASONS = (
+    ("MaxDepth", "nested too deeply"),
+    ("corrupt", "corrupt wire data"),
+    ("UTF-8", "a string field is not UTF-8"),
+)
+
+
+class BadRequestLog:
+    """Logs bad requests at most `burst` times per `period` seconds, then counts them."""
+
+    def __init__(self, burst: int = 5, period: float = 10.0) -> None:
+        self.burst, self.period = burst, period
+        self.window_start = 0.0
+        self.logged = self.suppressed = 0
+
+    def __call__(self, method: str, size: int, reason: str) -> None:
+        now = time.monotonic()
+        if now - self.window_start >= self.period:
+            if self.suppressed:
+                logger.warning("%d more bad requests in the last %gs were not logged",
+                               self.suppressed, self.period)
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+        if self.logged >= self.burst:
+            self.suppressed += 1
+            return
+        self.logged += 1
+        logger.warning("refused a bad %s request (%d bytes): %s", method, size, reason[:200])
+
+
+class InFlightBytes:
+    """The byte budget large requests share; memory is trimmed when the last one ends."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.trims = 0
+        self._trimming: Optional[asyncio.Future[None]] = None
+
+    def acquire(self, size: int) -> bool:
+        """Take `size` bytes of the budget; False when that would exceed it (one request
+        alone is always let through: the message size limit bounds it)."""
+        if self.used and self.used + size > self.budget:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        """Give `size` bytes back; shortly after the last large request (once grpc has
+        dropped its buffers and the response is sent), return memory to the OS."""
+        self.used -= size
+        if self.used == 0:
+            loop = asyncio.get_running_loop()
+            for delay in TRIM_DELAYS:
+                loop.call_later(delay, self._start_trim)
+
+    def _start_trim(self) -> None:
+        if self.used or (self._trimming is not None and not self._trimming.done()):
+            return
+        self._trimming = asyncio.get_running_loop().run_in_executor(None, self._trim)
+
+    def _trim(self) -> None:
+        before = rss_mib()
+        release_memory()
+        self.trims += 1
+        logger.debug("after large requests: RSS %.1f -> %.1f MiB", before, rss_mib())
+
+
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's `malloc_trim`, or None on other C libraries."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def rss_mib() -> float:
+    """This process's resident memory in MiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * _PAGE / (1 << 20)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them)."""
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.detail = code, detail
+
+
+class RequestGate:
+    """Parses request bodies and applies the byte budget; shared by every raw handler."""
+
+    def __init__(self, budget: int, bad_log: Optional[BadRequestLog] = None) -> None:
+        self.inflight = InFlightBytes(budget)
+        self.bad_log = bad_log or BadRequestLog()
+        self.refused = 0
+
+    def parse(self, cls: Any, data: bytes, method: str) -> Any:
+        """The request message, or `_Refused` INVALID_ARGUMENT for undecodable bytes."""
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, RecursionError: any garbage
+            text = str(exc)
+            reason = next((r for key, r in _REASONS if key in text), "cannot be parsed")
+            self.refused += 1
+            self.bad_log(method, len(data), reason)
+            raise _Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request body is not a valid {cls.DESCRIPTOR.name}: {reason}",
+            ) from None
+
+    def admit(self, size: int, method: str) -> bool:
+        """True when a large request took its share of the budget (release it later)."""
+        if size < LARGE_REQUEST:
+            return False
+        if not self.inflight.acquire(size):
+            self.refused += 1
+            self.bad_log(method, size, "over the in-flight byte budget")
+            raise _Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the daemon is busy with other large requests ({size} bytes here, "
+                f"{self.inflight.used} of {self.inflight.budget} in flight); retry later",
+            )
+        return True
+
+
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()  # type: ignore[no-any-return]
+
+
+async def _open(gate: RequestGate, cls: Any, method: str, data: bytes,
+                context: Any) -> tuple[Any, int]:
+    """Admit and parse a body: (request, bytes held); a refusal aborts the RPC with its
+    status, giving back any budget it took."""
+    held = 0
+    try:
+        held = len(data) if gate.admit(len(data), method) else 0
+        return gate.parse(cls, data, method), held
+    except _Refused as refused:
+        if held:
+            gate.inflight.release(held)
+        await context.abort(refused.code, refused.detail)
+        raise  # not reached: abort raises
+
+
+def _unary(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
+    async def handle(data: bytes, context: Any) -> Any:
+        request, held = await _open(gate, cls, method, data, context)
+        try:
+            return await handler(request, context)
+        finally:
+            if held:
+                gate.inflight.release(held)
+
+    return handle
+
+
+def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
+    if not inspect.isasyncgenfunction(handler):  # streams with context.write (health Watch)
+        return _unary(gate, cls, method, handler)
+
+    async def handle(data: bytes, context: Any) -> AsyncIterator[Any]:
+        request, held = await _open(gate, cls, method, data, context)
+        try:
+            async for item in handler(request, context):
+                yield item
+        finally:
+            if held:
+                gate.inflight.release(held)
+
+    return handle
+
+
+def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate) -> None:
+    """Register `servicer`'s methods for the service descriptor `service`, taking raw bytes."""
+    from google.protobuf import message_factory
+
+    handlers = {}
+    for method in service.methods:
+        cls = message_factory.GetMessageClass(method.input_type)
+        impl = getattr(servicer, method.name)
+        if method.client_streaming:
+            raise ValueError(f"{service.full_name}.{method.name} streams requests")
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _stream(gate, cls, method.name, impl), response_serializer=_serialize)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(gate, cls, method.name, impl), response_serializer=_serialize)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
