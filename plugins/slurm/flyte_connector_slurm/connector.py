@@ -108,9 +108,7 @@ def _output_kinds(template: Any, spec: SlurmSpec) -> tuple[dict[str, str], bool]
 
 
 async def _sbatch(transport: Transport, root: str, spec: SlurmSpec, text: str) -> int:
-    mkdir = await transport.run(["mkdir", "-p", "--", root])
-    if mkdir.returncode:
-        raise SlurmUnavailable(f"cannot create the job root {root}: {mkdir.error_line()}")
+    await transport.makedirs(root)
     argv = ["sbatch", "--parsable", "--export=NONE", f"--chdir={root}",
             f"--output={root}/%j.out", f"--error={root}/%j.err", *spec.options]
     done = await transport.run(argv, stdin=text)

@@ -12,6 +12,7 @@ import abc
 import asyncio
 import dataclasses
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -32,9 +33,14 @@ class Completed:
     stderr: str
 
     def error_line(self) -> str:
-        """The command's last stderr line (Slurm puts the real reason there)."""
-        lines = [line for line in self.stderr.strip().splitlines() if line.strip()]
-        return lines[-1].strip() if lines else f"exit status {self.returncode}"
+        """The command's stderr on one line, without the 'sbatch: error:' prefixes."""
+        lines = []
+        for line in self.stderr.strip().splitlines():
+            text = re.sub(r"^\w+: (error|fatal): ", "", line.strip()).strip()
+            if text and text not in lines:
+                lines.append(text)
+        joined = "; ".join(lines) or f"exit status {self.returncode}"
+        return joined if len(joined) <= 300 else joined[:297] + "..."
 
 
 class Transport(abc.ABC):
@@ -54,6 +60,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def size(self, path: str) -> Optional[int]:
         """The size of `path` in bytes, or None when it does not exist."""
+
+    @abc.abstractmethod
+    async def makedirs(self, path: str) -> None:
+        """Create a directory and its parents (an existing one is fine)."""
 
     @abc.abstractmethod
     async def home(self) -> str:
@@ -105,6 +115,12 @@ class LocalTransport(Transport):
             return os.stat(path).st_size
         except FileNotFoundError:
             return None
+
+    async def makedirs(self, path: str) -> None:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise SlurmUnavailable(f"cannot create {path}: {exc.strerror}") from None
 
     async def home(self) -> str:
         return str(Path.home())
@@ -195,6 +211,14 @@ class SshTransport(Transport):
         except asyncssh.SFTPNoSuchFile:
             return None
         return int(attrs.size or 0)
+
+    async def makedirs(self, path: str) -> None:
+        import asyncssh
+
+        try:
+            await (await self._sftp_client()).makedirs(path, exist_ok=True)
+        except asyncssh.SFTPError as exc:
+            raise SlurmUnavailable(f"cannot create {path} on {self.host}: {exc.reason}") from None
 
     async def home(self) -> str:
         return str(await (await self._sftp_client()).realpath("."))
