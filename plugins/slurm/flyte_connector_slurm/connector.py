@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
@@ -70,9 +71,9 @@ def _credentials(config: SlurmConfig, connection: dict[str, Any]) -> SshCredenti
     key, known = connection.get(KEY_SECRET), connection.get(KNOWN_HOSTS_SECRET)
     try:
         if not key and config.ssh_key_file:
-            key = open(config.ssh_key_file).read()
+            key = Path(config.ssh_key_file).read_text()
         if not known and config.ssh_known_hosts_file:
-            known = open(config.ssh_known_hosts_file).read()
+            known = Path(config.ssh_known_hosts_file).read_text()
     except OSError as exc:
         raise SlurmUnavailable(f"cannot read the daemon's SSH key or known hosts file: "
                                f"{exc.strerror}") from None
