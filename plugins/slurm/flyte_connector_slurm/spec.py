@@ -18,7 +18,7 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 MEMORY = re.compile(r"^[0-9]+[KMGT]?$")
 TIME = re.compile(r"^([0-9]+-)?[0-9]+(:[0-9]+){0,2}$")
 HOST = re.compile(r"^[A-Za-z0-9_.\-:\[\]]{1,253}$")
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+/@\-\[\]]{1,256}$")
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:=+/@&|*!()\-\[\]]{1,256}$")
 FIELDS = {
     "script", "partition", "time_limit", "cpus", "memory", "gpus", "nodes", "account", "qos",
     "job_name", "sbatch_flags", "outputs", "transport", "ssh",
@@ -124,7 +124,7 @@ def _extra_flags(flags: Any) -> list[str]:
             text = _number_text(value)
             if not isinstance(text, str) or not SAFE_VALUE.match(text) or text.startswith("-"):
                 raise fail(f"sbatch_flags.{name} must be a plain value (letters, digits, "
-                           f"_.,:=+/@-[]), got {value!r}")
+                           f"_.,:=+/@&|*!()-[]), got {value!r}")
             options.append(f"--{name}={text}")
         else:
             allowed = ", ".join(sorted(VALUE_FLAGS | SWITCH_FLAGS))
