@@ -20,7 +20,7 @@ install: $(STAMP)
 serve: install  # the daemon with every bundled plugin, in the foreground; SERVE_ARGS adds options
 	exec $(BIN)/flyte-connector serve --port 8000 --metrics-port 9090 $(SERVE_ARGS)
 
-test: install postgres
+test: install postgres slurm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
@@ -40,3 +40,13 @@ postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } || \
 		{ echo "warning: could not install PostgreSQL; its tests will be skipped" >&2; test "$$CI" != true; }
+
+# The Slurm plugin's tests start a throwaway single-node Slurm (slurmctld, slurmd, munged)
+# and an sshd as its login node: install Debian's packages when a daemon is missing.
+.PHONY: slurm
+slurm:
+	@{ export PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmctld && command -v slurmd && \
+		command -v sbatch && command -v munged && command -v sshd; } >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			slurm-wlm munge openssh-server; } || \
+		{ echo "warning: could not install Slurm; its tests will be skipped" >&2; test "$$CI" != true; }

@@ -21,8 +21,14 @@ from flyte_connector_slurm import jobfiles, metrics, script
 from flyte_connector_slurm.config import SlurmConfig, load_config
 from flyte_connector_slurm.jobfiles import JobPaths
 from flyte_connector_slurm.spec import SlurmSpec, SshTarget, fail, parse_custom
-from flyte_connector_slurm.states import SACCT_FORMAT, JobState, describe, from_sacct
-from flyte_connector_slurm.states import from_scontrol, phase_of
+from flyte_connector_slurm.states import (
+    SACCT_FORMAT,
+    JobState,
+    describe,
+    from_sacct,
+    from_scontrol,
+    phase_of,
+)
 from flyte_connector_slurm.transport import (
     LocalTransport,
     SlurmUnavailable,

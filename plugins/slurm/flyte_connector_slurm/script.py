@@ -71,7 +71,8 @@ def env_name(input_name: str) -> str:
 
 def input_exports(inputs: Mapping[str, Any]) -> list[str]:
     """One `export NAME='value'` line per input; NUL bytes and oversized values refused."""
-    lines, seen = [], {}
+    lines: list[str] = []
+    seen: dict[str, str] = {}
     for name in sorted(inputs):
         key = env_name(name)
         if key in seen:

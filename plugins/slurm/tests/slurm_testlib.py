@@ -48,7 +48,7 @@ class Jobs:
         self.connector = connector or SlurmConnector()
         self.started: list[SlurmMeta] = []
 
-    async def create(self, custom: dict[str, Any], inputs: Optional[dict[str, Any]] = None,
+    async def create(self, custom: dict[str, Any], *, inputs: Optional[dict[str, Any]] = None,
                      outputs: Optional[dict[str, str]] = None, **kwargs: Any) -> SlurmMeta:
         template = make_template(custom, outputs,
                                  {k: "str" for k in inputs or {}} if inputs else None)
@@ -59,7 +59,7 @@ class Jobs:
     async def get(self, meta: SlurmMeta, **kwargs: Any) -> Resource:
         return await call_method(self.connector, "get", meta, **kwargs)
 
-    async def finish(self, meta: SlurmMeta, timeout: float = 60.0, **kwargs: Any) -> Resource:
+    async def finish(self, meta: SlurmMeta, *, timeout: float = 60.0, **kwargs: Any) -> Resource:
         """Poll `get` until a terminal phase."""
         deadline = time.monotonic() + timeout
         while True:
@@ -69,14 +69,16 @@ class Jobs:
             assert time.monotonic() < deadline, f"job still {resource.phase} after {timeout}s"
             await asyncio.sleep(0.2)
 
-    async def run(self, custom: dict[str, Any], inputs: Optional[dict[str, Any]] = None,
+    async def run(self, custom: dict[str, Any], *, inputs: Optional[dict[str, Any]] = None,
                   outputs: Optional[dict[str, str]] = None, **kwargs: Any) -> Resource:
-        return await self.finish(await self.create(custom, inputs, outputs, **kwargs), **kwargs)
+        meta = await self.create(custom, inputs=inputs, outputs=outputs, **kwargs)
+        return await self.finish(meta, **kwargs)
 
     async def log_lines(self, meta: SlurmMeta, token: str = "",
                         lines: int = 0) -> tuple[list[str], str]:
         """One get_logs page: its line texts and next token ('' when none)."""
-        texts, next_token = [], ""
+        texts: list[str] = []
+        next_token = ""
         async for message in await call_method(self.connector, "get_logs", meta, token=token,
                                                lines=lines):
             if message.HasField("header"):

@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slurm_cluster import SlurmCluster
-
 from connector_cli.testing import serve_in_background
+
+from slurm_cluster import SlurmCluster
 
 SLURM_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES = SLURM_DIR / "examples"
@@ -79,7 +79,8 @@ def test_docs_show_the_real_example_files() -> None:
     shown = []
     for page in (REPO / "docs" / "plugins" / "slurm.md", SLURM_DIR / "README.md"):
         for path, body in EXAMPLE_BLOCK.findall(page.read_text()):
-            assert (REPO / path).read_text() == body, f"{page.name} shows an outdated copy of {path}"
+            assert (REPO / path).read_text() == body, \
+                f"{page.name} shows an outdated copy of {path}"
             shown.append(path)
     assert "plugins/slurm/examples/word_count.yaml" in shown
     assert "plugins/slurm/examples/inputs.json" in shown

@@ -16,13 +16,14 @@ from typing import AsyncIterator
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
 from flyteidl2.task.common_pb2 import Inputs, NamedLiteral
-from slurm_cluster import SlurmCluster
-from slurm_testlib import make_template, squeue_ids, wait_until
 
 from connector_cli.client import ConnectorClient
 from connector_cli.errors import UsageError
 from connector_cli.literals import literal_to_python, python_to_literal
 from flyte_connector_slurm.connector import SlurmMeta
+
+from slurm_cluster import SlurmCluster
+from slurm_testlib import make_template, squeue_ids, wait_until
 
 SLURM = ("slurm", 0)
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
@@ -119,7 +120,8 @@ async def test_jobs_survive_a_daemon_restart(first_daemon: Daemon, tmp_path: Pat
 
 
 def _log_has(client: ConnectorClient, meta: bytes) -> bool:
-    path = Path(os.environ["FLYTE_CONNECTOR_SLURM_JOB_ROOT"]) / f"{SlurmMeta.decode(meta).job_id}.out"
+    job_id = SlurmMeta.decode(meta).job_id
+    path = Path(os.environ["FLYTE_CONNECTOR_SLURM_JOB_ROOT"]) / f"{job_id}.out"
     return path.exists() and path.read_text() == "started\n"
 
 

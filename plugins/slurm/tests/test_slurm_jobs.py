@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
-from slurm_cluster import NODE_CPUS, SlurmCluster
-from slurm_testlib import Jobs, scontrol_knows, squeue_ids, wait_until
 
 from connector_cli.errors import UsageError
 from flyte_connector_slurm.connector import SlurmConnector, SlurmMeta
 from flyte_connector_slurm.transport import SlurmUnavailable
+
+from slurm_cluster import NODE_CPUS, SlurmCluster
+from slurm_testlib import Jobs, squeue_ids, wait_until
 
 NASTY = "$(touch PWNED) `touch PWNED` '; touch PWNED; ' \"$HOME\" \\n\nsecond line"
 
@@ -94,7 +95,8 @@ async def test_a_job_asking_for_more_cpus_than_the_node_has_stays_queued(jobs: J
 
 
 @pytest.mark.parametrize("custom, error", [
-    ({"script": "true", "partition": "nope"}, "sbatch refused the job: invalid partition specified: nope; "),
+    ({"script": "true", "partition": "nope"},
+     "sbatch refused the job: invalid partition specified: nope; "),
     ({"script": "true", "cpus": "two"}, "custom.cpus must be an integer"),
     ({"script": "true", "time_limit": "soon"}, "custom.time_limit must be minutes"),
     ({"script": "true", "sbatch_flags": {"output": "/etc/x"}}, "sbatch flag 'output' is not"),

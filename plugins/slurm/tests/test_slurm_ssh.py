@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from flyteidl2.core.execution_pb2 import TaskExecution
-from slurm_sshd import Sshd
-from slurm_testlib import Jobs, squeue_ids, wait_until
 
 from connector_cli.errors import UsageError
 from flyte_connector_slurm.transport import SlurmUnavailable
+
+from slurm_sshd import Sshd
+from slurm_testlib import Jobs, squeue_ids, wait_until
 
 
 def ssh_custom(sshd: Sshd, **custom: Any) -> dict[str, Any]:
@@ -26,8 +27,8 @@ def secrets(sshd: Sshd) -> dict[str, str]:
 
 async def test_a_job_runs_over_ssh(jobs: Jobs, sshd: Sshd, job_root: Path,
                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    custom = ssh_custom(sshd, script='echo "via ssh: $FLYTE_INPUT_X"; echo 7 > "$FLYTE_OUTPUT_DIR/n"; '
-                        'echo 1 > "$FLYTE_OUTPUT_DIR/f"',
+    custom = ssh_custom(sshd, script='echo "via ssh: $FLYTE_INPUT_X"\n'
+                        'echo 7 > "$FLYTE_OUTPUT_DIR/n"; echo 1 > "$FLYTE_OUTPUT_DIR/f"',
                         outputs={"n": "n", "f": "f"})
     meta = await jobs.create(custom, inputs={"x": "$(id)"}, outputs={"n": "int", "f": "file"},
                              **secrets(sshd))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from flyteidl2.core.execution_pb2 import TaskExecution
+
 from slurm_testlib import Jobs, scontrol_knows, wait_until
 
 
