@@ -1,12 +1,17 @@
 """Fixtures for the Slurm plugin: a session-wide throwaway Slurm cluster, jobs submitted
-early that need a minute of wall time (a time limit, aging out of slurmctld), an sshd."""
+early that need a minute of wall time (a time limit, aging out of slurmctld), an sshd.
+
+The cluster starts right after collection when the run includes its tests (so the
+minute-long jobs overlap the rest of the suite) and stops at the end of the session."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -20,31 +25,88 @@ EXAMPLES = SLURM_DIR / "examples"
 JOB_ROOT_ENV = "FLYTE_CONNECTOR_SLURM_JOB_ROOT"
 
 
-@pytest.fixture(scope="session")
-def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """The cluster; SLURM_CONF and the connector's job root point at it for the session."""
-    reason = missing_reason()
-    if reason:
-        unavailable(reason)
-    root = tmp_path_factory.mktemp("slurm")
-    cluster = start_cluster(root / "cluster")
-    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", JOB_ROOT_ENV)}
-    os.environ["SLURM_CONF"] = str(cluster.conf)
-    os.environ[JOB_ROOT_ENV] = str(root / "jobs")
+class _Session:
+    """The cluster and the early jobs, started once per test session."""
+
+    root: Optional[Path] = None
+    cluster: Optional[SlurmCluster] = None
+    early: Optional[dict[str, Any]] = None
+    error: Optional[str] = None
+    saved: dict[str, Optional[str]] = {}
+
+
+def _start_cluster() -> SlurmCluster:
+    if _Session.cluster is None:
+        root = Path(tempfile.mkdtemp(prefix="flyte-slurm-test-"))
+        _Session.root = root
+        _Session.cluster = start_cluster(root / "cluster")
+        _Session.saved = {key: os.environ.get(key) for key in ("SLURM_CONF", JOB_ROOT_ENV)}
+        os.environ["SLURM_CONF"] = str(_Session.cluster.conf)
+        os.environ[JOB_ROOT_ENV] = str(root / "jobs")
+    return _Session.cluster
+
+
+def _submit_early_jobs() -> dict[str, Any]:
+    """Jobs checked by test_slurm_timeouts.py: one over a one-minute time limit (Slurm's
+    smallest), two short ones that age out of slurmctld (MinJobAge=2) long before their
+    test looks at them. Submitted as early as possible so the wait overlaps other tests."""
+    if _Session.early is None:
+        runner = Jobs()
+
+        async def submit() -> dict[str, Any]:
+            return {
+                "timeout": await runner.create({"script": "echo started; sleep 300",
+                                                "time_limit": 1}),
+                "aged_ok": await runner.create(
+                    {"script": 'printf "%s" "$FLYTE_INPUT_WORD" > "$FLYTE_OUTPUT_DIR/word"',
+                     "outputs": {"word": "word"}},
+                    inputs={"word": "aged"}, outputs={"word": "str", "exit_code": "int"}),
+                "aged_fail": await runner.create({"script": "echo bad >&2; exit 4"}),
+            }
+
+        _Session.early = {"jobs": runner, **asyncio.run(submit())}
+    return _Session.early
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the run includes the cluster tests, start the cluster and the minute-long jobs
+    right after collection, so they run while the rest of the suite does."""
+    wanted = any("early_jobs" in getattr(item, "fixturenames", ()) for item in session.items)
+    if wanted and missing_reason() is None:
+        try:
+            _start_cluster()
+            _submit_early_jobs()
+        except Exception as exc:  # reported by the fixtures, failing only the cluster tests
+            _Session.error = f"{type(exc).__name__}: {exc}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Cancel every job and stop the daemons by pid, whatever happened to the tests."""
+    cluster = _Session.cluster
+    if cluster is None:
+        return
+    _Session.cluster = None
     try:
-        yield cluster
-    finally:
-        subprocess_cancel_all(cluster)
         cluster.stop()
-        for key, value in saved.items():
+    finally:
+        for key, value in _Session.saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if _Session.root is not None:
+            shutil.rmtree(_Session.root, ignore_errors=True)
 
 
-def subprocess_cancel_all(cluster: SlurmCluster) -> None:
-    cluster.run("scancel", "--user=root")
+@pytest.fixture(scope="session")
+def slurm() -> SlurmCluster:
+    """The cluster; SLURM_CONF and the connector's job root point at it for the session."""
+    reason = missing_reason()
+    if reason:
+        unavailable(reason)
+    if _Session.error:
+        pytest.fail(f"the test cluster did not start: {_Session.error}", pytrace=False)
+    return _start_cluster()
 
 
 @pytest.fixture(scope="session")
@@ -54,23 +116,8 @@ def job_root(slurm: SlurmCluster) -> Path:
 
 @pytest.fixture(scope="session")
 def early_jobs(slurm: SlurmCluster) -> dict[str, Any]:
-    """Jobs started at the first cluster test and checked by test_slurm_timeouts.py: one
-    over a one-minute time limit (Slurm's smallest), two short ones that age out of
-    slurmctld (MinJobAge=2) long before their test looks at them."""
-    runner = Jobs()
-
-    async def submit() -> dict[str, Any]:
-        return {
-            "timeout": await runner.create({"script": "echo started; sleep 300",
-                                            "time_limit": 1}),
-            "aged_ok": await runner.create(
-                {"script": 'printf "%s" "$FLYTE_INPUT_WORD" > "$FLYTE_OUTPUT_DIR/word"',
-                 "outputs": {"word": "word"}},
-                inputs={"word": "aged"}, outputs={"word": "str", "exit_code": "int"}),
-            "aged_fail": await runner.create({"script": "echo bad >&2; exit 4"}),
-        }
-
-    return {"jobs": runner, **asyncio.run(submit())}
+    """The early jobs (see `_submit_early_jobs`)."""
+    return _submit_early_jobs()
 
 
 @pytest.fixture

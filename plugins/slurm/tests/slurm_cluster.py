@@ -136,7 +136,15 @@ class SlurmCluster:
         return "\n".join(texts)
 
     def stop(self) -> None:
-        """SIGTERM every daemon by pid (children first), SIGKILL what lingers."""
+        """Cancel every job and let it end, then SIGTERM the daemons by pid (SIGKILL what
+        lingers), and SIGKILL any slurmstepd of this cluster that outlived slurmd."""
+        if self.procs and all(proc.poll() is None for proc in self.procs):
+            self.run("scancel", "--user=root")
+            deadline = time.monotonic() + 20
+            while self.run("squeue", "-h", "-o", "%i").stdout.strip():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -146,6 +154,28 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        for pid in stepds_of(self.conf):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def stepds_of(conf: Path) -> list[int]:
+    """Pids of slurmstepd processes started by this cluster's slurmd (by their SLURM_CONF)."""
+    marker = f"SLURM_CONF={conf}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().startswith(b"slurmstepd"):
+                continue
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def _spawn(argv: list[str], root: Path, name: str, env: dict[str, str]) -> subprocess.Popen:
