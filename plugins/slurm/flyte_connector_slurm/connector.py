@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 EXIT_CODE_OUTPUT = "exit_code"
 KEY_SECRET, KNOWN_HOSTS_SECRET = "ssh_private_key", "ssh_known_hosts"
 UNKNOWN_JOB = ("Invalid job id", "invalid job id")
+UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out",
+               "Zero Bytes were transmitted")
 _SIMPLE_KINDS = {1: "int", 2: "float", 3: "str", 4: "bool"}
 
 
@@ -120,7 +122,10 @@ async def _sbatch(transport: Transport, root: str, spec: SlurmSpec, text: str) -
             f"--output={root}/%j.out", f"--error={root}/%j.err", *spec.options]
     done = await transport.run(argv, stdin=text)
     if done.returncode:
-        raise UsageError(f"slurm task: sbatch refused the job: {done.error_line()}")
+        reason = done.error_line()
+        if any(text in reason for text in UNREACHABLE):
+            raise SlurmUnavailable(f"sbatch could not reach slurmctld: {reason}")
+        raise UsageError(f"slurm task: sbatch refused the job: {reason}")
     first = done.stdout.strip().split(";")[0]
     if not first.isdigit():
         raise SlurmUnavailable(f"sbatch printed no job id: {done.stdout.strip()[:80]!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from connector_cli.errors import UsageError
 from flyte_connector_slurm.connector import SlurmConnector, SlurmMeta
 from flyte_connector_slurm.transport import SlurmUnavailable
 
-from slurm_cluster import NODE_CPUS, SlurmCluster
+from slurm_cluster import NODE_CPUS, SlurmCluster, free_port
 from slurm_testlib import Jobs, squeue_ids, wait_until
 
 NASTY = "$(touch PWNED) `touch PWNED` '; touch PWNED; ' \"$HOME\" \\n\nsecond line"
@@ -152,6 +153,17 @@ async def test_a_missing_sbatch_is_a_clear_error(jobs: Jobs, tmp_path: Path,
     with pytest.raises(SlurmUnavailable, match="sbatch not found on this host's PATH"):
         await SlurmConnector().create(jobs_template(), "", {})
     assert os.environ["PATH"] == str(tmp_path)
+
+
+async def test_an_unreachable_controller_is_not_a_task_error(
+        jobs: Jobs, slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(re.sub(r"(?m)^SlurmctldPort=.*$", f"SlurmctldPort={free_port()}",
+                           slurm.conf.read_text()) + "MessageTimeout=1\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    with pytest.raises(SlurmUnavailable, match="sbatch could not reach slurmctld: .*Unable to "
+                                               "contact slurm controller"):
+        await SlurmConnector().create(jobs_template(), "", {})
 
 
 def jobs_template():  # type: ignore[no-untyped-def]
