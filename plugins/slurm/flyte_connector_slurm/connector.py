@@ -20,7 +20,7 @@ from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
 from flyte_connector_slurm import jobfiles, metrics, script
 from flyte_connector_slurm.config import SlurmConfig, load_config
 from flyte_connector_slurm.jobfiles import JobPaths
-from flyte_connector_slurm.spec import SlurmSpec, SshTarget, fail, parse_custom
+from flyte_connector_slurm.spec import SlurmSpec, SshTarget, fail, parse_custom, parse_ssh
 from flyte_connector_slurm.states import (
     SACCT_FORMAT,
     JobState,
@@ -93,7 +93,15 @@ def _credentials(config: SlurmConfig, connection: dict[str, Any]) -> SshCredenti
 
 
 def _meta_transport(meta: SlurmMeta, config: SlurmConfig, connection: dict[str, Any]) -> Transport:
-    target = SshTarget(meta.ssh_host, meta.ssh_port, meta.ssh_user) if meta.ssh_host else None
+    """The transport a job's handle names, after checking the handle (its bytes come back
+    from the caller, so nothing in them is trusted unchecked)."""
+    if meta.job_id <= 0 or meta.transport not in ("local", "ssh"):
+        raise UsageError(f"resource_meta is not a slurm job handle (job id {meta.job_id}, "
+                         f"transport {meta.transport!r})")
+    target = None
+    if meta.ssh_host:
+        target = parse_ssh({"host": meta.ssh_host, "port": meta.ssh_port,
+                            **({"user": meta.ssh_user} if meta.ssh_user else {})})
     return open_transport(meta.transport, target, config, connection)
 
 

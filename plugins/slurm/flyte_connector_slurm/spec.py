@@ -80,7 +80,7 @@ def parse_custom(custom: Mapping[str, Any], default_name: str = "flyte-task") ->
     if transport is not None and transport not in ("local", "ssh"):
         raise fail(f"custom.transport must be 'local' or 'ssh', got {transport!r}")
     return SlurmSpec(script=script, options=tuple(options), outputs=outputs,
-                     transport=transport, ssh=_ssh(custom.get("ssh")))
+                     transport=transport, ssh=parse_ssh(custom.get("ssh")))
 
 
 def _resource_options(custom: Mapping[str, Any]) -> list[str]:
@@ -179,7 +179,8 @@ def _outputs(value: Any) -> dict[str, str]:
     return {name: check_output_path(path, f"outputs.{name}") for name, path in value.items()}
 
 
-def _ssh(value: Any) -> Optional[SshTarget]:
+def parse_ssh(value: Any) -> Optional[SshTarget]:
+    """`{host, port, user}` of a login node, checked."""
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) - {"host", "port", "user"}:
@@ -188,6 +189,8 @@ def _ssh(value: Any) -> Optional[SshTarget]:
     if not isinstance(host, str) or not HOST.match(host):
         raise fail(f"custom.ssh.host must be a host name or address, got {host!r}")
     port = _count(port, "ssh.port", 1)
+    if port > 65535:
+        raise fail(f"custom.ssh.port must be a TCP port (1-65535), got {port}")
     if user is not None:
         user = _name(user, "ssh.user")
     return SshTarget(host=host, port=port, user=user)

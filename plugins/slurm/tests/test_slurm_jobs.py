@@ -75,6 +75,8 @@ async def test_delete_cancels_a_running_job_and_is_idempotent(jobs: Jobs) -> Non
     assert resource.message.startswith("CANCELLED")
     await jobs.connector.delete(meta)
     await jobs.connector.delete(SlurmMeta(job_id=999999, cluster="flytetest"))
+    with pytest.raises(UsageError, match="not a slurm job handle"):
+        await jobs.connector.delete(SlurmMeta(job_id=-1, cluster="flytetest"))
 
 
 def _running(meta: SlurmMeta) -> bool:
