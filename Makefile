@@ -41,12 +41,14 @@ postgres:
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } || \
 		{ echo "warning: could not install PostgreSQL; its tests will be skipped" >&2; test "$$CI" != true; }
 
-# The Slurm plugin's tests start a throwaway single-node Slurm (slurmctld, slurmd, munged)
-# and an sshd as its login node: install Debian's packages when a daemon is missing.
+# The Slurm plugin's tests start a throwaway single-node Slurm (slurmctld, slurmd, munged),
+# one with accounting (slurmdbd on MariaDB) and an sshd as its login node: install Debian's
+# packages when a daemon is missing.
 .PHONY: slurm
 slurm:
 	@{ export PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmctld && command -v slurmd && \
-		command -v sbatch && command -v munged && command -v sshd; } >/dev/null 2>&1 || \
+		command -v sbatch && command -v munged && command -v sshd && command -v slurmdbd && \
+		command -v mariadbd; } >/dev/null 2>&1 || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			slurm-wlm munge openssh-server; } || \
+			slurm-wlm munge openssh-server slurmdbd mariadb-server; } || \
 		{ echo "warning: could not install Slurm; its tests will be skipped" >&2; test "$$CI" != true; }

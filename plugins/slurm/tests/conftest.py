@@ -7,15 +7,24 @@ minute-long jobs overlap the rest of the suite) and stops at the end of the sess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
+from flyteidl2.core.execution_pb2 import TaskExecution
 
-from slurm_cluster import SlurmCluster, missing_reason, start_cluster, unavailable
+from slurm_cluster import (
+    SlurmCluster,
+    accounting_missing,
+    missing_reason,
+    start_cluster,
+    unavailable,
+)
 from slurm_sshd import Sshd, start_sshd
 from slurm_sshd import missing_reason as sshd_missing
 from slurm_testlib import Jobs
@@ -33,6 +42,9 @@ class _Session:
     early: Optional[dict[str, Any]] = None
     error: Optional[str] = None
     saved: dict[str, Optional[str]] = {}
+    acct: Optional[SlurmCluster] = None
+    acct_jobs: Optional[dict[str, Any]] = None
+    acct_error: Optional[str] = None
 
 
 def _start_cluster() -> SlurmCluster:
@@ -68,6 +80,45 @@ def _submit_early_jobs() -> dict[str, Any]:
     return _Session.early
 
 
+@contextlib.contextmanager
+def pointed_at(cluster: SlurmCluster) -> Iterator[Path]:
+    """SLURM_CONF and the job root of `cluster` in os.environ (the connector reads them at
+    each call) for the duration; yields the job root."""
+    job_root = cluster.root.parent / "jobs"
+    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", JOB_ROOT_ENV)}
+    os.environ.update({"SLURM_CONF": str(cluster.conf), JOB_ROOT_ENV: str(job_root)})
+    try:
+        yield job_root
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _start_accounting() -> tuple[SlurmCluster, dict[str, Any]]:
+    """A second cluster that keeps accounting (slurmdbd + MariaDB), with a failed and a
+    cancelled job that age out of slurmctld before test_slurm_sacct.py looks at them."""
+    if _Session.acct is None or _Session.acct_jobs is None:
+        root = Path(tempfile.mkdtemp(prefix="flyte-slurm-acct-"))
+        _Session.acct = cluster = start_cluster(root / "cluster", accounting=True)
+        runner = Jobs()
+        with pointed_at(cluster):
+            async def submit() -> dict[str, Any]:
+                failed = await runner.create({"script": "echo no >&2; exit 3"})
+                cancelled = await runner.create({"script": "sleep 300"})
+                deadline = time.monotonic() + 30
+                while (await runner.get(cancelled)).phase != TaskExecution.RUNNING:
+                    assert time.monotonic() < deadline, "the job to cancel never ran"
+                    await asyncio.sleep(0.2)
+                await runner.connector.delete(cancelled)
+                return {"jobs": runner, "failed": failed, "cancelled": cancelled}
+
+            _Session.acct_jobs = asyncio.run(submit())
+    return _Session.acct, _Session.acct_jobs
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """When the run includes the cluster tests, start the cluster and the minute-long jobs
     right after collection, so they run while the rest of the suite does."""
@@ -78,10 +129,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _submit_early_jobs()
         except Exception as exc:  # reported by the fixtures, failing only the cluster tests
             _Session.error = f"{type(exc).__name__}: {exc}"
+    accounting = any("accounting" in getattr(item, "fixturenames", ()) for item in session.items)
+    if accounting and missing_reason() is None and accounting_missing() is None:
+        try:
+            _start_accounting()
+        except Exception as exc:
+            _Session.acct_error = f"{type(exc).__name__}: {exc}"
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Cancel every job and stop the daemons by pid, whatever happened to the tests."""
+    if _Session.acct is not None:
+        _Session.acct.stop()
+        shutil.rmtree(_Session.acct.root.parent, ignore_errors=True)
+        _Session.acct = None
     cluster = _Session.cluster
     if cluster is None:
         return
@@ -118,6 +179,21 @@ def job_root(slurm: SlurmCluster) -> Path:
 def early_jobs(slurm: SlurmCluster) -> dict[str, Any]:
     """The early jobs (see `_submit_early_jobs`)."""
     return _submit_early_jobs()
+
+
+@pytest.fixture
+def accounting(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The accounting cluster's early jobs; SLURM_CONF and the job root point at it."""
+    reason = missing_reason() or accounting_missing()
+    if reason:
+        unavailable(reason)
+    if _Session.acct_error:
+        pytest.fail(f"the accounting cluster did not start: {_Session.acct_error}",
+                    pytrace=False)
+    cluster, jobs = _start_accounting()
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    monkeypatch.setenv(JOB_ROOT_ENV, str(cluster.root.parent / "jobs"))
+    return jobs
 
 
 @pytest.fixture

@@ -87,8 +87,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=1
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
+{accounting}JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=64
@@ -113,6 +112,7 @@ class SlurmCluster:
     root: Path
     conf: Path
     procs: list[subprocess.Popen]
+    db_password: str = dataclasses.field(default_factory=lambda: secrets.token_hex(12))
 
     @property
     def env(self) -> dict[str, str]:
@@ -129,7 +129,7 @@ class SlurmCluster:
     def log_tail(self) -> str:
         """The end of the daemons' logs, for a failure message."""
         texts = []
-        for name in ("slurmctld.log", "slurmd.log", "munged.log"):
+        for name in ("slurmctld.log", "slurmd.log", "munged.log", "slurmdbd.log", "db.log"):
             path = self.root / name
             if path.exists():
                 texts.append(f"--- {name}\n" + "\n".join(path.read_text().splitlines()[-15:]))
@@ -199,8 +199,90 @@ def _wait(condition: object, timeout: float, cluster: SlurmCluster, what: str) -
         time.sleep(0.2)
 
 
-def start_cluster(root: Path) -> SlurmCluster:
-    """munged, slurmctld and slurmd under `root`; returns once the node is idle."""
+NO_ACCOUNTING = "AccountingStorageType=accounting_storage/none\n"
+ACCOUNTING = """\
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort={dbd_port}
+AccountingStoragePass={root}/munge.sock
+"""
+SLURMDBD_CONF = """\
+AuthType=auth/munge
+AuthInfo=socket={root}/munge.sock
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort={dbd_port}
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={db_port}
+StorageUser=slurm
+StoragePass={password}
+StorageLoc=slurm_acct_db
+LogFile={root}/slurmdbd.log
+PidFile={root}/slurmdbd.pid
+DebugLevel=info
+"""
+
+
+def accounting_missing() -> Optional[str]:
+    """Why no accounting (MariaDB + slurmdbd) can start here, or None."""
+    missing = [name for name in ("slurmdbd", "mariadbd", "mariadb-install-db", "mariadb")
+               if not _which(name)]
+    if missing:
+        return (f"Slurm accounting is not installed ({', '.join(missing)} missing); "
+                "`make slurm` installs slurmdbd and mariadb-server")
+    return None
+
+
+def _start_database(cluster: SlurmCluster, env: dict[str, str]) -> int:
+    """A MariaDB server for slurmdbd on a free loopback port; returns the port."""
+    root = cluster.root
+    done = subprocess.run(
+        [_which("mariadb-install-db") or "mariadb-install-db", "--no-defaults",
+         f"--datadir={root}/db", "--user=root", "--auth-root-authentication-method=socket",
+         "--skip-test-db"], capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        raise RuntimeError(f"mariadb-install-db failed: {done.stderr[-500:]}")
+    port = free_port()
+    cluster.procs.append(_spawn(
+        [_which("mariadbd") or "mariadbd", "--no-defaults", f"--datadir={root}/db",
+         f"--socket={root}/db.sock", f"--port={port}", "--bind-address=127.0.0.1",
+         "--user=root", f"--pid-file={root}/db.pid", f"--log-error={root}/db.log"],
+        root, "mariadbd", env))
+    client = [_which("mariadb") or "mariadb", "--no-defaults", f"--socket={root}/db.sock",
+              "-uroot"]
+    _wait(lambda: subprocess.run([*client, "-e", "select 1"], capture_output=True,
+                                 timeout=30).returncode == 0, 60, cluster, "MariaDB")
+    grants = "".join(
+        f"CREATE USER 'slurm'@'{host}' IDENTIFIED BY '{cluster.db_password}';"
+        f"GRANT ALL ON slurm_acct_db.* TO 'slurm'@'{host}';" for host in ("127.0.0.1", "localhost"))
+    subprocess.run([*client, "-e", grants], check=True, capture_output=True, timeout=30)
+    return port
+
+
+def _start_slurmdbd(cluster: SlurmCluster, env: dict[str, str], dbd_port: int) -> None:
+    db_port = _start_database(cluster, env)
+    conf = cluster.root / "slurmdbd.conf"
+    conf.write_text(SLURMDBD_CONF.format(root=cluster.root, dbd_port=dbd_port, db_port=db_port,
+                                         password=cluster.db_password))
+    conf.chmod(0o600)
+    cluster.procs.append(_spawn([_which("slurmdbd") or "slurmdbd", "-D"], cluster.root,
+                                "slurmdbd", env))
+    _wait(lambda: _listening(dbd_port), 60, cluster, "slurmdbd")
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_cluster(root: Path, accounting: bool = False) -> SlurmCluster:
+    """munged, slurmctld and slurmd under `root` (and MariaDB + slurmdbd with
+    `accounting`); returns once the node is idle."""
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)
     for sub in ("state", "spool"):
@@ -209,9 +291,12 @@ def start_cluster(root: Path) -> SlurmCluster:
     key.write_bytes(secrets.token_bytes(1024))
     key.chmod(0o600)
     conf = root / "slurm.conf"
+    dbd_port = free_port()
+    storage = ACCOUNTING.format(dbd_port=dbd_port, root=root) if accounting else NO_ACCOUNTING
     conf.write_text(SLURM_CONF.format(
         cluster=CLUSTER, root=root, ctld_port=free_port(), slurmd_port=free_port(), node=NODE,
-        cpus=NODE_CPUS, memory=_memory_mb(), partition=PARTITION))
+        cpus=NODE_CPUS, memory=_memory_mb(), partition=PARTITION,
+        accounting=storage))
     env = {**os.environ, "SLURM_CONF": str(conf)}
     cluster = SlurmCluster(root, conf, [])
     cluster.procs.append(_spawn(
@@ -219,6 +304,8 @@ def start_cluster(root: Path) -> SlurmCluster:
          f"--socket={root}/munge.sock", f"--pid-file={root}/munged.pid",
          f"--log-file={root}/munged.log", f"--seed-file={root}/munged.seed"], root, "munged", env))
     _wait(lambda: (root / "munge.sock").exists(), 20, cluster, "munge socket")
+    if accounting:
+        _start_slurmdbd(cluster, env, dbd_port)
     cluster.procs.append(_spawn([_which("slurmctld") or "slurmctld", "-D", "-f", str(conf)],
                                 root, "slurmctld", env))
     _wait(lambda: cluster.run("scontrol", "ping").returncode == 0, 30, cluster, "slurmctld")
