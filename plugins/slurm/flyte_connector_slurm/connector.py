@@ -284,9 +284,8 @@ async def _from_exit_file(transport: Transport, paths: JobPaths) -> JobState:
     recorded = await jobfiles.read_exit(transport, paths)
     source = "exit-code file"
     if recorded is None:
-        return JobState("NODE_FAIL", reason="unknown to slurmctld and without accounting; "
-                        "the job left no exit code (it never ran, or its node failed)",
-                        source=source)
+        return JobState("LOST", reason="unknown to slurmctld and sacct, and no exit code in "
+                        "its job directory: it never ran, or its node failed", source=source)
     if recorded == script.TERMINATED:
         return JobState("FAILED", reason="terminated by Slurm (time limit or scancel); it has "
                         "left slurmctld and there is no accounting to tell which",

@@ -35,6 +35,9 @@ PHASES: dict[str, int] = {
     "DEADLINE": TaskExecution.FAILED,
     "SPECIAL_EXIT": TaskExecution.FAILED,
     "NODE_FAIL": TaskExecution.RETRYABLE_FAILED,
+    # Not a Slurm state: the connector's own, for a job neither slurmctld, sacct nor its
+    # exit-code file knows (it never ran, or its node died before the job could record).
+    "LOST": TaskExecution.RETRYABLE_FAILED,
     "BOOT_FAIL": TaskExecution.RETRYABLE_FAILED,
     "CANCELLED": TaskExecution.ABORTED,
     "REVOKED": TaskExecution.ABORTED,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,11 @@ async def test_delete_cancels_a_running_job_and_is_idempotent(jobs: Jobs) -> Non
     assert resource.phase == TaskExecution.ABORTED
     assert resource.message.startswith("CANCELLED")
     await jobs.connector.delete(meta)
-    await jobs.connector.delete(SlurmMeta(job_id=999999, cluster="flytetest"))
+    unknown = SlurmMeta(job_id=999999, cluster="flytetest")
+    await jobs.connector.delete(unknown)
+    lost = await jobs.get(unknown)
+    assert lost.phase == TaskExecution.RETRYABLE_FAILED
+    assert lost.message.startswith("LOST (reason unknown to slurmctld and sacct, and no exit")
     with pytest.raises(UsageError, match="not a slurm job handle"):
         await jobs.connector.delete(SlurmMeta(job_id=-1, cluster="flytetest"))
 
@@ -89,6 +95,10 @@ def _running(meta: SlurmMeta) -> bool:
 
 async def test_a_job_asking_for_more_cpus_than_the_node_has_stays_queued(jobs: Jobs) -> None:
     meta = await jobs.create({"script": "true", "cpus": NODE_CPUS + 1})
+    deadline = time.monotonic() + 30
+    while "PartitionConfig" not in ((await jobs.get(meta)).message or ""):
+        assert time.monotonic() < deadline, "no pending reason from the scheduler"
+        await asyncio.sleep(0.2)
     for _ in range(3):
         resource = await jobs.get(meta)
         assert resource.phase == TaskExecution.QUEUED
