@@ -142,6 +142,14 @@ async def test_logs_page_through_a_running_job(jobs: Jobs, job_root: Path) -> No
     result = await jobs.connector.get_metrics(meta, queries=["elapsed_seconds", "cpu_seconds"])
     assert [r.metric for r in result.results] == ["elapsed_seconds", "cpu_seconds"]
     assert len(result.results[0].data["result"]) == 1
+    for _ in range(75):  # sstat has numbers once jobacct_gather has sampled the batch step
+        result = await jobs.connector.get_metrics(meta, queries=["max_rss_bytes"])
+        if result.results[0].data["result"]:
+            break
+        await asyncio.sleep(0.2)
+    sample = result.results[0].data["result"][0]
+    assert sample["metric"]["job_id"] == str(meta.job_id)
+    assert int(sample["values"][0][1]) > 100_000
     with pytest.raises(UsageError, match="unknown metric 'gpu'"):
         await jobs.connector.get_metrics(meta, queries=["gpu"])
 
