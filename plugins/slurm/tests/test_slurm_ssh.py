@@ -79,3 +79,18 @@ async def test_a_refused_key_and_missing_secrets_are_clear_errors(jobs: Jobs, ss
                           ssh_known_hosts=sshd.known_hosts)
     with pytest.raises(UsageError, match="SSH needs the connection secrets 'ssh_private_key'"):
         await jobs.create(ssh_custom(sshd, script="true"))
+
+
+async def test_the_daemon_settings_choose_ssh_for_every_task(
+        jobs: Jobs, sshd: Sshd, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "key").write_text(sshd.private_key)
+    (tmp_path / "known").write_text(sshd.known_hosts)
+    for name, value in {"SSH_HOST": "127.0.0.1", "SSH_PORT": str(sshd.port), "SSH_USER": "root",
+                        "SSH_KEY_FILE": str(tmp_path / "key"),
+                        "SSH_KNOWN_HOSTS_FILE": str(tmp_path / "known")}.items():
+        monkeypatch.setenv(f"FLYTE_CONNECTOR_SLURM_{name}", value)
+    meta = await jobs.create({"script": "echo from the login node"})
+    assert (meta.transport, meta.ssh_host, meta.ssh_port, meta.ssh_user) == (
+        "ssh", "127.0.0.1", sshd.port, "root")
+    assert (await jobs.finish(meta)).phase == TaskExecution.SUCCEEDED
+    assert (await jobs.log_lines(meta))[0] == ["from the login node"]
