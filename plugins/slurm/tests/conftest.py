@@ -122,6 +122,8 @@ def _start_accounting() -> tuple[SlurmCluster, dict[str, Any]]:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """When the run includes the cluster tests, start the cluster and the minute-long jobs
     right after collection, so they run while the rest of the suite does."""
+    if session.config.option.collectonly:
+        return
     wanted = any("early_jobs" in getattr(item, "fixturenames", ()) for item in session.items)
     if wanted and missing_reason() is None:
         try:
