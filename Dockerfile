@@ -8,7 +8,7 @@
 ARG PYTHON_VERSION=3.12
 
 FROM python:${PYTHON_VERSION}-slim AS build
-ARG PLUGINS="plugins/shell plugins/sql"
+ARG PLUGINS="plugins/shell plugins/slurm plugins/sql"
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src

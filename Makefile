@@ -34,7 +34,7 @@ install-flyte: $(FLYTE_STAMP)
 serve: install
 	exec $(BIN)/python scripts/foreground.py $(BIN)/flyte-connector serve $(SERVE_ARGS)
 
-test: install install-flyte postgres
+test: install install-flyte postgres slurm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
@@ -65,3 +65,15 @@ postgres:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; } || \
 		{ echo "warning: could not install PostgreSQL; its tests will be skipped" >&2; test "$$CI" != true; }
+
+# The Slurm plugin's tests start a throwaway single-node Slurm (slurmctld, slurmd, munged),
+# one with accounting (slurmdbd on MariaDB) and an sshd as its login node: install Debian's
+# packages when a daemon is missing.
+.PHONY: slurm
+slurm:
+	@{ export PATH="$$PATH:/usr/sbin:/sbin"; command -v slurmctld && command -v slurmd && \
+		command -v sbatch && command -v munged && command -v sshd && command -v slurmdbd && \
+		command -v mariadbd; } >/dev/null 2>&1 || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			slurm-wlm munge openssh-server slurmdbd mariadb-server; } || \
+		{ echo "warning: could not install Slurm; its tests will be skipped" >&2; test "$$CI" != true; }

@@ -434,8 +434,11 @@ def _state_dir_envs() -> set[str]:
     return {SHELL_STATE_DIR_ENV, SQL_STATE_DIR_ENV}
 
 
-# Every bundled plugin runs its jobs as processes on the daemon's host (local-job).
-LOCAL_JOB_PLUGINS = {d: set(eps) for d, eps in _bundled_plugins().items()}
+# Bundled plugins whose jobs live in an external service (stateless: any replica serves them).
+STATELESS_PLUGINS = {"flyte-connector-slurm"}
+# Every other bundled plugin runs its jobs as processes on the daemon's host (local-job).
+LOCAL_JOB_PLUGINS = {d: set(eps) for d, eps in _bundled_plugins().items()
+                     if d not in STATELESS_PLUGINS}
 PLUGIN_STATE_ENVS = _state_dir_envs()
 
 
