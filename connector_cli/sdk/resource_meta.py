@@ -41,7 +41,7 @@ class ResourceMeta:
 
     def encode(self) -> bytes:
         """Encode to small deterministic bytes (JSON, sorted keys)."""
-        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":")).encode()
+        return _ENCODE(_plain(self)).encode()
 
     @classmethod
     def decode(cls: type[_M], data: bytes) -> _M:
@@ -51,7 +51,7 @@ class ResourceMeta:
         """
         decoder = _DECODERS.get(cls) or _compile_class(cls)
         try:
-            value = json.loads(data)
+            value = _loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
             raise ResourceMetaError(
                 f"resource_meta is not {cls.__name__} data: not valid JSON ({_reason(exc)})"
@@ -64,6 +64,24 @@ class ResourceMeta:
                 f"resource_meta does not match {cls.__name__}: {where}: expected {exc.expected}, "
                 f"got {_describe(exc.got)}"
             ) from None
+
+
+_scan = json.JSONDecoder().scan_once
+
+
+def _loads(data: bytes) -> Any:
+    """`json.loads` for the compact JSON `encode` writes: the C scanner straight on the
+    text (no encoding sniffing or whitespace regexes); anything else goes to `json.loads`,
+    which also gives the exact error."""
+    if type(data) is bytes and data[:1] == b"{" and data[-1:] == b"}":
+        text = data.decode()
+        try:
+            value, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(data)
 
 
 def check_meta_class(cls: Any) -> None:
@@ -98,8 +116,17 @@ _MISSING = _Missing()
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """Turn a metadata value into JSON-native data."""
+    if type(value) in _JSON_SCALARS:
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, enum.Enum):
