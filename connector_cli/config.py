@@ -27,7 +27,9 @@ class ServerConfig:
     and 0 binds an ephemeral one (the CLI maps `--metrics-port 0` to None). TLS is on when
     `tls_cert` and `tls_key` are set; `tls_client_ca` additionally requires client
     certificates signed by that CA (mTLS). `grace_period` is how long in-flight requests
-    may run after a shutdown signal.
+    may run after a shutdown signal. `worker_state` is set only in the worker processes of
+    `serve --processes N`: the port is shared (SO_REUSEPORT) and metrics and readiness go to
+    that directory for the supervising parent instead of an HTTP endpoint.
     """
 
     host: str = "::"
@@ -39,6 +41,7 @@ class ServerConfig:
     tls_key: Optional[str] = None
     tls_client_ca: Optional[str] = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    worker_state: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -23,6 +23,28 @@ PORT = click.IntRange(0, 65535)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+class _Processes(click.ParamType):
+    """A number of processes of at least 1, or 'auto' (the cores available)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: Optional[click.Parameter],
+                ctx: Optional[click.Context]) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            from connector_cli.daemon.supervisor import available_cores
+
+            return available_cores()
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
+
+
+PROCESSES = _Processes()
+
+
 @click.command("serve")
 @option("--host", default="::", show_default=True,
         help="Address to listen on ('::' is every IPv6 and IPv4 address).")
@@ -48,11 +70,16 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
         help="Log lines as text, or as one JSON object per line.")
 @option("--strict", is_flag=True, default=False,
         help="Refuse to start when any installed plugin fails to load.")
+@option("--processes", type=PROCESSES, default="1", show_default=True,
+        help="Worker processes sharing the port (SO_REUSEPORT), supervised by this one; "
+        "'auto' = one per available core.")
+@option("--worker-state", default=None, hidden=True)
 def serve_command(
     host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
     tls_key: Optional[str], tls_client_ca: Optional[str], max_message_size: int,
-    log_level: str, log_format: str, strict: bool,
+    log_level: str, log_format: str, strict: bool, processes: int,
+    worker_state: Optional[str],
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
@@ -70,7 +97,13 @@ def serve_command(
         host=host, port=port, metrics_port=metrics_port or None, workers=workers,
         grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
         tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+        worker_state=worker_state,
     )
+    if processes > 1 and not worker_state:
+        from connector_cli.cli.serve_processes import supervise
+
+        supervise(config, processes, click.get_current_context().params)
+        return
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)
     from connector_cli.daemon.server import ConnectorServer

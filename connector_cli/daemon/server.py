@@ -36,10 +36,11 @@ _server_ids = itertools.count(1)
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
-    """Channel options: message sizes, an exclusive port, and keepalive that accepts the
-    backend's 30 s client pings (even between calls) and drops dead peers."""
+    """Channel options: message sizes, an exclusive port (shared only by the workers of
+    `serve --processes`), and keepalive that accepts the backend's 30 s client pings (even
+    between calls) and drops dead peers."""
     return [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if config.worker_state else 0),
         ("grpc.max_receive_message_length", config.max_message_size),
         ("grpc.max_send_message_length", config.max_message_size),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -140,6 +141,7 @@ class ConnectorServer:
         self._services: tuple[TaskService, MetadataService] | None = None
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
+        self._link: Any = None
 
     @property
     def address(self) -> str:
@@ -179,12 +181,16 @@ class ConnectorServer:
         await server.start()
         for name in ("", *service_names()):
             await self._health.set(name, _serving())
+        if config.worker_state:
+            from connector_cli.daemon.supervisor import WorkerLink
+
+            self._link = WorkerLink(config.worker_state, self._metrics)
         logger.info(
             "flyte-connector listening on %s (%s, %d task types, %d workers) ready in %.2fs",
             self.address, "TLS" if config.tls else "plaintext", len(self.registry),
             config.workers, time.perf_counter() - started,
         )
-        if self._metrics is not None:
+        if self._metrics is not None and self._link is None:
             try:
                 self.metrics_port = await asyncio.to_thread(self._serve_metrics)
             except StartupError:
@@ -193,7 +199,7 @@ class ConnectorServer:
             logger.info("metrics on http://%s/metrics", host_port(config.host, self.metrics_port))
 
     def _make_metrics(self) -> Any:
-        if self.config.metrics_port is None:
+        if self.config.metrics_port is None and not self.config.worker_state:
             return None
         from connector_cli.daemon.metrics import Metrics
 
@@ -205,7 +211,7 @@ class ConnectorServer:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         target = host_port(self.config.host, self.config.port)
-        if self.config.port:
+        if self.config.port and not self.config.worker_state:
             check_free(self.config.host, self.config.port)
         try:
             if self.config.tls:
@@ -248,6 +254,8 @@ class ConnectorServer:
             logger.warning("cancelled %d requests that did not finish within %gs", cancelled,
                            grace)
         self._close_pools()
+        if self._link is not None:
+            self._link.close()
         self._stopped.set()
         logger.info("flyte-connector on %s stopped", self.address)
 
@@ -297,10 +305,13 @@ class ConnectorServer:
                 logger.warning("received %s again: stopping now", name)
                 again.set()
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = _signals(self.config)
+        for signum in signals:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             await self.start()
+            if self._link is not None:
+                self._link.watch_parent(lambda: on_signal(signal.SIGTERM))
             await first.wait()
             drain = asyncio.ensure_future(self.stop())
             forced = asyncio.ensure_future(again.wait())
@@ -313,8 +324,17 @@ class ConnectorServer:
             self.abandoned_threads = max(self.abandoned_threads, 1)
             return 128 + received[-1]
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in signals:
                 loop.remove_signal_handler(signum)
+
+
+def _signals(config: ServerConfig) -> tuple[int, ...]:
+    """The signals that stop the daemon. A `--processes` worker leaves SIGINT (a terminal's
+    Ctrl-C reaches the whole process group) to its parent, which forwards it as SIGTERM."""
+    if config.worker_state:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return (signal.SIGTERM,)
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _serving() -> int:
