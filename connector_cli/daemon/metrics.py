@@ -7,8 +7,9 @@ in-flight requests and plugin load results.
 
 Recording sits on the request hot path, so it is plain integer arithmetic on the event
 loop thread (no locks, no label lookups); a custom collector turns the tallies into metric
-families only when /metrics is scraped. prometheus_client (about 50 ms of imports, mostly
-its HTTP server) is imported only when the endpoint starts, after the daemon is serving.
+families only when /metrics is scraped. prometheus_client (about 150 ms of imports with
+its exposition code) is imported by the first scrape (`metrics_http`), never at start-up.
+`MergedMetrics` sums the snapshots of `serve --processes` workers the same way.
 """
 
 from __future__ import annotations
@@ -192,7 +193,6 @@ class MergedMetrics:
     def __init__(self, directory: str, live: Any) -> None:
         self.directory = directory
         self.live = live
-        self._metrics = Metrics()
 
     def collect(self) -> Iterator[Any]:
         """Read every worker's latest snapshot and yield the summed families."""
@@ -211,18 +211,6 @@ class MergedMetrics:
             total.absorb(data, live=int(name[:-5]) in live)
         yield from total.collect()
 
-    def serve_http(self, host: str, port: int) -> int:
-        """Expose the summed /metrics on host:port in a daemon thread; the bound port."""
-        from prometheus_client import CollectorRegistry
-
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(self)  # type: ignore[arg-type]
-        self._metrics._registry = registry
-        return self._metrics.serve_http(host, port)
-
-    def close(self) -> None:
-        """Stop the HTTP endpoint."""
-        self._metrics.close()
 
 
 def _family(name: str, rows: list[tuple[list[str], Any]]) -> Any:

@@ -142,6 +142,7 @@ class ConnectorServer:
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
         self._link: Any = None
+        self._endpoint: Any = None
 
     @property
     def address(self) -> str:
@@ -156,8 +157,8 @@ class ConnectorServer:
     async def start(self) -> None:
         """Bind, start and report SERVING, then start metrics; `StartupError` when it cannot.
 
-        The Prometheus endpoint starts last, in a thread, so its imports do not delay the
-        first ListConnectors answer."""
+        The /metrics port is bound last; prometheus_client is imported by the first scrape
+        (see `metrics_http`), so it never delays the first ListConnectors answer."""
         started = time.perf_counter()
         config = self.config
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
@@ -192,7 +193,7 @@ class ConnectorServer:
         )
         if self._metrics is not None and self._link is None:
             try:
-                self.metrics_port = await asyncio.to_thread(self._serve_metrics)
+                self.metrics_port = await self._serve_metrics()
             except StartupError:
                 await self.stop(0)
                 raise
@@ -223,10 +224,13 @@ class ConnectorServer:
                 "available here (choose another with --port/--host)"
             ) from None
 
-    def _serve_metrics(self) -> int:
+    async def _serve_metrics(self) -> int:
+        from connector_cli.daemon.metrics_http import MetricsEndpoint
+
         assert self.config.metrics_port is not None
+        self._endpoint = MetricsEndpoint(self._metrics)
         try:
-            return int(self._metrics.serve_http(self.config.host, self.config.metrics_port))
+            return await self._endpoint.start(self.config.host, self.config.metrics_port)
         except OSError as exc:
             target = host_port(self.config.host, self.config.metrics_port)
             raise StartupError(
@@ -249,6 +253,8 @@ class ConnectorServer:
             logger.info("draining %d in-flight requests (up to %gs)", pending, grace)
         await self._server.stop(grace)
         await self._cancel_leftovers()
+        if self._endpoint is not None:
+            await self._endpoint.close()
         cancelled = self._cancelled() - cancelled
         if cancelled:
             logger.warning("cancelled %d requests that did not finish within %gs", cancelled,

@@ -241,7 +241,7 @@ class Supervisor:
             await asyncio.to_thread(lambda: [p.wait() for p in self.workers.values()])
             logger.error("a worker could not start; stopping")
             return failed
-        merged = self._serve_metrics()
+        merged = await self._serve_metrics()
         address = host_port(self.config.host, self.port)
         logger.info("flyte-connector supervising %d worker processes on %s%s", self.processes,
                     address, f", metrics on port {self.metrics_port}" if merged else "")
@@ -255,26 +255,28 @@ class Supervisor:
                     len(self.live_pids()), self.config.grace_period)
         clean = await self._drain(again)
         if merged is not None:
-            merged.close()
+            await merged.close()
         logger.info("flyte-connector on %s stopped", address)
         if again.is_set():
             return 128 + received[-1]
         return 0 if clean else 1
 
-    def _serve_metrics(self) -> Any:
+    async def _serve_metrics(self) -> Any:
+        """The one /metrics of the daemon: the workers' snapshots summed at scrape time."""
         if self.config.metrics_port is None:
             return None
         from connector_cli.daemon.metrics import MergedMetrics
+        from connector_cli.daemon.metrics_http import MetricsEndpoint
 
-        merged = MergedMetrics(self._state, self.live_pids)
+        endpoint = MetricsEndpoint(MergedMetrics(self._state, self.live_pids))
         try:
-            self.metrics_port = merged.serve_http(self.config.host, self.config.metrics_port)
+            self.metrics_port = await endpoint.start(self.config.host, self.config.metrics_port)
         except OSError as exc:
             raise StartupError(
                 f"cannot serve metrics on port {self.config.metrics_port}: "
                 f"{exc.strerror or exc} (choose another --metrics-port, or 0 to disable metrics)"
             ) from None
-        return merged
+        return endpoint
 
 
 def _describe(code: int) -> str:
