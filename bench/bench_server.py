@@ -131,15 +131,14 @@ def trustworthy(runs: dict[str, list[dict]]) -> bool:
     return not bound
 
 
-def extras(kit: Path, seconds: float, server_core: Optional[int],
-           load_core: Optional[int]) -> list[float]:
+def extras(kit: Path, seconds: float, server_core: Optional[int]) -> list[float]:
     """Start-up with every installed plugin, and `--processes 2`: spread and CPU per RPC."""
     ready_all = []
     for _ in range(3):
         server = Server("daemon", kit, server_core, plugins="all")
         ready_all.append(server.ready_s)
         server.stop()
-    from bench_processes import processes_report
+    from multiprocess import processes_report
 
     processes_report(kit, seconds)
     return ready_all
@@ -174,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   flush=True)
             for rpc in ("get", "create"):
                 print(line(kind, rpc, got[rpc]), flush=True)
-    ready_all = [] if args.no_extras else extras(kit, args.seconds, server_core, load_core)
+    ready_all = [] if args.no_extras else extras(kit, args.seconds, server_core)
     met = table(runs, ready_all)
     clean = trustworthy(runs)
     print(f"targets {'met' if met else 'not all met'}; runs {'clean' if clean else 'flagged'}; "
