@@ -85,9 +85,10 @@ class WorkerLink:
                 self.flush()
             except OSError as exc:
                 logger.warning("cannot write metrics for the supervisor: %s", exc)
-            if self._on_orphan is not None and os.getppid() != self.parent:
+            orphan = self._on_orphan
+            if orphan is not None and os.getppid() != self.parent:
                 logger.warning("the supervising process is gone: shutting down")
-                self._on_orphan, orphan = None, self._on_orphan
+                self._on_orphan = None
                 orphan()
 
     def close(self) -> None:
