@@ -73,7 +73,7 @@ PROCESSES = _Processes()
 @option("--processes", type=PROCESSES, default="1", show_default=True,
         help="Worker processes sharing the port (SO_REUSEPORT), supervised by this one; "
         "'auto' = one per available core.")
-@option("--worker-state", default=None, hidden=True)
+@option("--worker-state", default=None, hidden=True, envvar=None)
 def serve_command(
     host: str, port: int, metrics_port: int, workers: int, modules: tuple[str, ...],
     plugins: tuple[str, ...], grace_period: float, tls_cert: Optional[str],
