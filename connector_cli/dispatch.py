@@ -93,8 +93,12 @@ class Dispatcher:
         return pb.CreateTaskResponse(resource_meta=meta.encode())
 
     def _inputs(self, request: pb.CreateTaskRequest, label: str) -> dict[str, Any]:
-        from connector_cli.literals import inputs_to_python
+        global _inputs_to_python
+        if _inputs_to_python is None:
+            from connector_cli.literals import inputs_to_python as convert
 
+            _inputs_to_python = convert
+        inputs_to_python = _inputs_to_python
         template = request.template
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
@@ -253,6 +257,7 @@ def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
 
 
 _write_outputs: Any = None
+_inputs_to_python: Any = None
 
 
 def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:

@@ -116,7 +116,27 @@ _MISSING = _Missing()
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+def _compact_encoder() -> Callable[[Any], str]:
+    """Sorted-key, compact JSON: CPython's C encoder built once (what `json.dumps` rebuilds
+    on every call), else the pure-Python one."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    slow = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    if make is None:
+        return slow
+    fast = make(None, slow.__self__.default, encoder.encode_basestring_ascii, None, ":", ",",
+                True, False, True)
+
+    def encode(value: Any) -> str:
+        if type(value) is not dict:
+            return slow(value)
+        return "".join(fast(value, 0))
+
+    return encode
+
+
+_ENCODE = _compact_encoder()
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
