@@ -66,7 +66,9 @@ class ResourceMeta:
             ) from None
 
 
-_scan = json.JSONDecoder().scan_once
+_scan: Callable[[str, int], tuple[Any, int]] = (
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+)
 
 
 def _loads(data: bytes) -> Any:
@@ -122,10 +124,11 @@ def _compact_encoder() -> Callable[[Any], str]:
     from json import encoder
 
     make = getattr(encoder, "c_make_encoder", None)
-    slow = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+    compact = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    slow = compact.encode
     if make is None:
         return slow
-    fast = make(None, slow.__self__.default, encoder.encode_basestring_ascii, None, ":", ",",
+    fast = make(None, compact.default, encoder.encode_basestring_ascii, None, ":", ",",
                 True, False, True)
 
     def encode(value: Any) -> str:
