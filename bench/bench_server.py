@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import KIT_ENV, Server, cores, find_kit, loadgen  # noqa: E402
+from servers import KIT_ENV, Server, byte_compile, cores, find_kit, loadgen  # noqa: E402
 
 CLIENT_BOUND_PCT = 90.0  # load generator CPU (% of its core) above which it set the pace
 SERVER_IDLE_PCT = 80.0  # server CPU (% of its core) below which it was not the bottleneck
@@ -157,6 +157,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"../shared/bench beside the repository; set {KIT_ENV}=DIR to where it is. "
               "Skipping the server benchmark.", file=sys.stderr)
         return 2
+    byte_compile()
     server_core, load_core = cores()
     where = (f"server on core {server_core}, load generator on core {load_core}"
              if server_core is not None else "fewer than 2 cores: nothing pinned")

@@ -29,6 +29,15 @@ def find_kit() -> Optional[Path]:
     return None
 
 
+def byte_compile() -> None:
+    """Write the .pyc files an installed package has (pip compiles at install time; an
+    editable checkout under PYTHONDONTWRITEBYTECODE=1 would recompile on every start)."""
+    import compileall
+
+    for directory in (REPO / "connector_cli", REPO / "plugins", HERE):
+        compileall.compile_dir(str(directory), quiet=1, force=False)
+
+
 def cores() -> tuple[Optional[int], Optional[int]]:
     """(server core, load core), or (None, None) when there are fewer than two cores."""
     available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
