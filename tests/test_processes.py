@@ -136,12 +136,24 @@ def test_a_killed_worker_is_replaced(daemon: Daemon) -> None:
 
 def test_sigterm_drains_every_worker(daemon: Daemon) -> None:
     workers = daemon.workers()
+    request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"),
+                                resource_meta=b'{"job_id":"j"}')
 
     async def drain() -> list[int]:
-        calls = asyncio.ensure_future(served_by(daemon.address, 16, task_type="slow"))
-        await asyncio.sleep(0.7)  # the 1.5 s calls are in flight on both workers
-        daemon.proc.send_signal(signal.SIGTERM)
-        return await calls
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        channels = [grpc.aio.insecure_channel(daemon.address, options=options)
+                    for _ in range(16)]
+        try:
+            for channel in channels:  # connected first, so every call is sent at once
+                await asyncio.wait_for(channel.channel_ready(), 30)
+            calls = [asyncio.ensure_future(AsyncConnectorServiceStub(c).GetTask(
+                request, timeout=30)) for c in channels]
+            await asyncio.sleep(1.0)  # the 3 s calls are in flight on both workers
+            daemon.proc.send_signal(signal.SIGTERM)
+            return [int(r.resource.message) for r in await asyncio.gather(*calls)]
+        finally:
+            for channel in channels:
+                await channel.close()
 
     pids = asyncio.run(drain())
     assert set(pids) == workers  # every in-flight call finished, on both workers
