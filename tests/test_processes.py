@@ -187,3 +187,16 @@ def test_processes_option_rejects_nonsense() -> None:
     )
     assert result.returncode == 2
     assert "not a number of processes" in result.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(daemon: Daemon) -> None:
+    workers = daemon.workers()
+    daemon.proc.kill()
+    daemon.proc.wait(30)
+    deadline = time.monotonic() + 60
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists()
+                 and "zombie" not in Path(f"/proc/{pid}/status").read_text()}
+        time.sleep(0.1)
+    assert not alive
