@@ -1,300 +1,184 @@
-"""The daemon against a bare grpc.aio server answering constants (the floor).
+"""The daemon against the physical limit: a bare grpc.aio server answering constants.
 
-For CreateTask, GetTask and a mixed load (1 create : 3 gets) at concurrency 1, 16 and 64:
-requests/s and p50/p99 latency of `flyte-connector serve` with a no-op connector and of
-the floor, alternating the two over a few rounds; ratios are of medians. Also: time until
-ListConnectors answers after start, resident memory after the load, and a batch of 64
-GetTask calls to a plain-def connector blocking 100 ms (`--workers 64`) with a
-ListConnectors call sent during it. The server runs on core 0 and this load generator on
-core 1 when there are two cores. Figures on a shared machine are noisy.
+Measures as ../shared/bench/README.md describes, with that kit's two scripts: the floor
+server and the closed-loop load generator. Each round starts the daemon (the `bench`
+connector, which answers what the floor answers) and the floor one after the other,
+alternating the order, the server pinned to one core and the load generator to the other.
+Per server: time from spawn to the first ListConnectors answer, GetTask and CreateTask at
+concurrency 64 (requests/s, p99, server CPU per RPC, the load generator's own CPU), and
+RSS after the load. The table gives medians, their spread and daemon / floor ratios.
 
-Usage: python bench/bench_server.py [--rounds N] [--seconds S]   (or: --floor, internal)
+A run where the load generator, not the server, set the pace (client CPU near its whole
+core, or the server's core not busy) is flagged: its ratios say little about the server.
+
+Usage: python bench/bench_server.py [--rounds N] [--seconds S] [--no-extras]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-HERE = Path(__file__).parent
-REPO = HERE.parent
-CONCURRENCY = (1, 16, 64)
-WORKLOADS = ("create", "get", "mixed")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from servers import KIT_ENV, Server, byte_compile, cores, find_kit, loadgen
 
-def pin(core: int) -> None:
-    """Run on one core when the machine has at least two."""
-    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
-        os.sched_setaffinity(0, {core})
+CLIENT_BOUND_PCT = 90.0  # load generator CPU (% of its core) above which it set the pace
+SERVER_IDLE_PCT = 80.0  # server CPU (% of its core) below which it was not the bottleneck
+Row = tuple[str, str, Callable[[dict], float], str, Callable[[float], bool]]
 
 
-# --- the floor: constants from a bare grpc.aio server -------------------------------------
-
-async def serve_floor() -> None:
-    import grpc.aio
-    from flyteidl2.connector import connector_pb2 as pb
-    from flyteidl2.connector import service_pb2_grpc as rpc
-
-    created = pb.CreateTaskResponse(resource_meta=b'{"job_id":"job-1"}')
-    got = pb.GetTaskResponse(resource=pb.Resource(phase=5, message="done"))
-    listed = pb.ListConnectorsResponse(connectors=[pb.Connector(
-        name="Noop", supported_task_categories=[pb.TaskCategory(name="noop")])])
-
-    class Tasks(rpc.AsyncConnectorServiceServicer):
-        async def CreateTask(self, request: Any, context: Any) -> Any:
-            return created
-
-        async def GetTask(self, request: Any, context: Any) -> Any:
-            return got
-
-    class Meta(rpc.ConnectorMetadataServiceServicer):
-        async def ListConnectors(self, request: Any, context: Any) -> Any:
-            return listed
-
-    server = grpc.aio.server()
-    rpc.add_AsyncConnectorServiceServicer_to_server(Tasks(), server)
-    rpc.add_ConnectorMetadataServiceServicer_to_server(Meta(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    print(f"listening on 127.0.0.1:{port}", file=sys.stderr, flush=True)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await server.stop(0)
+def measure(kind: str, kit: Path, seconds: float, server_core: Optional[int],
+            load_core: Optional[int]) -> dict:
+    """One server: ready time, GetTask and CreateTask at c=64, RSS after the load."""
+    server = Server(kind, kit, server_core)
+    try:
+        got = {"ready": server.ready_s}
+        for rpc in ("get", "create"):
+            got[rpc] = loadgen(kit, server, rpc, seconds, load_core)
+        got["rss"] = server.rss_mib()
+    finally:
+        server.stop()
+    return got
 
 
-# --- server processes --------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """A server subprocess on core 0; `ready_after` is start -> first ListConnectors answer."""
-
-    def __init__(self, kind: str, workers: int = 32, plugins: str = "none") -> None:
-        if kind == "floor":
-            argv = [sys.executable, str(Path(__file__).resolve()), "--floor"]
-        else:
-            argv = [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1",
-                    "--port", "0", "--metrics-port", str(free_port()), "--plugins", plugins,
-                    "-m", "noop_connector", "--workers", str(workers), "--log-level", "info"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO)])
-        self.started = time.perf_counter()
-        self.proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env,
-                                     cwd=REPO, preexec_fn=lambda: pin(0))
-        self.address = self._address()
-        self.ready_after = asyncio.run(self._first_answer())
-
-    def _address(self) -> str:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if "listening on " in line:
-                return line.split("listening on ")[1].split()[0]
-        raise RuntimeError(f"server did not start (exit {self.proc.wait()})")
-
-    async def _first_answer(self) -> float:
-        import grpc.aio
-        from flyteidl2.connector import connector_pb2 as pb
-        from flyteidl2.connector.service_pb2_grpc import ConnectorMetadataServiceStub
-
-        async with grpc.aio.insecure_channel(self.address) as channel:
-            await ConnectorMetadataServiceStub(channel).ListConnectors(
-                pb.ListConnectorsRequest(), timeout=10, wait_for_ready=True)
-        return time.perf_counter() - self.started
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used (all its threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
+def flags(run: dict) -> list[str]:
+    """Why a load-generator run does not show the server's limit, if it does not."""
+    out = []
+    if run.get("errors"):
+        out.append(f"{run['errors']} errors {run.get('error_codes')}")
+    if run["client_cpu_pct"] >= CLIENT_BOUND_PCT:
+        out.append(f"client-bound: load generator at {run['client_cpu_pct']:.0f}% of its core")
+    if run.get("server_cpu_pct", 100.0) < SERVER_IDLE_PCT:
+        out.append(f"server core only {run['server_cpu_pct']:.0f}% busy: the client set the pace")
+    return out
 
 
-# --- load -------------------------------------------------------------------------------
-
-async def run_load(server: Server, workload: str, concurrency: int, seconds: float) -> dict:
-    import grpc.aio
-    from flyteidl2.connector import connector_pb2 as pb
-    from flyteidl2.connector.service_pb2_grpc import AsyncConnectorServiceStub
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-
-    async with grpc.aio.insecure_channel(server.address) as channel:
-        stub = AsyncConnectorServiceStub(channel)
-        create = pb.CreateTaskRequest(template=TaskTemplate(type="noop"), output_prefix="s3://b/o")
-        meta = (await stub.CreateTask(create, timeout=10)).resource_meta
-        get = pb.GetTaskRequest(task_category=pb.TaskCategory(name="noop"), resource_meta=meta)
-        calls: list[tuple[Callable[..., Any], Any]] = {
-            "create": [(stub.CreateTask, create)],
-            "get": [(stub.GetTask, get)],
-            "mixed": [(stub.CreateTask, create)] + [(stub.GetTask, get)] * 3,
-        }[workload]
-        latencies: list[float] = []
-
-        async def worker(offset: int, until: float) -> None:
-            i, clock = offset, time.perf_counter
-            while (start := clock()) < until:
-                method, request = calls[i % len(calls)]
-                await method(request, timeout=10)
-                latencies.append(clock() - start)
-                i += 1
-
-        await asyncio.gather(*(worker(i, time.perf_counter() + 0.2) for i in range(concurrency)))
-        latencies.clear()
-        cpu, began = server.cpu_seconds(), time.perf_counter()
-        await asyncio.gather(*(worker(i, began + seconds) for i in range(concurrency)))
-        elapsed, cpu = time.perf_counter() - began, server.cpu_seconds() - cpu
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "cpu_us": cpu / len(latencies) * 1e6,
-        "busy": cpu / elapsed,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-    }
+def line(kind: str, rpc: str, run: dict) -> str:
+    text = (f"  {kind:<6} {rpc:<6} {run['rps']:>7.0f} req/s  p99 {run['p99_ms']:>6.1f} ms  "
+            f"server {run.get('server_cpu_us_per_rpc', float('nan')):>5.0f} us/RPC "
+            f"({run.get('server_cpu_pct', float('nan')):.0f}% of its core)  "
+            f"client CPU {run['client_cpu_pct']:.0f}%")
+    problems = flags(run)
+    return text + ("  <- " + "; ".join(problems) if problems else "")
 
 
-async def blocking_batch(address: str) -> tuple[float, float]:
-    """64 concurrent GetTask to the blocking connector; ListConnectors latency during it."""
-    import grpc.aio
-    from flyteidl2.connector import connector_pb2 as pb
-    from flyteidl2.connector.service_pb2_grpc import (
-        AsyncConnectorServiceStub,
-        ConnectorMetadataServiceStub,
+ROWS: list[Row] = [
+    ("GetTask req/s, c=64", "{:,.0f}", lambda r: r["get"]["rps"], ">= 0.90",
+     lambda x: x >= 0.90),
+    ("CreateTask req/s, c=64", "{:,.0f}", lambda r: r["create"]["rps"], ">= 0.90",
+     lambda x: x >= 0.90),
+    ("server CPU per GetTask (us)", "{:.0f}", lambda r: r["get"]["server_cpu_us_per_rpc"],
+     "<= 1.15", lambda x: x <= 1.15),
+    ("server CPU per CreateTask (us)", "{:.0f}",
+     lambda r: r["create"]["server_cpu_us_per_rpc"], "<= 1.15", lambda x: x <= 1.15),
+    ("p99 GetTask, c=64 (ms)", "{:.1f}", lambda r: r["get"]["p99_ms"], "<= 1.2",
+     lambda x: x <= 1.2),
+    ("ready: ListConnectors after spawn (s)", "{:.3f}", lambda r: r["ready"], "<= 1.15",
+     lambda x: x <= 1.15),
+    ("RSS after load (MiB)", "{:.1f}", lambda r: r["rss"], "<= 1.10", lambda x: x <= 1.10),
+    ("load generator CPU, GetTask (%)", "{:.0f}", lambda r: r["get"]["client_cpu_pct"],
+     "", lambda x: True),
+]
+
+
+def cell(fmt: str, values: list[float]) -> str:
+    """The median, and the spread when the rounds differ."""
+    med = fmt.format(statistics.median(values))
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return med if lo == hi else f"{med} ({lo}-{hi})"
+
+
+def table(runs: dict[str, list[dict]], ready_all: list[float]) -> bool:
+    """Print the issue's table; True when every target is met."""
+    print("\n| figure | daemon | floor | ratio | target |")
+    print("|---|---|---|---|---|")
+    met = True
+    for figure, fmt, pick, target, ok in ROWS:
+        ours = [pick(r) for r in runs["daemon"]]
+        floor = [pick(r) for r in runs["floor"]]
+        ratio = statistics.median(ours) / statistics.median(floor)
+        good = ok(ratio)
+        met &= good
+        mark = "" if not target else (" ok" if good else " MISSED")
+        print(f"| {figure} | {cell(fmt, ours)} | {cell(fmt, floor)} | {ratio:.2f} | "
+              f"{target}{mark} |")
+    if ready_all:
+        print(f"\nready with every installed plugin as well: "
+              f"{cell('{:.3f}', ready_all)} s")
+    print("Medians over rounds, spread in brackets; ratios are daemon / floor of medians.")
+    return met
+
+
+def trustworthy(runs: dict[str, list[dict]]) -> bool:
+    """The kit's rule: the client never the bottleneck, and the floor faster than us."""
+    every = [r[rpc] for kind in runs for r in runs[kind] for rpc in ("get", "create")]
+    bound = [r for r in every if flags(r)]
+    floor_faster = all(
+        statistics.median(r[rpc]["rps"] for r in runs["floor"])
+        > statistics.median(r[rpc]["rps"] for r in runs["daemon"]) for rpc in ("get", "create")
     )
-
-    async with grpc.aio.insecure_channel(address) as channel:
-        tasks, meta = AsyncConnectorServiceStub(channel), ConnectorMetadataServiceStub(channel)
-        await meta.ListConnectors(pb.ListConnectorsRequest(), timeout=10)
-        request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="blocking"),
-                                    resource_meta=b'{"job_id":"j"}')
-        started = time.perf_counter()
-        batch = asyncio.gather(*(tasks.GetTask(request, timeout=10) for _ in range(64)))
-        await asyncio.sleep(0.02)
-        asked = time.perf_counter()
-        await meta.ListConnectors(pb.ListConnectorsRequest(), timeout=10)
-        list_ms = (time.perf_counter() - asked) * 1000
-        await batch
-        return time.perf_counter() - started, list_ms
+    if bound:
+        print(f"WARNING: {len(bound)} of {len(every)} runs were flagged above; "
+              "the ratios may reflect the load generator, not the server.")
+    if not floor_faster:
+        print("NOTE: the floor did not out-run the daemon on every RPC; on a loaded machine "
+              "this is noise, on a quiet one the client may be the limit.")
+    return not bound
 
 
-# --- orchestration ------------------------------------------------------------------------
+def extras(kit: Path, seconds: float, server_core: Optional[int]) -> list[float]:
+    """Start-up with every installed plugin, and `--processes 2`: spread and CPU per RPC."""
+    ready_all = []
+    for _ in range(3):
+        server = Server("daemon", kit, server_core, plugins="all")
+        ready_all.append(server.ready_s)
+        server.stop()
+    from multiprocess import processes_report
 
-def measure_rounds(rounds: int, seconds: float) -> tuple[dict, dict, dict]:
-    results: dict = {
-        (k, w, c): [] for k in ("ours", "floor") for w in WORKLOADS for c in CONCURRENCY
-    }
-    rss: dict = {"ours": [], "floor": []}
-    ready: dict = {"ours": [], "floor": []}
-    for r in range(rounds):
-        order = ("ours", "floor") if r % 2 == 0 else ("floor", "ours")
-        for kind in order:
-            server = Server(kind)
-            ready[kind].append(server.ready_after)
-            try:
-                for workload in WORKLOADS:
-                    for conc in CONCURRENCY:
-                        got = asyncio.run(run_load(server, workload, conc, seconds))
-                        results[(kind, workload, conc)].append(got)
-                rss[kind].append(server.rss_mib())
-            finally:
-                server.stop()
-        print(f"  round {r + 1}/{rounds} done", flush=True)
-    return results, rss, ready
-
-
-def median(rows: list[dict], key: str) -> float:
-    return statistics.median(row[key] for row in rows)
-
-
-def report(results: dict, rss: dict, ready: dict, extra: dict) -> None:
-    print(f"\n{'workload':<8} {'conc':>4} | {'ours/s':>6} {'floor/s':>7} {'ratio':>5} | "
-          f"{'ours p50/p99 ms':>15} {'floor p50/p99 ms':>16} {'p99x':>5} | "
-          f"{'CPU us/req ours floor':>21} {'capacity':>8} {'busy':>9}")
-    for workload in WORKLOADS:
-        for conc in CONCURRENCY:
-            ours, floor = results[("ours", workload, conc)], results[("floor", workload, conc)]
-            m = {key: (median(ours, key), median(floor, key))
-                 for key in ("rps", "p50", "p99", "cpu_us", "busy")}
-            print(f"{workload:<8} {conc:>4} | {m['rps'][0]:>6.0f} {m['rps'][1]:>7.0f} "
-                  f"{m['rps'][0] / m['rps'][1]:>5.2f} | {m['p50'][0]:>6.2f}/{m['p99'][0]:<7.2f} "
-                  f"{m['p50'][1]:>7.2f}/{m['p99'][1]:<7.2f} {m['p99'][0] / m['p99'][1]:>5.2f} | "
-                  f"{m['cpu_us'][0]:>10.0f} {m['cpu_us'][1]:>10.0f} "
-                  f"{m['cpu_us'][1] / m['cpu_us'][0]:>8.2f} "
-                  f"{m['busy'][0]:>4.0%}/{m['busy'][1]:<4.0%}")
-    print("\nratio: requests/s of ours / floor's (medians). capacity: the floor's server CPU per "
-          "request / ours,\ni.e. the throughput ratio once the server's core is the bottleneck. "
-          "busy: server core use;\nbelow ~90% the load generator, not the server, set the pace.")
-    for workload in ("create", "get"):
-        ours, floor = results[("ours", workload, 64)], results[("floor", workload, 64)]
-        ratio = median(ours, "rps") / median(floor, "rps")
-        capacity = median(floor, "cpu_us") / median(ours, "cpu_us")
-        p99x = median(ours, "p99") / median(floor, "p99")
-        print(f"{workload} @64: {ratio:.2f} of the floor's requests/s, capacity {capacity:.2f} "
-              f"(target >= 0.80); p99 {p99x:.2f}x the floor's (target <= 1.3)")
-    print(f"ready (start -> ListConnectors answered, median): ours "
-          f"{statistics.median(ready['ours']):.3f}s, "
-          f"with all installed plugins {extra['ready_all']:.3f}s, floor "
-          f"{statistics.median(ready['floor']):.3f}s (target <= 0.25s)")
-    ours_rss, floor_rss = statistics.median(rss["ours"]), statistics.median(rss["floor"])
-    print(f"RSS after load (median): ours {ours_rss:.1f} MiB, floor {floor_rss:.1f} MiB, "
-          f"ratio {ours_rss / floor_rss:.2f} (target <= 1.3)")
-    print(f"blocking batch (64 x GetTask blocking 100 ms, --workers 64, median of "
-          f"{len(extra['batch'])}): {statistics.median(b[0] for b in extra['batch']):.3f}s "
-          f"(target well under 0.5s); ListConnectors during it "
-          f"{statistics.median(b[1] for b in extra['batch']):.1f} ms")
+    processes_report(kit, seconds)
+    return ready_all
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per load-generator run")
+    parser.add_argument("--no-extras", action="store_true",
+                        help="skip the all-plugins start-up and --processes figures")
     args = parser.parse_args(argv)
-    if args.floor:
-        asyncio.run(serve_floor())
-        return 0
-    pin(1)
-    print(f"server on core 0, load on core 1 ({os.cpu_count()} cores); "
-          f"{args.rounds} rounds x {args.seconds}s per cell; figures are noisy on a shared "
-          "machine", flush=True)
-    results, rss, ready = measure_rounds(args.rounds, args.seconds)
-    batch = []
-    server = Server("ours", workers=64)
-    try:
-        for _ in range(3):
-            batch.append(asyncio.run(blocking_batch(server.address)))
-    finally:
-        server.stop()
-    all_plugins = Server("ours", plugins="all")
-    all_plugins.stop()
-    report(results, rss, ready, {"batch": batch, "ready_all": all_plugins.ready_after})
+    kit = find_kit()
+    if kit is None:
+        print(f"the reference bench kit (floor_server.py, loadgen.py) was not found in "
+              f"../shared/bench beside the repository; set {KIT_ENV}=DIR to where it is. "
+              "Skipping the server benchmark.", file=sys.stderr)
+        return 2
+    byte_compile()
+    server_core, load_core = cores()
+    where = (f"server on core {server_core}, load generator on core {load_core}"
+             if server_core is not None else "fewer than 2 cores: nothing pinned")
+    print(f"kit {kit}; {where}; {args.rounds} rounds x (GetTask, CreateTask) x {args.seconds}s",
+          flush=True)
+    started = time.perf_counter()
+    runs: dict[str, list[dict]] = {"daemon": [], "floor": []}
+    for n in range(args.rounds):
+        order = ("daemon", "floor") if n % 2 == 0 else ("floor", "daemon")
+        for kind in order:
+            got = measure(kind, kit, args.seconds, server_core, load_core)
+            runs[kind].append(got)
+            print(f"round {n + 1} {kind}: ready {got['ready']:.3f}s, RSS {got['rss']:.1f} MiB",
+                  flush=True)
+            for rpc in ("get", "create"):
+                print(line(kind, rpc, got[rpc]), flush=True)
+    ready_all = [] if args.no_extras else extras(kit, args.seconds, server_core)
+    met = table(runs, ready_all)
+    clean = trustworthy(runs)
+    print(f"targets {'met' if met else 'not all met'}; runs {'clean' if clean else 'flagged'}; "
+          f"{time.perf_counter() - started:.0f}s")
     return 0
 
 

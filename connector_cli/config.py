@@ -37,6 +37,9 @@ class ServerConfig:
     (seconds) shuts the daemon down by itself after that long, as the Flyte SDK server's
     `--timeout` does (for tests). `max_message_size` bounds one gRPC message;
     `max_inflight_bytes` bounds what large requests hold together (see `inflight_budget`).
+    `worker_state` is set only in the worker processes of `serve --processes N`: the port is
+    shared (SO_REUSEPORT) and metrics and readiness go to that directory for the
+    supervising parent instead of an HTTP endpoint.
     """
 
     host: str = "::"
@@ -53,6 +56,7 @@ class ServerConfig:
     state_dir: Optional[str] = None
     timeout: Optional[float] = None
     max_inflight_bytes: Optional[int] = None
+    worker_state: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -106,8 +106,12 @@ class Dispatcher:
 
     def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
                 scope: Scope) -> Any:
-        from connector_cli.literals import inputs_to_python
+        global _inputs_to_python
+        if _inputs_to_python is None:
+            from connector_cli.literals import inputs_to_python as convert
 
+            _inputs_to_python = convert
+        inputs_to_python = _inputs_to_python
         template = request.template
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
@@ -253,19 +257,33 @@ def fill_resource(out: pb.Resource, resource: Any, where: str) -> None:
 
 def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
     """Convert outputs into `out`; on failure make `out` a FAILED resource and say False
-    (retrying GetTask cannot fix a connector's outputs, so fail the task, not the RPC)."""
-    from connector_cli.literals import outputs_to_proto
+    (retrying GetTask cannot fix a connector's outputs, so fail the task, not the RPC).
 
+    A dict of values is written straight into `out.outputs` (no intermediate message)."""
+    global _write_outputs
+    if _write_outputs is None:
+        from connector_cli.literals import write_outputs
+
+        _write_outputs = write_outputs
     try:
-        converted = outputs_to_proto(outputs, None)
+        if type(outputs) is dict or isinstance(outputs, Mapping):
+            out.outputs.SetInParent()  # set even when empty, as a converted message would be
+            _write_outputs(outputs, None, out.outputs)
+        else:
+            from connector_cli.literals import outputs_to_proto
+
+            out.outputs.CopyFrom(outputs_to_proto(outputs, None))
     except LiteralError as exc:
         logger.error("%s returned outputs that cannot be converted: %s", where, exc)
+        out.ClearField("outputs")
         out.phase = TaskExecution.FAILED
         out.message = f"the connector's outputs cannot be converted to Flyte literals: {exc}"
         return False
-    if converted is not None:
-        out.outputs.CopyFrom(converted)
     return True
+
+
+_write_outputs: Any = None
+_inputs_to_python: Any = None
 
 
 def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:

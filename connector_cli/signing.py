@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -135,21 +136,35 @@ def default_state_dir() -> Path:
 
 
 def generated_key(state_dir: Path) -> tuple[bytes, Path]:
-    """This host's generated key (made once, mode 0600) for a daemon given no key file."""
+    """This host's generated key (made once, mode 0600) for a daemon given no key file.
+
+    The key is written to a temporary file and linked into place, so a daemon starting at
+    the same moment (another `--processes` worker) reads a whole key or makes none."""
     path = state_dir / KEY_FILE_NAME
+    if path.exists():
+        return _existing_key(path), path
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return _existing_key(path), path
+        fd, temporary = tempfile.mkstemp(prefix=".meta-key-", dir=state_dir)
     except OSError as exc:
         raise StartupError(
             f"cannot create a meta signing key in {str(state_dir)!r}: {exc.strerror}; "
             "pass --meta-key-file"
         ) from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-    return read_key(str(path), "generated meta key file"), path
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # made by a daemon starting at the same moment: use that one
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create a meta signing key in {str(state_dir)!r}: {exc.strerror}; "
+            "pass --meta-key-file"
+        ) from None
+    finally:
+        os.unlink(temporary)
+    return _existing_key(path), path
 
 
 def _existing_key(path: Path) -> bytes:

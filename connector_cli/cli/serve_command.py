@@ -23,6 +23,28 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place to change them
 
 
+class _Processes(click.ParamType):
+    """A number of processes of at least 1, or 'auto' (the cores available)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: Optional[click.Parameter],
+                ctx: Optional[click.Context]) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            from connector_cli.daemon.supervisor import available_cores
+
+            return available_cores()
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
+
+
+PROCESSES = _Processes()
+
+
 @click.command("serve")
 @option("--host", default=DEFAULTS.host, show_default=True,
         help="Address to listen on ('::' is every IPv6 and IPv4 address).")
@@ -62,6 +84,10 @@ DEFAULTS = ServerConfig()  # the options' defaults are the config's: one place t
         help="Log lines as text, or as one JSON object per line.")
 @option("--strict", is_flag=True, default=False,
         help="Refuse to start when any installed plugin fails to load.")
+@option("--processes", type=PROCESSES, default="1", show_default=True,
+        help="Worker processes sharing the port (SO_REUSEPORT), supervised by this one; "
+        "'auto' = one per available core.")
+@option("--worker-state", default=None, hidden=True, envvar=None)
 @click.option("--prometheus_port", "prometheus_port", type=PORT, default=None, hidden=True)
 @click.option("--worker", "worker", type=click.IntRange(min=1), default=None, hidden=True)
 @click.option("--timeout", "timeout", type=click.IntRange(min=0), default=None, hidden=True)
@@ -72,7 +98,7 @@ def serve_command(
     meta_key_file: Optional[str], previous_meta_key_file: Optional[str],
     state_dir: Optional[str], max_inflight_bytes: Optional[int], log_level: str,
     log_format: str, strict: bool, prometheus_port: Optional[int], worker: Optional[int],
-    timeout: Optional[int],
+    timeout: Optional[int], processes: int, worker_state: Optional[str],
 ) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
@@ -99,7 +125,13 @@ def serve_command(
         state_dir=state_dir,
         timeout=float(timeout) if timeout is not None else None,
         max_inflight_bytes=max_inflight_bytes,
+        worker_state=worker_state,
     )
+    if processes > 1 and not worker_state:
+        from connector_cli.cli.serve_processes import supervise
+
+        supervise(config, processes, click.get_current_context().params)
+        return
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)
     from connector_cli.daemon.server import ConnectorServer

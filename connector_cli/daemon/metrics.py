@@ -7,8 +7,9 @@ in-flight requests and plugin load results.
 
 Recording sits on the request hot path, so it is plain integer arithmetic on the event
 loop thread (no locks, no label lookups); a custom collector turns the tallies into metric
-families only when /metrics is scraped. prometheus_client (about 50 ms of imports, mostly
-its HTTP server) is imported only when the endpoint starts, after the daemon is serving.
+families only when /metrics is scraped. prometheus_client (about 150 ms of imports with
+its exposition code) is imported by the first scrape (`metrics_http`), never at start-up.
+`MergedMetrics` sums the snapshots of `serve --processes` workers the same way.
 """
 
 from __future__ import annotations
@@ -111,6 +112,32 @@ class Metrics:
         """Plugin load results: how many loaded, and each failed (plugin, reason)."""
         self._plugins = (loaded, list(failed))
 
+    def snapshot(self) -> dict[str, Any]:
+        """The tallies as JSON data: what one `serve --processes` worker hands the parent."""
+        def tally(t: _Tally) -> list[Any]:
+            return [t.count, t.total, t.buckets]
+
+        return {
+            "requests": [[*key, *tally(t)] for key, t in list(self._requests.items())],
+            "inputs": [[key, *tally(t)] for key, t in list(self._inputs.items())],
+            "in_flight": dict(self._in_flight),
+            "plugins": [self._plugins[0], self._plugins[1]],
+        }
+
+    def absorb(self, snapshot: dict[str, Any], live: bool = True) -> None:
+        """Add a worker's `snapshot` to these tallies (in-flight only when it is `live`)."""
+        for operation, task_type, code, count, total, buckets in snapshot["requests"]:
+            key = (operation, task_type, code)
+            mine = self._requests.setdefault(key, _Tally(LATENCY_BUCKETS))
+            mine.merge(_restore(LATENCY_BUCKETS, count, total, buckets))
+        for task_type, count, total, buckets in snapshot["inputs"]:
+            mine = self._inputs.setdefault(task_type, _Tally(BYTES_BUCKETS))
+            mine.merge(_restore(BYTES_BUCKETS, count, total, buckets))
+        for operation, n in snapshot["in_flight"].items():
+            self._in_flight[operation] = self._in_flight.get(operation, 0) + (n if live else 0)
+        loaded, failed = snapshot["plugins"]
+        self._plugins = (max(loaded, self._plugins[0]), [tuple(f) for f in failed])
+
     def collect(self) -> Iterator[Any]:
         """Metric families for a scrape (called by prometheus_client in its HTTP thread)."""
         rows: dict[str, list[tuple[list[str], Any]]] = {name: [] for name in FAMILIES}
@@ -147,6 +174,42 @@ class Metrics:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+
+def _restore(bounds: tuple[float, ...], count: int, total: float, buckets: list[int]) -> _Tally:
+    tally = _Tally(bounds)
+    tally.count, tally.total, tally.buckets = count, total, list(buckets)
+    return tally
+
+
+class MergedMetrics:
+    """The /metrics of a whole `serve --processes` daemon: the workers' snapshot files
+    (`<pid>.json` in one directory) summed at scrape time under the same series names.
+
+    Counters of a worker that died stay in the sums (they never go backwards); its
+    in-flight requests do not."""
+
+    def __init__(self, directory: str, live: Any) -> None:
+        self.directory = directory
+        self.live = live
+
+    def collect(self) -> Iterator[Any]:
+        """Read every worker's latest snapshot and yield the summed families."""
+        import json
+        import os
+
+        total, live = Metrics(), set(self.live())
+        for name in sorted(os.listdir(self.directory)):
+            if not name.endswith(".json"):
+                continue
+            try:
+                with open(os.path.join(self.directory, name)) as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                continue
+            total.absorb(data, live=int(name[:-5]) in live)
+        yield from total.collect()
+
 
 
 def _family(name: str, rows: list[tuple[list[str], Any]]) -> Any:

@@ -45,10 +45,11 @@ _METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables me
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
-    """Channel options: message sizes, an exclusive port, and keepalive that accepts the
-    backend's 30 s client pings (even between calls) and drops dead peers."""
+    """Channel options: message sizes, an exclusive port (shared only by the workers of
+    `serve --processes`), and keepalive that accepts the backend's 30 s client pings (even
+    between calls) and drops dead peers."""
     return [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if config.worker_state else 0),
         ("grpc.max_receive_message_length", config.max_message_size),
         ("grpc.max_send_message_length", config.max_message_size),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -161,6 +162,8 @@ class ConnectorServer:
         self.gate: Optional[RequestGate] = None
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
+        self._link: Any = None
+        self._endpoint: Any = None
 
     @property
     def address(self) -> str:
@@ -175,8 +178,8 @@ class ConnectorServer:
     async def start(self) -> None:
         """Bind, start and report SERVING, then start metrics; `StartupError` when it cannot.
 
-        The Prometheus endpoint starts last, in a thread, so its imports do not delay the
-        first ListConnectors answer."""
+        The /metrics port is bound last; prometheus_client is imported by the first scrape
+        (see `metrics_http`), so it never delays the first ListConnectors answer."""
         started = time.perf_counter()
         config = self.config
         signer = self.signer or self._signer()
@@ -201,15 +204,19 @@ class ConnectorServer:
         await server.start()
         for name in ("", *service_names()):
             await self._health.set(name, _serving())
+        if config.worker_state:
+            from connector_cli.daemon.supervisor import WorkerLink
+
+            self._link = WorkerLink(config.worker_state, self._metrics)
         logger.info(
             "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs",
             self.address, "TLS" if config.tls else "plaintext",
             plural(len(self.registry), "task type"), plural(config.workers, "worker"),
             time.perf_counter() - started,
         )
-        if self._metrics is not None:
+        if self._metrics is not None and self._link is None:
             try:
-                self.metrics_port = await asyncio.to_thread(self._serve_metrics)
+                self.metrics_port = await self._serve_metrics()
             except StartupError:
                 await self.stop(0)
                 raise
@@ -226,7 +233,7 @@ class ConnectorServer:
                            config.state_dir)
 
     def _make_metrics(self) -> Any:
-        if self.config.metrics_port is None:
+        if self.config.metrics_port is None and not self.config.worker_state:
             return None
         from connector_cli.daemon.metrics import Metrics
 
@@ -238,7 +245,7 @@ class ConnectorServer:
 
     def _bind(self, server: grpc.aio.Server) -> int:
         target = host_port(self.config.host, self.config.port)
-        if self.config.port:
+        if self.config.port and not self.config.worker_state:
             check_free(self.config.host, self.config.port)
         try:
             if self.config.tls:
@@ -250,10 +257,13 @@ class ConnectorServer:
                 "available here (choose another with --port/--host, or FLYTE_CONNECTOR_PORT)"
             ) from None
 
-    def _serve_metrics(self) -> int:
+    async def _serve_metrics(self) -> int:
+        from connector_cli.daemon.metrics_http import MetricsEndpoint
+
         assert self.config.metrics_port is not None
+        self._endpoint = MetricsEndpoint(self._metrics)
         try:
-            return int(self._metrics.serve_http(self.config.host, self.config.metrics_port))
+            return await self._endpoint.start(self.config.host, self.config.metrics_port)
         except OSError as exc:
             target = host_port(self.config.host, self.config.metrics_port)
             raise StartupError(
@@ -277,11 +287,15 @@ class ConnectorServer:
         await self._server.stop(grace)
         await self._finish_deletes()
         await self._cancel_leftovers()
+        if self._endpoint is not None:
+            await self._endpoint.close()
         cancelled = self._cancelled() - cancelled
         if cancelled:
             logger.warning("cancelled %d requests that did not finish within %gs", cancelled,
                            grace)
         self._close_pools()
+        if self._link is not None:
+            self._link.close()
         self._stopped.set()
         logger.info("flyte-connector on %s stopped", self.address)
 
@@ -349,10 +363,13 @@ class ConnectorServer:
             else:
                 logger.info("received %s again: still draining (SIGINT stops at once)", name)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = _signals(self.config)
+        for signum in signals:
             loop.add_signal_handler(signum, on_signal, signum)
         try:
             await self.start()
+            if self._link is not None:
+                self._link.watch_parent(lambda: on_signal(signal.SIGTERM))
             try:
                 await asyncio.wait_for(first.wait(), self.config.timeout)
             except asyncio.TimeoutError:
@@ -368,8 +385,17 @@ class ConnectorServer:
             self.abandoned_threads = max(self.abandoned_threads, 1)
             return 128 + received[-1]
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in signals:
                 loop.remove_signal_handler(signum)
+
+
+def _signals(config: ServerConfig) -> tuple[int, ...]:
+    """The signals that stop the daemon. A `--processes` worker leaves SIGINT (a terminal's
+    Ctrl-C reaches the whole process group) to its parent, which forwards it as SIGTERM."""
+    if config.worker_state:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return (signal.SIGTERM,)
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _serving() -> int:

@@ -71,6 +71,9 @@ _WRITER_TABLES: CompiledCache[dict[str, tuple[LiteralType, Writer]]] = CompiledC
 )
 
 
+_NO_TABLE: dict[str, tuple[LiteralType, Writer]] = {}
+
+
 def literal_to_python(literal: Literal, literal_type: LiteralType | None = None,
                       name: str = "", *, role: str = "input") -> Any:
     """One literal as a Python value, checked against `literal_type` when given."""
@@ -129,9 +132,17 @@ def outputs_to_proto(outputs: Mapping[str, Any] | Outputs | None,
             "outputs must be a dict of output name -> value or a flyteidl2 Outputs, "
             f"got {got(outputs)}"
         )
-    table = _WRITER_TABLES.get(interface.outputs) if interface is not None else {}
-    _check_names("output", outputs, table)
     message = Outputs()
+    write_outputs(outputs, interface, message)
+    return message
+
+
+def write_outputs(outputs: Mapping[str, Any], interface: TypedInterface | None,
+                  message: Outputs) -> None:
+    """`outputs_to_proto` into an existing (empty) `message`, with no copy: the GetTask
+    response's own `outputs` field."""
+    table = _WRITER_TABLES.get(interface.outputs) if interface is not None else _NO_TABLE
+    _check_names("output", outputs, table)
     for name, value in outputs.items():
         named = message.literals.add()
         named.name = name
@@ -148,7 +159,6 @@ def outputs_to_proto(outputs: Mapping[str, Any] | Outputs | None,
             named = message.literals.add()
             named.name = name
             write(None, named.value)
-    return message
 
 
 def _check_names(role: str, given: Mapping[str, Any], declared: Mapping[str, Any]) -> None:

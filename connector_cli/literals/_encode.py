@@ -375,8 +375,23 @@ def compile_writer(lt: LiteralType) -> Writer:
 WRITERS: CompiledCache[Writer] = CompiledCache(compile_writer)
 
 
-def write_inferred(value: Any, lit: Literal) -> None:
-    """Write a value with no declared type, using the type inferred from the value."""
-    from connector_cli.literals._infer import infer
+_EXACT: dict[type, Writer] = {}
 
-    WRITERS.get(infer(value))(value, lit)
+
+def write_inferred(value: Any, lit: Literal) -> None:
+    """Write a value with no declared type, using the type inferred from the value.
+
+    Plain scalars (exactly int, float, str, bool, bytes, None) skip inference: their
+    writer is looked up by Python type (GetTask outputs are mostly these)."""
+    write = _EXACT.get(type(value))
+    if write is None:
+        from connector_cli.literals._infer import infer
+
+        lt = infer(value)
+        write = WRITERS.get(lt)
+        if type(value) in _SIMPLE_TYPES:
+            _EXACT[type(value)] = write
+    write(value, lit)
+
+
+_SIMPLE_TYPES = frozenset({int, float, str, bool, bytes, type(None)})

@@ -43,7 +43,7 @@ class ResourceMeta:
 
     def encode(self) -> bytes:
         """Encode to small deterministic bytes (JSON, sorted keys)."""
-        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":")).encode()
+        return _ENCODE(_plain(self)).encode()
 
     @classmethod
     def decode(cls: type[_M], data: bytes) -> _M:
@@ -53,7 +53,7 @@ class ResourceMeta:
         """
         decoder = _DECODERS.get(cls) or _compile_class(cls)
         try:
-            value = json.loads(data)
+            value = _loads(data)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ResourceMetaError(
                 f"resource_meta is not {cls.__name__} data: not valid JSON ({_reason(exc)})"
@@ -91,6 +91,26 @@ def check_meta_path(value: str, field: str, absolute: bool = True) -> None:
         raise ValueError(f"{field} must be an absolute path, got {_clip(value, 60)!r}")
     if ".." in value.split("/"):
         raise ValueError(f"{field} must not contain '..'")
+
+
+_scan: Callable[[str, int], tuple[Any, int]] = (
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+)
+
+
+def _loads(data: bytes) -> Any:
+    """`json.loads` for the compact JSON `encode` writes: the C scanner straight on the
+    text (no encoding sniffing or whitespace regexes); anything else goes to `json.loads`,
+    which also gives the exact error."""
+    if type(data) is bytes and data[:1] == b"{" and data[-1:] == b"}":
+        text = data.decode()
+        try:
+            value, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(data)
 
 
 def check_meta_class(cls: Any) -> None:
@@ -133,8 +153,38 @@ _MISSING = _Missing()
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+def _compact_encoder() -> Callable[[Any], str]:
+    """Sorted-key, compact JSON: CPython's C encoder built once (what `json.dumps` rebuilds
+    on every call), else the pure-Python one."""
+    from json import encoder
+
+    make = getattr(encoder, "c_make_encoder", None)
+    compact = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    slow = compact.encode
+    if make is None:
+        return slow
+    fast = make(None, compact.default, encoder.encode_basestring_ascii, None, ":", ",",
+                True, False, True)
+
+    def encode(value: Any) -> str:
+        if type(value) is not dict:
+            return slow(value)
+        return "".join(fast(value, 0))
+
+    return encode
+
+
+_ENCODE = _compact_encoder()
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """Turn a metadata value into JSON-native data."""
+    if type(value) in _JSON_SCALARS:
+        return value
+    names = _FIELD_NAMES.get(type(value))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, enum.Enum):

@@ -1,0 +1,289 @@
+"""`serve --processes N`: N worker daemons on one port, supervised by the parent.
+
+One Python process answers on one core; past that, the parent starts N complete daemons
+(`worker_argv`) that bind the same port with SO_REUSEPORT, and the kernel spreads new
+connections over them. The parent binds nothing that serves: it reserves the port (so
+`--port 0` resolves once and nobody else takes it), forwards SIGINT/SIGTERM to the workers
+as SIGTERM (each then drains within the grace period; a second signal stops them at once),
+restarts a worker that dies with a log line, and serves one `/metrics` that sums the
+workers' snapshots (`MergedMetrics`). Health is answered by the workers themselves, so it
+is SERVING exactly while a worker serves.
+
+`WorkerLink` is the worker's side: it writes the worker's metrics snapshot (first write =
+ready) to the shared directory every `FLUSH_S` seconds, and stops the worker if the parent
+disappears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable, Optional
+
+from connector_cli.config import ServerConfig
+from connector_cli.errors import StartupError
+
+logger = logging.getLogger(__name__)
+
+FLUSH_S = 0.5
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+WorkerArgv = Callable[[int, str], list[str]]
+
+
+def available_cores() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cores = cores or os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+class WorkerLink:
+    """A worker's link to its supervisor: metrics snapshots and a parent watchdog."""
+
+    def __init__(self, directory: str, metrics: Any) -> None:
+        self.path = os.path.join(directory, f"{os.getpid()}.json")
+        self.metrics = metrics
+        self.parent = os.getppid()
+        self._last: Optional[str] = None
+        self.flush()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._on_orphan: Optional[Callable[[], None]] = None
+
+    def flush(self) -> None:
+        """Write the snapshot (atomically) when it changed."""
+        data = json.dumps(self.metrics.snapshot())
+        if data == self._last:
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+        self._last = data
+
+    def watch_parent(self, on_orphan: Callable[[], None]) -> None:
+        """Call `on_orphan` once if the supervising parent goes away."""
+        self._on_orphan = on_orphan
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            try:
+                self.flush()
+            except OSError as exc:
+                logger.warning("cannot write metrics for the supervisor: %s", exc)
+            orphan = self._on_orphan
+            if orphan is not None and os.getppid() != self.parent:
+                logger.warning("the supervising process is gone: shutting down")
+                self._on_orphan = None
+                orphan()
+
+    def close(self) -> None:
+        """Final snapshot; stop the loop task."""
+        self._task.cancel()
+        try:
+            self.flush()
+        except OSError:
+            pass
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) host:port with SO_REUSEPORT: fixes `--port 0` to one port that
+    only our workers can share. `StartupError` when another process holds it."""
+    from connector_cli.daemon.server import host_port
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host_port(host, port)}: {exc.strerror or exc} "
+            "(choose another --port, or stop what uses it)"
+        ) from None
+    return sock
+
+
+class Supervisor:
+    """Runs and supervises `processes` workers; `run()` returns the exit status."""
+
+    def __init__(self, config: ServerConfig, processes: int, worker_argv: WorkerArgv) -> None:
+        self.config = config
+        self.processes = processes
+        self.worker_argv = worker_argv
+        self.port = 0
+        self.metrics_port: Optional[int] = None
+        self.workers: dict[int, subprocess.Popen] = {}
+        self.restarts = 0
+        self._state = ""
+        self._stopping = False
+
+    def live_pids(self) -> list[int]:
+        """Pids of the workers running now."""
+        return [p.pid for p in self.workers.values() if p.poll() is None]
+
+    def _spawn(self, slot: int) -> subprocess.Popen:
+        # its own process group: a signal sent to the parent's group (Ctrl-C, `timeout`)
+        # reaches the workers once, forwarded by the parent, never twice
+        argv = self.worker_argv(self.port, self._state)
+        proc = subprocess.Popen(argv, preexec_fn=os.setpgrp)
+        self.workers[slot] = proc
+        return proc
+
+    def _ready(self, proc: subprocess.Popen) -> bool:
+        return os.path.exists(os.path.join(self._state, f"{proc.pid}.json"))
+
+    async def _start_all(self) -> Optional[int]:
+        """Start every worker; None when all are ready, else the failed worker's status."""
+        for slot in range(self.processes):
+            self._spawn(slot)
+        while not all(self._ready(p) for p in self.workers.values()):
+            for proc in self.workers.values():
+                if proc.poll() is not None and not self._ready(proc):
+                    return proc.returncode or 1
+            await asyncio.sleep(0.01)
+        return None
+
+    async def _supervise(self, slot: int) -> None:
+        """Restart the worker in `slot` whenever it dies, until shutdown."""
+        failures = 0
+        while not self._stopping:
+            proc = self.workers[slot]
+            started = time.monotonic()
+            code = await asyncio.to_thread(proc.wait)
+            if self._stopping:
+                return
+            failures = failures + 1 if time.monotonic() - started < 10 else 0
+            delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+            logger.error("worker %d (pid %d) exited with %s; restarting it in %gs", slot + 1,
+                         proc.pid, _describe(code), delay)
+            await asyncio.sleep(delay)
+            if not self._stopping:
+                self.restarts += 1
+                new = self._spawn(slot)
+                logger.info("worker %d restarted (pid %d)", slot + 1, new.pid)
+
+    def _signal_all(self, signum: int) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signum)
+                except ProcessLookupError:
+                    pass
+
+    async def _drain(self, forced: asyncio.Event) -> bool:
+        """SIGTERM every worker and wait for all; True when they all exited cleanly."""
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grace_period + 10
+        while any(p.poll() is None for p in self.workers.values()):
+            if forced.is_set() or time.monotonic() > deadline:
+                self._signal_all(signal.SIGTERM)  # a second SIGTERM stops a worker at once
+                await asyncio.sleep(2)
+                self._signal_all(signal.SIGKILL)
+                await asyncio.to_thread(lambda: [p.wait() for p in self.workers.values()])
+                return False
+            await asyncio.sleep(0.05)
+        return all(p.returncode == 0 for p in self.workers.values())
+
+    async def run(self) -> int:
+        """Start, supervise until SIGINT/SIGTERM, drain; 0, 1 (start-up), or 128+signal."""
+        loop = asyncio.get_running_loop()
+        received: list[int] = []
+        first, again = asyncio.Event(), asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            (first if len(received) == 1 else again).set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        if self.config.metrics_port:
+            from connector_cli.daemon.server import check_free
+
+            check_free(self.config.host, self.config.metrics_port, "serve metrics on",
+                       "--metrics-port, or 0 to disable metrics")
+        reservation = reserve_port(self.config.host, self.config.port)
+        self.port = int(reservation.getsockname()[1])
+        with tempfile.TemporaryDirectory(prefix="flyte-connector-") as state:
+            self._state = state
+            try:
+                return await self._serve(first, again, received)
+            finally:
+                self._stopping = True
+                self._signal_all(signal.SIGKILL)
+                reservation.close()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+
+    async def _serve(self, first: asyncio.Event, again: asyncio.Event,
+                     received: list[int]) -> int:
+        from connector_cli.daemon.server import host_port
+
+        failed = await self._start_all()
+        if failed is not None:
+            self._stopping = True
+            self._signal_all(signal.SIGTERM)
+            await asyncio.to_thread(lambda: [p.wait() for p in self.workers.values()])
+            logger.error("a worker could not start; stopping")
+            return failed
+        merged = await self._serve_metrics()
+        address = host_port(self.config.host, self.port)
+        logger.info("flyte-connector supervising %d worker processes on %s%s", self.processes,
+                    address, f", metrics on port {self.metrics_port}" if merged else "")
+        watchers = [asyncio.ensure_future(self._supervise(s)) for s in range(self.processes)]
+        await first.wait()
+        self._stopping = True
+        for watcher in watchers:
+            watcher.cancel()
+        name = signal.Signals(received[0]).name
+        logger.info("received %s: draining %d workers (up to %gs)", name,
+                    len(self.live_pids()), self.config.grace_period)
+        clean = await self._drain(again)
+        if merged is not None:
+            await merged.close()
+        logger.info("flyte-connector on %s stopped", address)
+        if again.is_set():
+            return 128 + received[-1]
+        return 0 if clean else 1
+
+    async def _serve_metrics(self) -> Any:
+        """The one /metrics of the daemon: the workers' snapshots summed at scrape time."""
+        if self.config.metrics_port is None:
+            return None
+        from connector_cli.daemon.metrics import MergedMetrics
+        from connector_cli.daemon.metrics_http import MetricsEndpoint
+
+        endpoint = MetricsEndpoint(MergedMetrics(self._state, self.live_pids))
+        try:
+            self.metrics_port = await endpoint.start(self.config.host, self.config.metrics_port)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot serve metrics on port {self.config.metrics_port}: "
+                f"{exc.strerror or exc} (choose another --metrics-port, or 0 to disable metrics)"
+            ) from None
+        return endpoint
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
