@@ -5,9 +5,10 @@ done, read logs), SQLite jobs, a delete of a running job, bursts of large (8 MiB
 requests and garbage bodies against one daemon subprocess. Every `--every` seconds it
 samples the daemon's resident memory, open file descriptors, threads and the number of
 job files on disk, then prints the table, the RSS slope (least squares over the second
-half, MiB per minute) and the RSS before and after the large-request bursts.
+half, MiB per minute) and the RSS before and after the large-request bursts. Finished
+jobs' files are swept after `--retention` seconds (default 30), so their count levels off.
 
-Usage: python bench/soak.py [--seconds 180] [--every 5] [--clients 4]
+Usage: python bench/soak.py [--seconds 180] [--every 5] [--clients 4] [--retention 30]
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ SERVICE = "/flyteidl2.connector.AsyncConnectorService/"
 MiB = 1 << 20
 
 
-def start_daemon(state: Path) -> tuple[subprocess.Popen[str], str]:
-    """`flyte-connector serve` on a free port with shell and sql; (process, address)."""
+def start_daemon(state: Path, retention: float) -> tuple[subprocess.Popen[str], str]:
+    """`flyte-connector serve` on a free port with shell and sql, finished jobs' files kept
+    for `retention` seconds; (process, address)."""
     env = dict(os.environ, FLYTE_CONNECTOR_SHELL_STATE_DIR=str(state / "shell"),
-               FLYTE_CONNECTOR_SQL_STATE_DIR=str(state / "sql"))
+               FLYTE_CONNECTOR_SQL_STATE_DIR=str(state / "sql"),
+               FLYTE_CONNECTOR_STATE_DIR=str(state / "daemon"),
+               FLYTE_CONNECTOR_SHELL_RETENTION_SECONDS=str(retention),
+               FLYTE_CONNECTOR_SQL_RETENTION_SECONDS=str(retention))
     exe = str(Path(sys.executable).with_name("flyte-connector"))
     proc = subprocess.Popen(
         [exe, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
@@ -167,7 +172,7 @@ async def soak(args: argparse.Namespace) -> None:
     from collections import Counter
 
     state = Path(tempfile.mkdtemp(prefix="flyte-connector-soak-"))
-    proc, address = start_daemon(state)
+    proc, address = start_daemon(state, args.retention)
     counts: Counter[str] = Counter()
     rows: list[tuple[float, dict[str, float]]] = []
     burst: list[tuple[str, float]] = []
@@ -226,6 +231,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--every", type=float, default=5)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--retention", type=float, default=30,
+                        help="seconds finished jobs' files are kept (the daemon's sweep)")
     asyncio.run(soak(parser.parse_args()))
 
 
