@@ -1,4 +1,4 @@
-"""`SlurmConnector`: run a task's script as a Slurm batch job (task type "slurm").
+"""`SlurmConnector`: run a task's script as a Slurm batch job (task type "slurm" v1).
 
 `create` renders the batch script, pipes it to `sbatch --parsable` and returns `SlurmMeta`:
 the job id, the cluster and how to reach it. `get` asks `scontrol show job`, then `sacct`
@@ -154,6 +154,9 @@ class SlurmConnector(AsyncConnector):
 
     name = "Slurm"
     task_type_name = "slurm"
+    # v1: our `custom` format differs from flyteplugins-slurm's (which serves "slurm" v0),
+    # so the backend never routes one's tasks to the other and one daemon serves both.
+    task_type_version = 1
     metadata_type = SlurmMeta
 
     async def create(self, task_template: Any, output_prefix: str,
