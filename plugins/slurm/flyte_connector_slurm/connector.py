@@ -1,10 +1,10 @@
-"""`SlurmConnector`: run a task's script as a Slurm batch job (task type "slurm").
+"""`SlurmConnector`: run a task's script as a Slurm batch job (task type "slurm" v1).
 
 `create` renders the batch script, pipes it to `sbatch --parsable` and returns `SlurmMeta`:
 the job id, the cluster and how to reach it. `get` asks `scontrol show job`, then `sacct`
-(when the cluster keeps accounting), then the exit-code file the job wrote (for a job
-slurmctld has forgotten). Nothing is kept in the daemon, so a restarted daemon or another
-replica picks up every job.
+(when the cluster keeps accounting), then the exit-code file the job wrote and the reason
+Slurm wrote at the end of its stderr (for a job slurmctld has forgotten). Nothing is kept
+in the daemon, so a restarted daemon or another replica picks up every job.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from flyte_connector_slurm.jobfiles import JobPaths
 from flyte_connector_slurm.spec import SlurmSpec, SshTarget, fail, parse_custom, parse_ssh
 from flyte_connector_slurm.states import (
     SACCT_FORMAT,
+    STDERR_TAIL_BYTES,
     JobState,
     describe,
     from_sacct,
     from_scontrol,
+    from_stderr,
     phase_of,
 )
 from flyte_connector_slurm.transport import (
@@ -154,6 +156,9 @@ class SlurmConnector(AsyncConnector):
 
     name = "Slurm"
     task_type_name = "slurm"
+    # v1: our `custom` format differs from flyteplugins-slurm's (which serves "slurm" v0),
+    # so the backend never routes one's tasks to the other and one daemon serves both.
+    task_type_version = 1
     metadata_type = SlurmMeta
 
     async def create(self, task_template: Any, output_prefix: str,
@@ -277,12 +282,19 @@ async def job_state(transport: Transport, paths: JobPaths) -> JobState:
         job_from_sacct = from_sacct(accounted.stdout, paths.job_id)
         if job_from_sacct is not None:
             return job_from_sacct
-    return await _from_exit_file(transport, paths)
+    return await from_job_files(transport, paths)
 
 
-async def _from_exit_file(transport: Transport, paths: JobPaths) -> JobState:
+async def from_job_files(transport: Transport, paths: JobPaths) -> JobState:
+    """A job slurmctld forgot, with no accounting: Slurm's own cancel line at the end of its
+    stderr (time limit, preemption, node failure, scancel), else its exit-code file."""
     recorded = await jobfiles.read_exit(transport, paths)
     source = "exit-code file"
+    if recorded is None or recorded == script.TERMINATED:
+        tail = await jobfiles.tail_text(transport, paths.stream("err"), STDERR_TAIL_BYTES)
+        said = from_stderr(tail, paths.job_id, 143 if recorded else None)
+        if said is not None:
+            return said
     if recorded is None:
         return JobState("LOST", reason="unknown to slurmctld and sacct, and no exit code in "
                         "its job directory: it never ran, or its node failed", source=source)

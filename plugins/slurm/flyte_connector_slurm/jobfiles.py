@@ -65,12 +65,17 @@ async def read_exit(transport: Transport, paths: JobPaths) -> Optional[str]:
 
 async def tail(transport: Transport, path: str, max_bytes: int = 600, max_lines: int = 5) -> str:
     """The last lines of a file for a failure message ('' when empty or missing)."""
+    text = (await tail_text(transport, path, max_bytes)).strip()
+    return " | ".join(text.splitlines()[-max_lines:])
+
+
+async def tail_text(transport: Transport, path: str, max_bytes: int) -> str:
+    """At most the last `max_bytes` of a file as text ('' when empty or missing)."""
     size = await transport.size(path)
     if not size:
         return ""
     data = await transport.read(path, max(0, size - max_bytes), max_bytes) or b""
-    text = data.decode("utf-8", "replace").strip()
-    return " | ".join(text.splitlines()[-max_lines:])
+    return data.decode("utf-8", "replace")
 
 
 def parse_token(token: str) -> list[int]:

@@ -9,6 +9,7 @@ requeued job is waiting for a node again.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution
@@ -133,3 +134,33 @@ def from_sacct(text: str, job_id: int) -> Optional[JobState]:
             return JobState(state=parts[1].split()[0], reason=parts[3], exit_code=code,
                             signal=sig, elapsed=parts[4], source="sacct")
     return None
+
+
+# What slurmstepd writes to a job's stderr when Slurm ends it, e.g.
+# `slurmstepd-node1: error: *** JOB 7 ON node1 CANCELLED AT 2026-01-01T00:00:00 DUE TO TIME
+# LIMIT ***`; without `DUE TO` someone ran scancel.
+_CANCELLED_LINE = re.compile(
+    r"\*\*\* JOB (\d+) ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([A-Z][A-Z ,]*?))?"
+    r"(?:, SEE SLURMCTLD LOG FOR DETAILS)? \*\*\*")
+_DUE_TO: dict[str, tuple[str, str]] = {
+    "TIME LIMIT": ("TIMEOUT", "TimeLimit"),
+    "PREEMPTION": ("PREEMPTED", "Preemption"),
+    "NODE FAILURE": ("NODE_FAIL", "NodeFail"),
+    "DEADLINE": ("DEADLINE", "Deadline"),
+}
+STDERR_TAIL_BYTES = 4096
+
+
+def from_stderr(text: str, job_id: int, exit_code: Optional[int] = None) -> Optional[JobState]:
+    """The state Slurm's own last `*** JOB ID ... CANCELLED AT ... ***` line in the tail of
+    the job's stderr tells, or None: for a job that left slurmctld with no accounting."""
+    matches = [m for m in _CANCELLED_LINE.finditer(text) if m.group(1) == str(job_id)]
+    if not matches:
+        return None
+    last = matches[-1]
+    due_to = last.group(4)
+    if due_to is None:
+        return JobState("CANCELLED", reason=f"cancelled at {last.group(3)}",
+                        exit_code=exit_code, source="stderr")
+    state, reason = _DUE_TO.get(due_to, ("FAILED", f"cancelled by Slurm due to {due_to}"))
+    return JobState(state, reason=reason, exit_code=exit_code, requeue=False, source="stderr")

@@ -22,7 +22,7 @@ def make_template(custom: dict[str, Any], outputs: Optional[dict[str, str]] = No
                   inputs: Optional[dict[str, str]] = None) -> TaskTemplate:
     """A slurm task template; `outputs`/`inputs` map names to 'int', 'str', 'file'..."""
     return testing.make_template(
-        "slurm", custom=custom,
+        "slurm", version=1, custom=custom,
         outputs={k: KINDS[v] for k, v in (outputs or {}).items()},
         inputs={k: KINDS[v] for k, v in (inputs or {}).items()})
 

@@ -19,7 +19,8 @@ SLURM_DIR = Path(__file__).resolve().parent.parent
 EXAMPLES = SLURM_DIR / "examples"
 REPO = SLURM_DIR.parent.parent
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
-EXAMPLE = [str(EXAMPLES / "word_count.yaml"), "--inputs", str(EXAMPLES / "inputs.json")]
+EXAMPLE = [str(EXAMPLES / "word_count.yaml"),
+           "--inputs", str(EXAMPLES / "word_count.inputs.json")]
 EXAMPLE_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
 
 
@@ -42,7 +43,7 @@ def check_example_result(result: dict) -> None:
 
 def test_the_example_runs_with_flyte_connector_test(slurm: SlurmCluster) -> None:
     done = subprocess.run(
-        [FLYTE_CONNECTOR, "test", *EXAMPLE, "--plugins", "slurm", "--json", "--logs",
+        [FLYTE_CONNECTOR, "test", *EXAMPLE, "--plugins", "slurm-batch", "--json", "--logs",
          "--metrics", "--poll-interval", "0.2", "--timeout", "60"],
         capture_output=True, text=True, env=env(), timeout=90,
     )
@@ -54,7 +55,7 @@ def test_the_example_runs_with_flyte_connector_test(slurm: SlurmCluster) -> None
 
 
 async def test_the_example_runs_against_a_daemon(slurm: SlurmCluster) -> None:
-    async with serve_in_background(plugins=["slurm"]) as daemon:
+    async with serve_in_background(plugins=["slurm-batch"]) as daemon:
         proc = await asyncio.create_subprocess_exec(
             FLYTE_CONNECTOR, "test", *EXAMPLE, "--endpoint", daemon.address, "--json", "--logs",
             "--poll-interval", "0.2", "--timeout", "60",
@@ -67,8 +68,9 @@ async def test_the_example_runs_against_a_daemon(slurm: SlurmCluster) -> None:
 
 def test_a_bad_option_is_one_line_and_exit_status_2(slurm: SlurmCluster, tmp_path: Path) -> None:
     task = tmp_path / "bad.yaml"
-    task.write_text("type: slurm\ncustom:\n  script: 'true'\n  partition: nope\n")
-    done = subprocess.run([FLYTE_CONNECTOR, "test", str(task), "--plugins", "slurm"],
+    task.write_text("type: slurm\ntask_type_version: 1\n"
+                    "custom:\n  script: 'true'\n  partition: nope\n")
+    done = subprocess.run([FLYTE_CONNECTOR, "test", str(task), "--plugins", "slurm-batch"],
                           capture_output=True, text=True, env=env(), timeout=60)
     assert done.returncode == 2, done.stderr
     assert "sbatch refused the job: invalid partition specified: nope" in done.stderr
@@ -83,4 +85,4 @@ def test_docs_show_the_real_example_files() -> None:
                 f"{page.name} shows an outdated copy of {path}"
             shown.append(path)
     assert "plugins/slurm/examples/word_count.yaml" in shown
-    assert "plugins/slurm/examples/inputs.json" in shown
+    assert "plugins/slurm/examples/word_count.inputs.json" in shown

@@ -24,7 +24,7 @@ from connector_cli.client import ConnectorClient
 from connector_cli.errors import UsageError
 from connector_cli.literals import literal_to_python, python_to_literal
 
-SLURM = ("slurm", 0)
+SLURM = ("slurm", 1)
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
 TERMINAL = (TaskExecution.SUCCEEDED, TaskExecution.FAILED, TaskExecution.ABORTED,
             TaskExecution.RETRYABLE_FAILED)
@@ -55,7 +55,7 @@ class Daemon:
         with open(log, "wb") as stderr:
             self.proc = subprocess.Popen(
                 [FLYTE_CONNECTOR, "serve", "--host", "127.0.0.1", "--port", "0",
-                 "--metrics-port", "0", "--plugins", "slurm", "--grace-period", "1"],
+                 "--metrics-port", "0", "--plugins", "slurm-batch", "--grace-period", "1"],
                 stdout=subprocess.DEVNULL, stderr=stderr, env=env,
             )
         deadline = time.monotonic() + 20

@@ -45,4 +45,8 @@ async def test_a_timed_out_job_slurmctld_has_forgotten_is_still_failed(
     assert await wait_until(lambda: not scontrol_knows(meta.job_id), 100, step=1.0)
     resource = await runner.get(meta)
     assert resource.phase == TaskExecution.FAILED
-    assert "terminated by Slurm (time limit or scancel)" in resource.message
+    # No accounting: the reason is Slurm's own line at the end of the job's stderr.
+    assert resource.message.startswith("TIMEOUT (exit code 143, reason TimeLimit): "), \
+        resource.message
+    assert "DUE TO TIME LIMIT" in resource.message
+    assert resource.custom_info["source"] == "stderr"
