@@ -56,7 +56,11 @@ class RunningDaemon:
 
     @property
     def metrics_url(self) -> Optional[str]:
-        """The Prometheus endpoint URL when metrics are on (pass `metrics_port=0`)."""
+        """The Prometheus endpoint URL when metrics are on (pass `metrics_port=0`).
+
+        The daemon answers /metrics on the test's own event loop: scrape it from a thread
+        (`await asyncio.to_thread(...)`) or with an async HTTP client, never with a blocking
+        call inside the test's coroutine."""
         port = self.server.metrics_port
         return f"http://{self.server.config.host}:{port}/metrics" if port else None
 

@@ -90,8 +90,13 @@ async def test_the_four_flyteplugins_are_served_and_counted() -> None:
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "DatabricksJobMetadata" in (caught.value.details() or "")
         assert daemon.metrics_url is not None
-        with urllib.request.urlopen(daemon.metrics_url, timeout=10) as answer:
-            metrics = answer.read().decode()
+        url = daemon.metrics_url
+
+        def scrape() -> str:  # off the event loop, which serves /metrics too
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                return str(answer.read().decode())
+
+        metrics = await asyncio.to_thread(scrape)
         assert 'task_type="databricks"' in metrics and "INVALID_ARGUMENT" in metrics
 
 
