@@ -137,8 +137,6 @@ POLICY = RetentionPolicy(
 RETENTION_ENV = POLICY.retention_env
 KEEP_DELETED_ENV = POLICY.keep_deleted_env
 _KEEP = POLICY.tombstone
-retention = POLICY.retention
-keep_deleted = POLICY.keep_deleted
 discard = POLICY.discard
 sweep = POLICY.sweep
 

@@ -53,8 +53,6 @@ POLICY = RetentionPolicy(
     noun="SQL",
 )
 RETENTION_ENV = POLICY.retention_env
-KEEP_DELETED_ENV = POLICY.keep_deleted_env
-retention = POLICY.retention
 discard = POLICY.discard
 sweep = POLICY.sweep
 
