@@ -143,7 +143,7 @@ class ShellConnector(AsyncConnector):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._children: set[int] = set()
-        self._sweeper = jobdir.Sweeper()
+        self._sweeper = jobdir.sweeper()
 
     def create(
         self,
@@ -165,8 +165,7 @@ class ShellConnector(AsyncConnector):
         job_env = dict(metadata.environment_variables) if metadata else {}
         env = command_env(spec, inputs, {}, job_env, connection=kwargs)
         _check_workdir(spec)
-        jobdir.retention()  # a bad setting is reported before a job starts
-        self._sweeper.maybe_sweep()
+        self._sweeper.maybe_sweep()  # a bad retention setting is reported before a job starts
         base = job_base(output_prefix)
         job_dir, nonce = jobdir.make(base)
         self._sweeper.remember(base)

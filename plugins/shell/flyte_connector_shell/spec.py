@@ -9,18 +9,16 @@ only through the environment, so a value like `$(rm -rf ~)` stays an inert strin
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import os
 import re
 from pathlib import PurePosixPath
 from typing import Any, Mapping, Optional
 
 from connector_cli.errors import UsageError
+from connector_cli.sdk.job_env import INPUT_PREFIX, env_name, input_text
 
 PLACEHOLDER = re.compile(r"\{\{\s*\.inputs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-INPUT_PREFIX = "FLYTE_INPUT_"
 BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 DEFAULT_GRACE = 1.0
 MAX_GRACE = 5.0
@@ -143,31 +141,6 @@ def _grace(value: Any) -> float:
             f"shell task: 'kill_grace_seconds' must be a number from 0 to {MAX_GRACE:g}"
         )
     return float(value)
-
-
-def input_text(value: Any) -> str:
-    """How an input value appears to the command: strings as is, files as their path,
-    everything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    uri = getattr(value, "uri", None)
-    if isinstance(uri, str):
-        return uri[len("file://") :] if uri.startswith("file://") else uri
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return repr(value.total_seconds())
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError):
-        from connector_cli.literals import to_json
-
-        return json.dumps(to_json(value), separators=(",", ":"), sort_keys=True)
-
-
-def env_name(input_name: str) -> str:
-    """The environment variable carrying an input, e.g. 'max-rows' -> FLYTE_INPUT_MAX_ROWS."""
-    return INPUT_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", input_name).upper()
 
 
 def render_argv(spec: ShellSpec, inputs: Mapping[str, Any]) -> list[str]:

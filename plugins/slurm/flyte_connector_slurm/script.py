@@ -11,12 +11,10 @@ forgotten it (no accounting, older than `MinJobAge`).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import re
 import shlex
 from typing import Any, Mapping
 
+from connector_cli.sdk.job_env import env_name, input_text
 from flyte_connector_slurm.spec import fail
 
 INPUT_PREFIX = "FLYTE_INPUT_"
@@ -42,31 +40,6 @@ _flyte_rc=$?
 _flyte_record "$_flyte_rc"
 exit "$_flyte_rc"
 """
-
-
-def input_text(value: Any) -> str:
-    """How an input appears to the script: strings as is, files as their path or URI,
-    everything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    uri = getattr(value, "uri", None)
-    if isinstance(uri, str):
-        return uri[len("file://"):] if uri.startswith("file://") else uri
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return repr(value.total_seconds())
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError):
-        from connector_cli.literals import to_json
-
-        return json.dumps(to_json(value), separators=(",", ":"), sort_keys=True)
-
-
-def env_name(input_name: str) -> str:
-    """The variable carrying an input, e.g. 'max-rows' -> FLYTE_INPUT_MAX_ROWS."""
-    return INPUT_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", input_name).upper()
 
 
 def input_exports(inputs: Mapping[str, Any]) -> list[str]:

@@ -72,7 +72,7 @@ class SQLConnector(AsyncConnector):
     sign_resource_meta = True
 
     def __init__(self) -> None:
-        self._sweeper = cleanup.Sweeper()
+        self._sweeper = cleanup.sweeper()
 
     def create(
         self,
@@ -88,7 +88,7 @@ class SQLConnector(AsyncConnector):
         self._sweeper.maybe_sweep()
         job_id = uuid.uuid4().hex[:16]
         job_dir, job_uri = jobfiles.make_job_dir(output_prefix, job_id)
-        self._sweeper.remember(job_dir)
+        self._sweeper.remember(job_dir.parent)
         jobfiles.write_json(job_dir / jobfiles.SPEC, {**spec.to_json(), "params": params})
         jobfiles.update_status(job_dir, jobfiles.STARTING)
         password = password_from(kwargs) if spec.engine == POSTGRESQL else None
