@@ -169,10 +169,6 @@ class RequestGate:
         return True
 
 
-def _serialize(message: Any) -> bytes:
-    return message.SerializeToString()  # type: ignore[no-any-return]
-
-
 def _open(gate: RequestGate, cls: Any, method: str, data: bytes) -> tuple[Any, int]:
     """Admit and parse a body: (request, bytes held), or `_Refused` having given back any
     budget it took. Plain `def`: a small valid body costs no coroutine here."""
@@ -234,15 +230,16 @@ def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate)
     handlers = {}
     for method in service.methods:
         cls = message_factory.GetMessageClass(method.input_type)
+        serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
         impl = getattr(servicer, method.name)
         if method.client_streaming:
             raise ValueError(f"{service.full_name}.{method.name} streams requests")
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _stream(gate, cls, method.name, impl), response_serializer=_serialize)
+                _stream(gate, cls, method.name, impl), response_serializer=serialize)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(gate, cls, method.name, impl), response_serializer=_serialize)
+                _unary(gate, cls, method.name, impl), response_serializer=serialize)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )
