@@ -16,7 +16,7 @@ COPY pyproject.toml README.md ./
 COPY connector_cli ./connector_cli
 COPY plugins ./plugins
 RUN python -m venv /opt/flyte-connector \
-    && set -- . \
+    && set -- ".[uvloop]" \
     && for dir in ${PLUGINS}; do set -- "$@" "./${dir}"; done \
     && /opt/flyte-connector/bin/pip install "$@"
 

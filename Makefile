@@ -15,7 +15,7 @@ SOAK_SECONDS ?= 180
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[test]' $(foreach p,$(PLUGIN_DIRS),-e ./$(p))
+		-e '.[test,uvloop]' $(foreach p,$(PLUGIN_DIRS),-e ./$(p))
 	touch $@
 
 install: $(STAMP)

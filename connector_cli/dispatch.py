@@ -19,14 +19,20 @@ import asyncio
 import inspect
 import logging
 from concurrent.futures import Executor
-from typing import Any, AsyncIterator, Callable, Mapping, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import LiteralError, UsageError
 from connector_cli.masking import activate, check_configs, current, mask_resource
-from connector_cli.sdk.connector import AsyncConnector, Resource, call_method, implements
+from connector_cli.sdk.connector import (
+    AsyncConnector,
+    Resource,
+    call_method,
+    implements,
+    method_kind,
+)
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.sdk.secrets import Connection
@@ -88,8 +94,8 @@ class Dispatcher:
         template = request.template
         connector = self._connector(template.type, template.task_type_version, scope)
         kwargs, scope.secrets = connection_kwargs(request, "create")
-        meta = await call_method(
-            connector, "create", executor=self.executor, task_template=template,
+        meta = await _call(
+            connector, "create", self.executor, task_template=template,
             output_prefix=request.output_prefix, inputs=self._inputs(connector, request, scope),
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
@@ -126,9 +132,7 @@ class Dispatcher:
         """GetTask: routed by task category; outputs converted by inference (no template)."""
         connector, meta = self._prepare(request, scope)
         kwargs, scope.secrets = connection_kwargs(request, "get")
-        resource = await call_method(
-            connector, "get", executor=self.executor, resource_meta=meta, **kwargs
-        )
+        resource = await _call(connector, "get", self.executor, resource_meta=meta, **kwargs)
         response = pb.GetTaskResponse()
         fill_resource(response.resource, resource, f"{connector.name}.get")
         masker = current() if scope.secrets else None
@@ -140,7 +144,7 @@ class Dispatcher:
         """DeleteTask: cancel the job; connectors make this idempotent."""
         connector, meta = self._prepare(request, scope)
         kwargs, scope.secrets = connection_kwargs(request, "delete")
-        await call_method(connector, "delete", executor=self.executor, resource_meta=meta, **kwargs)
+        await _call(connector, "delete", self.executor, resource_meta=meta, **kwargs)
         return pb.DeleteTaskResponse()
 
     async def get_metrics(
@@ -198,6 +202,15 @@ class Dispatcher:
         if connector.sign_resource_meta:
             data = self.signer.verify(category.name, category.version, data)
         return connector, connector.metadata_type.decode(data)
+
+
+def _call(connector: AsyncConnector, method: str, executor: Optional[Executor],
+          **kwargs: Any) -> Awaitable[Any]:
+    """`call_method`'s awaitable; a plain `async def` method (the usual case) is called
+    directly, one coroutine fewer per RPC."""
+    if method_kind(connector, method) == "async" and not connector.own_loop:
+        return getattr(connector, method)(**kwargs)  # type: ignore[no-any-return]
+    return call_method(connector, method, executor=executor, **kwargs)
 
 
 def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Mapping[str, str]]:

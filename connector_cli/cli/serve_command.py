@@ -108,8 +108,6 @@ def serve_command(
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
-    import asyncio
-
     from connector_cli.config import ServerConfig
     from connector_cli.daemon.logging_setup import configure_logging
     from connector_cli.sdk.registry import ConnectorRegistry
@@ -134,12 +132,13 @@ def serve_command(
         return
     registry = ConnectorRegistry()
     report = _load(registry, modules, plugins, strict)
+    from connector_cli.daemon.loop import run
     from connector_cli.daemon.server import ConnectorServer
 
     server = ConnectorServer(registry, config, report)
     gc.freeze()  # modules and plugins live as long as the daemon: keep them out of GC passes
     try:
-        code = asyncio.run(server.serve())
+        code = run(server.serve())
     except KeyboardInterrupt:
         code = 130
     if server.abandoned_threads:

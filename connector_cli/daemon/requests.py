@@ -169,33 +169,36 @@ class RequestGate:
         return True
 
 
-def _serialize(message: Any) -> bytes:
-    return message.SerializeToString()  # type: ignore[no-any-return]
-
-
-async def _open(gate: RequestGate, cls: Any, method: str, data: bytes,
-                context: Any) -> tuple[Any, int]:
-    """Admit and parse a body: (request, bytes held); a refusal aborts the RPC with its
-    status, giving back any budget it took."""
-    held = 0
+def _open(gate: RequestGate, cls: Any, method: str, data: bytes) -> tuple[Any, int]:
+    """Admit and parse a body: (request, bytes held), or `_Refused` having given back any
+    budget it took. Plain `def`: a small valid body costs no coroutine here."""
+    held = len(data) if gate.admit(len(data), method) else 0
     try:
-        held = len(data) if gate.admit(len(data), method) else 0
         return gate.parse(cls, data, method), held
-    except _Refused as refused:
+    except _Refused:
         if held:
             gate.inflight.release(held)
-        await context.abort(refused.code, refused.detail)
-        raise  # not reached: abort raises
+        raise
+
+
+async def _refuse(context: Any, refused: _Refused) -> None:
+    """Abort the RPC with the refusal's status (this raises)."""
+    await context.abort(refused.code, refused.detail)
 
 
 def _unary(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
     async def handle(data: bytes, context: Any) -> Any:
-        request, held = await _open(gate, cls, method, data, context)
+        try:
+            request, held = _open(gate, cls, method, data)
+        except _Refused as refused:
+            await _refuse(context, refused)
+            raise
+        if not held:
+            return await handler(request, context)
         try:
             return await handler(request, context)
         finally:
-            if held:
-                gate.inflight.release(held)
+            gate.inflight.release(held)
 
     return handle
 
@@ -205,7 +208,11 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
         return _unary(gate, cls, method, handler)
 
     async def handle(data: bytes, context: Any) -> AsyncIterator[Any]:
-        request, held = await _open(gate, cls, method, data, context)
+        try:
+            request, held = _open(gate, cls, method, data)
+        except _Refused as refused:
+            await _refuse(context, refused)
+            raise
         try:
             async for item in handler(request, context):
                 yield item
@@ -223,15 +230,16 @@ def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate)
     handlers = {}
     for method in service.methods:
         cls = message_factory.GetMessageClass(method.input_type)
+        serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
         impl = getattr(servicer, method.name)
         if method.client_streaming:
             raise ValueError(f"{service.full_name}.{method.name} streams requests")
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _stream(gate, cls, method.name, impl), response_serializer=_serialize)
+                _stream(gate, cls, method.name, impl), response_serializer=serialize)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(gate, cls, method.name, impl), response_serializer=_serialize)
+                _unary(gate, cls, method.name, impl), response_serializer=serialize)
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )

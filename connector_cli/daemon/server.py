@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
+from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
 from connector_cli.errors import StartupError
@@ -209,10 +210,10 @@ class ConnectorServer:
 
             self._link = WorkerLink(config.worker_state, self._metrics)
         logger.info(
-            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs",
+            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs on %s",
             self.address, "TLS" if config.tls else "plaintext",
             plural(len(self.registry), "task type"), plural(config.workers, "worker"),
-            time.perf_counter() - started,
+            time.perf_counter() - started, loop_name(),
         )
         if self._metrics is not None and self._link is None:
             try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import traceback
+from asyncio import current_task
 from concurrent.futures import Executor
+from time import perf_counter
 from typing import Any, AsyncIterator, Iterable, Optional, Protocol
 
 import grpc
@@ -78,7 +79,13 @@ def status_for(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
 
 
 class _Base:
-    """What both servicers share: the registry, the worker pool and metrics."""
+    """What both servicers share: the registry, the worker pool, metrics, and one RPC's
+    bookkeeping (`_begin`, `_end`, `_fail`): in-flight count, metrics, and turning any
+    exception into a status (logged, secrets masked).
+
+    The handlers call these from a plain try/except rather than an `async with` block:
+    on the hot path that is two coroutines and one object fewer per RPC.
+    """
 
     def __init__(
         self, registry: ConnectorRegistry, executor: Optional[Executor],
@@ -91,66 +98,79 @@ class _Base:
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
 
+    def _begin(self, operation: str) -> float:
+        """An RPC of `operation` began in the current task; its start time."""
+        self.tasks.add(current_task())  # type: ignore[arg-type]
+        self.in_flight += 1
+        self.metrics.started(operation)
+        return perf_counter()
+
+    def _end(self, operation: str, scope: Scope, started: float, code: str) -> None:
+        """The RPC begun by `_begin` ended with status `code`."""
+        self.tasks.discard(current_task())  # type: ignore[arg-type]
+        self.in_flight -= 1
+        self.metrics.finished(operation, scope.label, code, perf_counter() - started)
+
+    async def _fail(self, context: Any, operation: str, task_type: str, scope: Scope,
+                    started: float, exc: BaseException) -> None:
+        """End the RPC for `exc`: an Exception aborts it with its status (this raises);
+        anything else (cancellation) is counted and left to propagate."""
+        if not isinstance(exc, Exception):
+            self.cancelled += 1
+            self._end(operation, scope, started, "CANCELLED")
+            return
+        status, detail = status_for(exc, f"{operation} for task type {task_type!r}")
+        self._end(operation, scope, started, status.name)
+        await _abort(context, operation, scope, exc, status, detail)
+
+
+def _scope(label: Optional[str] = None) -> Scope:
+    scope = Scope()
+    if label is not None:
+        scope.label = label
+    return scope
+
 
 class _Call:
-    """One RPC's bookkeeping: in-flight count, metrics, and turning any exception into
-    a status (logged, secrets masked) as the block exits.
+    """`_Base`'s bookkeeping as an `async with` block, for the handlers that are not on
+    the hot path (the log stream, metadata)."""
 
-    `scope` is handed to the dispatcher, which records in it the task type once a
-    connector serves it (metrics labels stay bounded) and the secret values to mask.
-    """
-
-    __slots__ = ("service", "context", "operation", "task_type", "started", "task", "scope")
+    __slots__ = ("service", "context", "operation", "task_type", "started", "scope")
 
     def __init__(self, service: _Base, context: Any, operation: str, task_type: str,
                  label: Optional[str] = None) -> None:
         self.service, self.context = service, context
         self.operation, self.task_type = operation, task_type
         self.started = 0.0
-        self.scope = Scope()
-        if label is not None:
-            self.scope.label = label
+        self.scope = _scope(label)
 
     async def __aenter__(self) -> _Call:
-        self.task = asyncio.current_task()
-        self.service.tasks.add(self.task)  # type: ignore[arg-type]
-        self.service.in_flight += 1
-        self.service.metrics.started(self.operation)
-        self.started = time.perf_counter()
+        self.started = self.service._begin(self.operation)
         return self
 
     async def __aexit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> None:
-        service = self.service
-        service.tasks.discard(self.task)  # type: ignore[arg-type]
-        service.in_flight -= 1
         if exc is None:
-            code = "OK"
-        elif isinstance(exc, Exception):
-            status, detail = status_for(exc, f"{self.operation} for task type {self.task_type!r}")
-            code = status.name
+            self.service._end(self.operation, self.scope, self.started, "OK")
         else:
-            code = "CANCELLED"
-            service.cancelled += 1
-        service.metrics.finished(
-            self.operation, self.scope.label, code, time.perf_counter() - self.started
-        )
-        if isinstance(exc, Exception):
-            await self._abort(exc, status, detail)
+            await self.service._fail(self.context, self.operation, self.task_type, self.scope,
+                                     self.started, exc)
 
-    async def _abort(self, exc: Exception, code: grpc.StatusCode, detail: str) -> None:
-        """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
-        secrets = self.scope.secrets
-        masker = (current() or SecretMasker(secrets.values())) if secrets else None
-        mask = masker.text if masker is not None else str
-        detail = mask(detail)
-        if len(detail) > MAX_DETAIL:
-            detail = detail[: MAX_DETAIL - 3] + "..."
-        if code is grpc.StatusCode.INTERNAL:
-            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
-        elif logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s %s: %s", self.operation, code.name, detail)
-        await self.context.abort(code, detail)
+
+async def _abort(context: Any, operation: str, scope: Scope, exc: Exception,
+                 code: grpc.StatusCode, detail: str) -> None:
+    """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
+    secrets = scope.secrets
+    masker = (current() or SecretMasker(secrets.values())) if secrets else None
+    mask = masker.text if masker is not None else str
+    detail = mask(detail)
+    if len(detail) > MAX_DETAIL:
+        detail = detail[: MAX_DETAIL - 3] + "..."
+    if code is grpc.StatusCode.INTERNAL:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s %s: %s", operation, code.name, detail)
+    await context.abort(code, detail)
 
 
 def _forget_delete(deletes: set[asyncio.Future[Any]]) -> Any:
@@ -185,13 +205,23 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         self.deletes: set[asyncio.Future[Any]] = set()
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
-        async with _Call(self, context, "create", request.template.type) as call:
-            response = await self.dispatch.create(request, call.scope)
+        scope, started = Scope(), self._begin("create")
+        try:
+            response = await self.dispatch.create(request, scope)
+        except BaseException as exc:
+            await self._fail(context, "create", request.template.type, scope, started, exc)
+            raise
+        self._end("create", scope, started, "OK")
         return response
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
-        async with _Call(self, context, "get", request.task_category.name) as call:
-            response = await self.dispatch.get(request, call.scope)
+        scope, started = Scope(), self._begin("get")
+        try:
+            response = await self.dispatch.get(request, scope)
+        except BaseException as exc:
+            await self._fail(context, "get", request.task_category.name, scope, started, exc)
+            raise
+        self._end("get", scope, started, "OK")
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:
