@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from tests.test_deploy import WORKLOAD_KINDS, container, deployed_params, pod_spec
+from tests.helpers.deploy_manifests import WORKLOAD_KINDS, container, deployed_params, pod_spec
 
 
 def meta_key_secret(name: str) -> tuple[str, dict]:

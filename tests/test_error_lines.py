@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_server import Daemon, make_pki, run_cli
+from tests.helpers.daemon_process import Daemon, run_cli
+from tests.helpers.pki import make_pki
 
 SQUARES = "plugins/sql/examples/squares.yaml"
 

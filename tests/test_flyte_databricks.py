@@ -20,7 +20,7 @@ from google.protobuf.json_format import ParseDict
 
 from tests.conftest import REPO, cli_env
 from tests.fixtures.fake_databricks import TOKEN, FakeDatabricks, databricks_template
-from tests.flyte_support import Stubs, start_ours, write_pki
+from tests.helpers.flyte_support import Stubs, start_ours, write_pki
 
 SECRETS = {"databricks_token": TOKEN}
 

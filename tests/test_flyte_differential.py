@@ -20,7 +20,7 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from connector_cli.literals import FlyteDirectory, FlyteFile, StructuredDataset
 from connector_cli.testing import make_inputs, make_template
 from tests.fixtures.fake_databricks import TOKEN, FakeDatabricks, databricks_template
-from tests.flyte_support import Process, Stubs, start_c0, start_ours, write_pki
+from tests.helpers.flyte_support import Process, Stubs, start_c0, start_ours, write_pki
 
 SECRET = "s3cr3t-counter-key"
 FLYTE_ONLY = {TaskExecution.UNDEFINED: TaskExecution.QUEUED}

@@ -25,7 +25,7 @@ from connector_cli.discovery import discover, inventory
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import make_inputs, make_template, serve_in_background
 from tests.conftest import REPO, cli_env
-from tests.flyte_support import Process, Stubs, free_port
+from tests.helpers.flyte_support import Process, Stubs, free_port
 
 FLYTE_STYLE = "tests.fixtures.connectors.flyte_style"
 PLUGINS = {

@@ -27,8 +27,8 @@ from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
 from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
+from tests.helpers.raw_grpc import raw_call
 
-SERVICE = "/flyteidl2.connector.AsyncConnectorService/"
 METHODS = ("CreateTask", "GetTask", "DeleteTask", "GetTaskMetrics")
 GARBAGE = [b"\xff", b"\x0a\xff\xff\xff\xff\x0f", b"\x12\x05abc", b"\x08" * 7]
 
@@ -38,24 +38,6 @@ def fresh_registry() -> ConnectorRegistry:
     for cls in dc.ALL:
         registry.register(cls())
     return registry
-
-
-async def raw_call(address: str, method: str, body: bytes, timeout: float = 10) -> Any:
-    """Send `body` as the request bytes of `method`; the status code (OK or the error)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        if method == "GetTaskLogs":
-            call = channel.unary_stream(SERVICE + method)(body, timeout=timeout)
-            try:
-                async for _ in call:
-                    pass
-            except grpc.aio.AioRpcError as exc:
-                return exc.code(), exc.details()
-            return grpc.StatusCode.OK, ""
-        try:
-            await channel.unary_unary(SERVICE + method)(body, timeout=timeout)
-        except grpc.aio.AioRpcError as exc:
-            return exc.code(), exc.details()
-        return grpc.StatusCode.OK, ""
 
 
 def nested_literal_request(depth: int) -> bytes:

@@ -14,7 +14,7 @@ from flyteidl2.connector import connector_pb2 as pb
 
 from connector_cli.signing import MetaSigner
 from connector_cli.testing import serve_in_background
-from tests.test_hostile_daemon import raw_call
+from tests.helpers.raw_grpc import raw_call
 
 SHELL = {"pid": 4_194_305, "start_ticks": 5, "boot_id": "forged", "job_dir": "/nonexistent"}
 SQL = {"job_id": "j", "job_dir": "/nonexistent", "job_uri": "file:///nonexistent",

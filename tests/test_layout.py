@@ -77,3 +77,15 @@ def test_imports_only_run_downwards_and_only_the_cli_uses_click_and_rich() -> No
     ui = sorted(f"{place} imports {lib}" for place, targets in imports.items()
                 for lib in targets & {"click", "rich"} if place != "cli")
     assert not ui, ui
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared cases live in tests/conftest.py or tests/helpers/, never in a test module."""
+    crossings = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            crossings += [f"{path.name} imports {name}" for name in names
+                          if name.startswith("tests.test_")]
+    assert not crossings, crossings

@@ -21,7 +21,7 @@ import grpc.aio
 from flyteidl2.connector.service_pb2_grpc import AsyncConnectorServiceStub
 
 from tests.conftest import REPO, cli_env
-from tests.test_server import Daemon, slow_get, wait_in_flight
+from tests.helpers.daemon_process import Daemon, slow_get, wait_in_flight
 
 # Make the pty the controlling terminal of a new session, then become the command.
 _SESSION = ("import fcntl, os, sys, termios; os.setsid(); fcntl.ioctl(0, termios.TIOCSCTTY, 0);"

@@ -7,8 +7,6 @@ tested on `flyte-connector serve` subprocesses.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import json
 import os
 import re
@@ -19,7 +17,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import grpc
 import grpc.aio
@@ -46,9 +43,10 @@ from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
 from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
+from tests.helpers.daemon_process import FIXTURES, Daemon, run_cli, slow_get, wait_in_flight
+from tests.helpers.pki import make_pki
 
 SERVICES = ["flyteidl2.connector.AsyncConnectorService", "flyteidl2.connector.ConnectorMetadataService"]
-FIXTURES = REPO / "tests" / "fixtures" / "connectors"
 SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 
@@ -57,10 +55,6 @@ def fresh_registry() -> ConnectorRegistry:
     for cls in dc.ALL:
         registry.register(cls())
     return registry
-
-
-def slow_get(seconds: float) -> pb.GetTaskRequest:
-    return pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"), resource_meta=dc.Empty(seconds=seconds).encode())
 
 
 async def test_health_serving_then_not_serving_while_draining() -> None:
@@ -158,44 +152,6 @@ async def test_metrics_endpoint(plugin_path: Path) -> None:
     assert inf in text
 
 
-def make_pki(tmp: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-
-    def issue(name: str, issuer: Any, issuer_key: Any, ca: bool, sans: list[Any]) -> tuple[Any, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder().subject_name(subject)
-            .issuer_name(issuer.subject if issuer else subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(issuer_key or key, hashes.SHA256())
-        return cert, key
-
-    ca, ca_key = issue("test-ca", None, None, True, [])
-    server, server_key = issue("daemon", ca, ca_key, False, [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
-    client, client_key = issue("backend", ca, ca_key, False, [x509.DNSName("backend")])
-    files = {}
-    for name, obj in {"ca": ca, "server": server, "client": client}.items():
-        files[name] = tmp / f"{name}.pem"
-        files[name].write_bytes(obj.public_bytes(serialization.Encoding.PEM))
-    for name, key in {"server_key": server_key, "client_key": client_key}.items():
-        files[name] = tmp / f"{name}.pem"
-        files[name].write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return files
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_pki(tmp_path_factory.mktemp("pki"))
@@ -271,52 +227,6 @@ def test_list_endpoint_errors_are_one_line() -> None:
     assert f"cannot reach the connector daemon at 127.0.0.1:{port}" in result.stderr
     result = run_cli("list", "--endpoint", "127.0.0.1:1", "--plugins", "none")
     assert result.returncode == 2 and "--plugins loads plugins here" in result.stderr
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connector_cli", *args], capture_output=True,
-                          text=True, timeout=60, env=cli_env(**env), cwd=REPO)
-
-
-class Daemon:
-    """`flyte-connector serve` in a subprocess, serving tests/fixtures/connectors."""
-
-    def __init__(self, *args: str, **env: str) -> None:
-        env.setdefault("PYTHONPATH", os.pathsep.join([str(FIXTURES), str(REPO)]))
-        env = cli_env(**env)
-        env.setdefault("FLYTE_CONNECTOR_METRICS_PORT", "0")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--plugins", "none", "-m", "daemon_connectors", *args],
-            stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-        )
-        self.lines: list[str] = []
-
-    def wait_ready(self, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if "listening on 127.0.0.1:" in line:
-                return line.split("listening on ")[1].split()[0]
-        self.proc.kill()
-        raise AssertionError("daemon did not start:\n" + "".join(self.lines))
-
-    def finish(self, timeout: float = 30) -> tuple[int, str]:
-        try:
-            _, rest = self.proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        return self.proc.returncode, "".join(self.lines) + rest
-
-
-async def wait_in_flight() -> None:
-    """Let requests reach the daemon before signalling it."""
-    await asyncio.sleep(0.3)
 
 
 async def test_sigterm_drains_the_request_in_flight_and_exits_0() -> None:

@@ -20,6 +20,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 )
 
 from tests.conftest import REPO, cli_env
+from tests.helpers.pki import make_pki
 
 FIXTURES = REPO / "tests" / "fixtures" / "connectors"
 C0 = shutil.which("c0", path=os.path.dirname(sys.executable)) or "c0"
@@ -151,6 +152,4 @@ class Stubs:
 
 def write_pki(tmp: Path) -> dict[str, Path]:
     """A CA and a certificate for 127.0.0.1 (the fake Databricks serves https)."""
-    from tests.test_server import make_pki
-
     return make_pki(tmp)
