@@ -67,14 +67,13 @@ class _Tally:
 
 
 class Metrics:
-    """The daemon's request tallies and plugin state, plus the optional HTTP endpoint."""
+    """The daemon's request tallies and plugin state (served by `metrics_http`)."""
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str, str], _Tally] = {}
         self._inputs: dict[str, _Tally] = {}
         self._in_flight: dict[str, int] = {}
         self._plugins: tuple[int, list[tuple[str, str]]] = (0, [])
-        self._httpd: Optional[Any] = None
         self._registry: Optional[Any] = None
 
     @property
@@ -159,21 +158,6 @@ class Metrics:
         rows["plugin_failure"] = [([plugin, reason], 1) for plugin, reason in failed]
         for name, data in rows.items():
             yield _family(name, data)
-
-    def serve_http(self, host: str, port: int) -> int:
-        """Expose /metrics on host:port (0 = ephemeral) in a daemon thread; the bound port."""
-        from prometheus_client.exposition import start_http_server
-
-        httpd, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._httpd = httpd
-        return int(httpd.server_port)
-
-    def close(self) -> None:
-        """Stop the HTTP endpoint, if started."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
 
 
 def _restore(bounds: tuple[float, ...], count: int, total: float, buckets: list[int]) -> _Tally:

@@ -337,8 +337,6 @@ class ConnectorServer:
         self.abandoned_threads = busy
         if busy:
             logger.warning("%d connector threads are still running; not waiting for them", busy)
-        if self._metrics is not None:
-            self._metrics.close()
 
     async def serve(self) -> int:
         """Start, run until SIGINT/SIGTERM, drain; the exit status (130 if a second SIGINT
