@@ -13,13 +13,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO, cli_env
+from tests.helpers.daemon_process import read_address
 
 README = (REPO / "README.md").read_text()
 GETTING_STARTED = (REPO / "docs" / "getting-started.md").read_text()
@@ -75,14 +75,8 @@ def make_serve(venv: Path) -> Iterator[str]:
                     FLYTE_CONNECTOR_METRICS_PORT="0"),
     )
     assert proc.stderr is not None
-    deadline, seen, address = time.monotonic() + INSTALL_TIMEOUT, [], None
-    while address is None and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        address = match.group(1) if match else None
+    seen: list[str] = []
+    address = read_address(proc.stderr, INSTALL_TIMEOUT, seen)
     if address is None:
         proc.kill()
         pytest.fail("make serve did not start:\n" + "".join(seen))

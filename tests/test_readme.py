@@ -6,12 +6,12 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, cli_env
+from tests.helpers.daemon_process import read_address
 
 README = (REPO / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -44,15 +44,8 @@ def daemon_address() -> str:
         stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO,
     )
     assert proc.stderr is not None
-    deadline, seen = time.monotonic() + 30, []
-    address = None
-    while address is None and time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        address = match.group(1) if match else None
+    seen: list[str] = []
+    address = read_address(proc.stderr, 30, seen)
     if address is None:
         proc.kill()
         pytest.fail("daemon did not start:\n" + "".join(seen))

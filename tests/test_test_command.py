@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from connector_cli.cli import cli
 from tests.conftest import CONNECTORS, JOB_TASK, REPO, cli_env
+from tests.helpers.daemon_process import read_address
 
 FLYTE_CONNECTOR = str(Path(sys.executable).with_name("flyte-connector"))
 JOBS = ["--plugins", "none", "-m", "run_jobs"]
@@ -205,14 +206,9 @@ def daemon() -> Iterator[str]:
         cwd=CONNECTORS, env=cli_env(), stderr=subprocess.PIPE, text=True,
     )
     try:
-        address = None
-        deadline = time.monotonic() + 30
-        while address is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            assert line, "the daemon exited before listening"
-            match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-            address = match.group(1) if match else None
-        assert address
+        seen: list[str] = []
+        address = read_address(proc.stderr, 30, seen)
+        assert address, "the daemon did not start listening:\n" + "".join(seen)
         yield address
     finally:
         proc.send_signal(signal.SIGTERM)

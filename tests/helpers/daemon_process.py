@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
+from typing import IO, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
 
@@ -14,6 +16,21 @@ from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
 
 FIXTURES = REPO / "tests" / "fixtures" / "connectors"
+
+
+def read_address(stream: IO[str], timeout: float, seen: list[str]) -> Optional[str]:
+    """Read a daemon's log lines (kept in `seen`) until its "listening on 127.0.0.1:PORT"
+    line: the address, or None when the stream ends or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            return None
+        seen.append(line)
+        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        if match:
+            return match.group(1)
+    return None
 
 
 def slow_get(seconds: float) -> pb.GetTaskRequest:
@@ -40,17 +57,12 @@ class Daemon:
         self.lines: list[str] = []
 
     def wait_ready(self, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
         assert self.proc.stderr is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if "listening on 127.0.0.1:" in line:
-                return line.split("listening on ")[1].split()[0]
-        self.proc.kill()
-        raise AssertionError("daemon did not start:\n" + "".join(self.lines))
+        address = read_address(self.proc.stderr, timeout, self.lines)
+        if address is None:
+            self.proc.kill()
+            raise AssertionError("daemon did not start:\n" + "".join(self.lines))
+        return address
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         try:
