@@ -16,14 +16,16 @@ call's meta is verified here, before the connector is called (`connector_cli.sig
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from concurrent.futures import Executor
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
+from connector_cli import wire
 from connector_cli.errors import LiteralError, UsageError
 from connector_cli.masking import activate, check_configs, current, mask_resource
 from connector_cli.sdk.connector import (
@@ -34,9 +36,11 @@ from connector_cli.sdk.connector import (
     method_kind,
 )
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.sdk.resource_meta import ResourceMeta
+from connector_cli.sdk.resource_meta import ResourceMeta, meta_decoder
 from connector_cli.sdk.secrets import Connection
-from connector_cli.signing import MetaSigner
+
+if TYPE_CHECKING:
+    from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,31 @@ class Scope:
         self.secrets: Mapping[str, str] = _NO_SECRETS
 
 
+class Route:
+    """What serving one task type needs, worked out once per registry change rather than per
+    call: the connector, its meta decoder, and how to call `create`, `get` and `delete`."""
+
+    __slots__ = ("connector", "name", "version", "decode", "signed", "create", "get", "delete")
+
+    def __init__(self, connector: AsyncConnector, name: str, version: int,
+                 executor: Optional[Executor]) -> None:
+        self.connector, self.name, self.version = connector, name, version
+        self.decode = meta_decoder(connector.metadata_type)
+        self.signed = connector.sign_resource_meta
+        self.create = _caller(connector, "create", executor)
+        self.get = _caller(connector, "get", executor)
+        self.delete = _caller(connector, "delete", executor)
+
+
+def _caller(connector: AsyncConnector, method: str,
+            executor: Optional[Executor]) -> Callable[..., Awaitable[Any]]:
+    """The connector's own bound method for a plain `async def` (the usual case: one
+    coroutine per call), else `call_method` (threads, own loop) bound to it."""
+    if method_kind(connector, method) == "async" and not connector.own_loop:
+        return getattr(connector, method)  # type: ignore[no-any-return]
+    return functools.partial(call_method, connector, method, executor=executor)
+
+
 class Dispatcher:
     """Runs connector operations for request messages against one registry.
 
@@ -82,21 +111,53 @@ class Dispatcher:
         self.registry = registry
         self.executor = executor
         self.on_inputs = on_inputs
-        self.signer = signer or MetaSigner.ephemeral()
+        self._signer = signer
+        self._routes: dict[tuple[str, int], Route] = {}
+        self._generation = registry.generation
 
-    def _connector(self, name: str, version: int, scope: Scope) -> AsyncConnector:
-        connector = self.registry.get_connector(name, version)
+    @property
+    def signer(self) -> MetaSigner:
+        """The meta signer given, or one made for this dispatcher at first use (hashlib and
+        friends are loaded only when a connector signs)."""
+        if self._signer is None:
+            from connector_cli.signing import MetaSigner
+
+            self._signer = MetaSigner.ephemeral()
+        return self._signer
+
+    def route(self, name: str, version: int, scope: Scope) -> Route:
+        """The route for a task type (`ConnectorNotFound` when none serves it); the scope
+        takes its label."""
+        if self._generation != self.registry.generation:
+            self._routes.clear()
+            self._generation = self.registry.generation
+        route = self._routes.get((name, version))
+        if route is None:
+            connector = self.registry.get_connector(name, version)
+            route = self._routes[(name, version)] = Route(connector, name, version, self.executor)
         scope.label = name
-        return connector
+        return route
+
+    def _meta(self, route: Route, data: bytes) -> ResourceMeta:
+        """The request's resource meta, verified first when the connector signs it."""
+        if route.signed:
+            data = self.signer.verify(route.name, route.version, data)
+        return route.decode(data)  # type: ignore[no-any-return]
 
     async def create(self, request: pb.CreateTaskRequest, scope: Scope) -> pb.CreateTaskResponse:
         """CreateTask: routed by the template's type and version."""
+        return pb.CreateTaskResponse.FromString(await self.create_wire(request, scope))
+
+    async def create_wire(self, request: pb.CreateTaskRequest, scope: Scope) -> bytes:
+        """CreateTask as the daemon answers it: the response's wire bytes. The resource meta
+        is encoded, and signed when the connector asks for it."""
         template = request.template
-        connector = self._connector(template.type, template.task_type_version, scope)
+        route = self.route(template.type, template.task_type_version, scope)
+        connector = route.connector
         kwargs, scope.secrets = connection_kwargs(request, "create")
-        meta = await _call(
-            connector, "create", self.executor, task_template=template,
-            output_prefix=request.output_prefix, inputs=self._inputs(connector, request, scope),
+        meta = await route.create(
+            task_template=template, output_prefix=request.output_prefix,
+            inputs=self._inputs(connector, request, template, scope),
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
             **kwargs,
@@ -106,46 +167,68 @@ class Dispatcher:
                 f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
             )
         data = meta.encode()
-        if connector.sign_resource_meta:
-            data = self.signer.sign(template.type, template.task_type_version, data)
-        return pb.CreateTaskResponse(resource_meta=data)
+        if route.signed:
+            data = self.signer.sign(route.name, route.version, data)
+        return wire.create_response(data)
 
     def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
-                scope: Scope) -> Any:
+                template: Any, scope: Scope) -> Any:
         global _inputs_to_python
         if _inputs_to_python is None:
             from connector_cli.literals import inputs_to_python as convert
 
             _inputs_to_python = convert
-        inputs_to_python = _inputs_to_python
-        template = request.template
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
-            return None if connector.raw_inputs else inputs_to_python(None, interface)
+            return None if connector.raw_inputs else _inputs_to_python(None, interface)
+        inputs = request.inputs
         if self.on_inputs is not None:
-            self.on_inputs(scope.label, request.inputs.ByteSize())
+            self.on_inputs(scope.label, inputs.ByteSize())
         if connector.raw_inputs:
-            return request.inputs
-        return inputs_to_python(request.inputs, interface)
+            return inputs
+        return _inputs_to_python(inputs, interface)
 
     async def get(self, request: pb.GetTaskRequest, scope: Scope) -> pb.GetTaskResponse:
         """GetTask: routed by task category; outputs converted by inference (no template)."""
-        connector, meta = self._prepare(request, scope)
-        kwargs, scope.secrets = connection_kwargs(request, "get")
-        resource = await _call(connector, "get", self.executor, resource_meta=meta, **kwargs)
+        return pb.GetTaskResponse.FromString(await self.get_wire(request, scope))
+
+    async def get_wire(self, request: pb.GetTaskRequest, scope: Scope) -> bytes:
+        """GetTask as the daemon answers it: the response's wire bytes, written directly for
+        the usual plain resource (`connector_cli.wire`), else through the message (masked
+        when the request carried secrets)."""
+        category = request.task_category
+        route = self.route(category.name, category.version, scope)
+        meta = self._meta(route, request.resource_meta)
+        if request.HasField("connection"):
+            resource = await route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
+        else:
+            resource = await route.get(resource_meta=meta)
+        if not scope.secrets:
+            data = wire.get_response(resource)
+            if data is not None:
+                return data
         response = pb.GetTaskResponse()
-        fill_resource(response.resource, resource, f"{connector.name}.get")
+        fill_resource(response.resource, resource, f"{route.connector.name}.get")
         masker = current() if scope.secrets else None
         if masker is not None:
             mask_resource(response.resource, masker)
-        return response
+        return response.SerializeToString()  # type: ignore[no-any-return]
 
     async def delete(self, request: pb.DeleteTaskRequest, scope: Scope) -> pb.DeleteTaskResponse:
         """DeleteTask: cancel the job; connectors make this idempotent."""
-        connector, meta = self._prepare(request, scope)
-        kwargs, scope.secrets = connection_kwargs(request, "delete")
-        await _call(connector, "delete", self.executor, resource_meta=meta, **kwargs)
+        route = self._start(request, scope)
+        await route.delete(resource_meta=self._meta(route, request.resource_meta),
+                           **self._kwargs(request, "delete", scope))
         return pb.DeleteTaskResponse()
+
+    def _start(self, request: Any, scope: Scope) -> Route:
+        category = request.task_category
+        return self.route(category.name, category.version, scope)
+
+    @staticmethod
+    def _kwargs(request: Any, operation: str, scope: Scope) -> dict[str, str]:
+        kwargs, scope.secrets = connection_kwargs(request, operation)
+        return kwargs
 
     async def get_metrics(
         self, request: pb.GetTaskMetricsRequest, scope: Scope
@@ -189,28 +272,16 @@ class Dispatcher:
             yield _log_message(result, where)
 
     def _prepare(
-        self, request: Any, scope: Scope, optional: Optional[str] = None
+        self, request: Any, scope: Scope, optional: str
     ) -> tuple[AsyncConnector, ResourceMeta]:
-        category = request.task_category
-        connector = self._connector(category.name, category.version, scope)
-        if optional is not None and not implements(connector, optional):
+        route = self._start(request, scope)
+        connector = route.connector
+        if not implements(connector, optional):
             raise NotImplementedError(
-                f"connector {connector.name!r} (task type {category.name!r}) does not "
+                f"connector {connector.name!r} (task type {route.name!r}) does not "
                 f"implement {optional}"
             )
-        data = request.resource_meta
-        if connector.sign_resource_meta:
-            data = self.signer.verify(category.name, category.version, data)
-        return connector, connector.metadata_type.decode(data)
-
-
-def _call(connector: AsyncConnector, method: str, executor: Optional[Executor],
-          **kwargs: Any) -> Awaitable[Any]:
-    """`call_method`'s awaitable; a plain `async def` method (the usual case) is called
-    directly, one coroutine fewer per RPC."""
-    if method_kind(connector, method) == "async" and not connector.own_loop:
-        return getattr(connector, method)(**kwargs)  # type: ignore[no-any-return]
-    return call_method(connector, method, executor=executor, **kwargs)
+        return connector, self._meta(route, request.resource_meta)
 
 
 def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Mapping[str, str]]:

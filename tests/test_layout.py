@@ -37,7 +37,7 @@ def test_the_readme_links_it() -> None:
 LAYERS = [
     {"errors", "_version"},
     {"sdk", "literals", "config", "signing"},
-    {"connector_cli", "discovery", "dispatch", "client", "foreign", "adapters", "masking"},
+    {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking"},
     {"daemon", "run", "authoring"},
     {"testing", "pytest_plugin"},
     {"cli", "__main__"},

@@ -7,23 +7,43 @@ also prints the traceback. Each command lives in its own module and is added her
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Optional, Sequence
 
 import click
 
 from connector_cli._version import __version__
-from connector_cli.cli.authoring_commands import init_command, template_command
 from connector_cli.cli.errors import EXIT_USAGE, CLIError, as_cli_error
 from connector_cli.cli.examples import add_help
-from connector_cli.cli.list_command import list_command
 from connector_cli.cli.options import option
-from connector_cli.cli.serve_command import serve_command
-from connector_cli.cli.test_command import test_command
 
 __all__ = ["EXIT_USAGE", "CLIError", "cli", "main"]
 
+# Each command's module is imported when that command runs (or a help page lists it), so
+# `serve` does not pay for `test`'s imports, nor `list` for the daemon's.
+COMMANDS = {
+    "init": ("connector_cli.cli.authoring_commands", "init_command"),
+    "list": ("connector_cli.cli.list_command", "list_command"),
+    "serve": ("connector_cli.cli.serve_command", "serve_command"),
+    "template": ("connector_cli.cli.authoring_commands", "template_command"),
+    "test": ("connector_cli.cli.test_command", "test_command"),
+}
+
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        if cmd_name not in COMMANDS:
+            return None
+        if cmd_name not in self.commands:
+            module, name = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), name)
+            add_help(command, cmd_name)
+            self.add_command(command, cmd_name)
+        return self.commands[cmd_name]
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -54,9 +74,6 @@ def silence_grpc_logging() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
-for _command in (list_command, serve_command, test_command, init_command, template_command):
-    add_help(_command, _command.name or "")
-    cli.add_command(_command)
 add_help(cli)
 
 

@@ -12,8 +12,6 @@ RESOURCE_EXHAUSTED at once, and memory is given back to the OS after a burst.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import inspect
 import logging
@@ -95,7 +93,11 @@ class InFlightBytes:
 
 
 def _malloc_trim() -> Optional[Callable[[int], int]]:
-    """glibc's `malloc_trim`, or None on other C libraries."""
+    """glibc's `malloc_trim`, or None on other C libraries (ctypes is loaded only here: the
+    daemon needs it after a burst of large requests, if ever)."""
+    import ctypes
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
@@ -103,7 +105,7 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
         return None
 
 
-_TRIM = _malloc_trim()
+_TRIM: list[Optional[Callable[[int], int]]] = []
 
 
 def rss_mib() -> float:
@@ -122,8 +124,10 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc keeps them)."""
     gc.collect()
-    if _TRIM is not None:
-        _TRIM(0)
+    if not _TRIM:
+        _TRIM.append(_malloc_trim())
+    if _TRIM[0] is not None:
+        _TRIM[0](0)
 
 
 class _Refused(Exception):
@@ -187,18 +191,28 @@ async def _refuse(context: Any, refused: _Refused) -> None:
 
 
 def _unary(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
-    async def handle(data: bytes, context: Any) -> Any:
+    """A unary handler over raw bytes. It answers bytes: a handler may return its response
+    already serialized (the daemon's GetTask and CreateTask do), or a message."""
+    parse = cls.FromString
+
+    async def handle(data: bytes, context: Any) -> bytes:
+        held = 0
         try:
-            request, held = _open(gate, cls, method, data)
-        except _Refused as refused:
-            await _refuse(context, refused)
-            raise
-        if not held:
-            return await handler(request, context)
+            request = parse(data) if len(data) < LARGE_REQUEST else None
+        except Exception:  # noqa: BLE001 - garbage: `_open` refuses it with its reason
+            request = None
+        if request is None:
+            try:
+                request, held = _open(gate, cls, method, data)
+            except _Refused as refused:
+                await _refuse(context, refused)
+                raise
         try:
-            return await handler(request, context)
+            response = await handler(request, context)
         finally:
-            gate.inflight.release(held)
+            if held:
+                gate.inflight.release(held)
+        return response if response.__class__ is bytes else response.SerializeToString()
 
     return handle
 
@@ -239,7 +253,7 @@ def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate)
                 _stream(gate, cls, method.name, impl), response_serializer=serialize)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(gate, cls, method.name, impl), response_serializer=serialize)
+                _unary(gate, cls, method.name, impl))
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler(service.full_name, handlers),)
     )

@@ -226,10 +226,12 @@ class ConnectorServer:
     def _signer(self) -> Any:
         """The resource meta signer from the key options; `StartupError` when a key file is
         unusable. Without a key file and with no signing connector, none is needed."""
-        from connector_cli.signing import load_signer
-
         needed = any(r.connector.sign_resource_meta for r in self.registry.registrations())
         config = self.config
+        if not (needed or config.meta_key_file or config.previous_meta_key_file):
+            return None
+        from connector_cli.signing import load_signer
+
         return load_signer(config.meta_key_file, config.previous_meta_key_file, needed,
                            config.state_dir)
 

@@ -14,7 +14,7 @@ import traceback
 from asyncio import current_task
 from concurrent.futures import Executor
 from time import perf_counter
-from typing import Any, AsyncIterator, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional, Protocol
 
 import grpc
 from flyteidl2.connector import connector_pb2 as pb
@@ -28,7 +28,9 @@ from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.secrets import SecretMasker
-from connector_cli.signing import MetaSigner
+
+if TYPE_CHECKING:
+    from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
 
@@ -100,16 +102,28 @@ class _Base:
 
     def _begin(self, operation: str) -> float:
         """An RPC of `operation` began in the current task; its start time."""
-        self.tasks.add(current_task())  # type: ignore[arg-type]
+        return self._begin_hot(operation)[1]
+
+    def _begin_hot(self, operation: str) -> tuple[asyncio.Task[Any], float]:
+        """`_begin`, also giving the task for `_end_hot` (one `current_task` lookup)."""
+        task: asyncio.Task[Any] = current_task()  # type: ignore[assignment]
+        self.tasks.add(task)
         self.in_flight += 1
         self.metrics.started(operation)
-        return perf_counter()
+        return task, perf_counter()
 
     def _end(self, operation: str, scope: Scope, started: float, code: str) -> None:
         """The RPC begun by `_begin` ended with status `code`."""
         self.tasks.discard(current_task())  # type: ignore[arg-type]
         self.in_flight -= 1
         self.metrics.finished(operation, scope.label, code, perf_counter() - started)
+
+    def _end_hot(self, task: asyncio.Task[Any], operation: str, scope: Scope,
+                 started: float) -> None:
+        """The RPC begun by `_begin_hot` in `task` ended OK."""
+        self.tasks.discard(task)
+        self.in_flight -= 1
+        self.metrics.finished(operation, scope.label, "OK", perf_counter() - started)
 
     async def _fail(self, context: Any, operation: str, task_type: str, scope: Scope,
                     started: float, exc: BaseException) -> None:
@@ -205,23 +219,25 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         self.deletes: set[asyncio.Future[Any]] = set()
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
-        scope, started = Scope(), self._begin("create")
+        task, started = self._begin_hot("create")
+        scope = Scope()
         try:
-            response = await self.dispatch.create(request, scope)
+            response = await self.dispatch.create_wire(request, scope)
         except BaseException as exc:
             await self._fail(context, "create", request.template.type, scope, started, exc)
             raise
-        self._end("create", scope, started, "OK")
+        self._end_hot(task, "create", scope, started)
         return response
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
-        scope, started = Scope(), self._begin("get")
+        task, started = self._begin_hot("get")
+        scope = Scope()
         try:
-            response = await self.dispatch.get(request, scope)
+            response = await self.dispatch.get_wire(request, scope)
         except BaseException as exc:
             await self._fail(context, "get", request.task_category.name, scope, started, exc)
             raise
-        self._end("get", scope, started, "OK")
+        self._end_hot(task, "get", scope, started)
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:

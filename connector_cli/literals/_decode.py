@@ -6,7 +6,6 @@ from datetime import timedelta
 from operator import attrgetter, methodcaller
 from typing import Any, Callable
 
-import msgpack
 from flyteidl2.core.literals_pb2 import Literal
 from flyteidl2.core.types_pb2 import BlobType, LiteralType, SimpleType
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
@@ -28,6 +27,8 @@ _WHICH = methodcaller("WhichOneof", "value")
 
 
 def unpack_msgpack(data: bytes) -> Any:
+    import msgpack  # only for msgpack-tagged binaries: kept off the start-up path
+
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except (ValueError, msgpack.UnpackException) as exc:

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
-import msgpack
 from flyteidl2.core.literals_pb2 import Literal
 from flyteidl2.core.types_pb2 import BlobType, LiteralType, SimpleType
 
@@ -62,6 +61,8 @@ def as_record(obj: Any) -> dict[str, Any] | None:
 
 
 def pack_msgpack(value: Any) -> bytes:
+    import msgpack  # only for dataclass and dict values: kept off the start-up path
+
     try:
         return msgpack.packb(value, default=_plain, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import difflib
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
@@ -58,6 +57,7 @@ class ConnectorRegistry:
     def __init__(self) -> None:
         self._rows: dict[Category, Registration] = {}
         self._metadata_cache: Optional[list[Connector]] = None
+        self.generation = 0  # bumped on every change: callers may cache lookups per value
 
     @classmethod
     def default(cls) -> ConnectorRegistry:
@@ -96,6 +96,7 @@ class ConnectorRegistry:
         row = Registration(category, connector, ambient.loading_origin())
         self._rows[category] = row
         self._metadata_cache = None
+        self.generation += 1
         ambient.record(row)
 
     @DefaultOrSelf
@@ -149,6 +150,7 @@ class ConnectorRegistry:
         """Return the table to a `snapshot`."""
         self._rows = dict(snapshot)
         self._metadata_cache = None
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -180,6 +182,8 @@ def category_message(category: Category) -> Any:
 
 
 def _closest(name: str, candidates: list[str]) -> str:
+    import difflib
+
     match = difflib.get_close_matches(name, candidates, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
 

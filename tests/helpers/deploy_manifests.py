@@ -20,7 +20,7 @@ WORKLOAD_KINDS = {SCALED: "Deployment", LOCAL: "StatefulSet"}
 def serve_command() -> click.Command:
     from connector_cli.cli import cli
 
-    return cli.commands["serve"]
+    return cli.get_command(click.Context(cli), "serve")
 
 
 def manifests() -> dict[str, list[dict[str, Any]]]:
