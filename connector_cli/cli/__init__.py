@@ -30,6 +30,9 @@ COMMANDS = {
 }
 
 
+HELP_OPTIONS = ["-h", "--help"]
+
+
 class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -41,6 +44,7 @@ class _Group(click.Group):
             module, name = COMMANDS[cmd_name]
             command = getattr(importlib.import_module(module), name)
             add_help(command, cmd_name)
+            command.context_settings.setdefault("help_option_names", HELP_OPTIONS)
             self.add_command(command, cmd_name)
         return self.commands[cmd_name]
 
@@ -53,7 +57,7 @@ class _Group(click.Group):
             raise as_cli_error(exc, debug=bool(ctx.meta.get("debug"))) from exc
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": HELP_OPTIONS})
 @click.version_option(__version__, "--version", "-V", prog_name="flyte-connector")
 @option("--debug", is_flag=True, help="Print full tracebacks on errors.")
 @click.pass_context
