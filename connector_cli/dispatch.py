@@ -193,16 +193,24 @@ class Dispatcher:
         return pb.GetTaskResponse.FromString(await self.get_wire(request, scope))
 
     async def get_wire(self, request: pb.GetTaskRequest, scope: Scope) -> bytes:
-        """GetTask as the daemon answers it: the response's wire bytes, written directly for
-        the usual plain resource (`connector_cli.wire`), else through the message (masked
-        when the request carried secrets)."""
+        """GetTask as the daemon answers it: the response's wire bytes."""
+        route, call = self.open_get(request, scope)
+        return self.answer_get(route, await call, scope)
+
+    def open_get(self, request: pb.GetTaskRequest, scope: Scope) -> tuple[Route, Awaitable[Any]]:
+        """GetTask's first half: the route and the connector's `get`, called but not awaited
+        (the daemon's servicer awaits it itself: one coroutine fewer per request)."""
         category = request.task_category
         route = self.route(category.name, category.version, scope)
         meta = self._meta(route, request.resource_meta)
         if request.HasField("connection"):
-            resource = await route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
-        else:
-            resource = await route.get(resource_meta=meta)
+            return route, route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
+        return route, route.get(resource_meta=meta)
+
+    def answer_get(self, route: Route, resource: Any, scope: Scope) -> bytes:
+        """GetTask's second half: the connector's resource as response bytes, written
+        directly for the usual plain resource (`connector_cli.wire`), else through the
+        message (masked when the request carried secrets)."""
         if not scope.secrets:
             data = wire.get_response(resource)
             if data is not None:

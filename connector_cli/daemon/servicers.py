@@ -232,8 +232,10 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
         task, started = self._begin_hot("get")
         scope = Scope()
+        dispatch = self.dispatch
         try:
-            response = await self.dispatch.get_wire(request, scope)
+            route, call = dispatch.open_get(request, scope)
+            response = dispatch.answer_get(route, await call, scope)
         except BaseException as exc:
             await self._fail(context, "get", request.task_category.name, scope, started, exc)
             raise
