@@ -108,6 +108,7 @@ def serve_command(
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
+    gc.disable()  # start-up only allocates what the daemon keeps: no collections until it serves
     from connector_cli.config import ServerConfig
     from connector_cli.daemon.logging_setup import configure_logging
     from connector_cli.sdk.registry import ConnectorRegistry
@@ -126,6 +127,7 @@ def serve_command(
         worker_state=worker_state,
     )
     if processes > 1 and not worker_state:
+        gc.enable()
         from connector_cli.cli.serve_processes import supervise
 
         supervise(config, processes, click.get_current_context().params)
@@ -137,6 +139,7 @@ def serve_command(
 
     server = ConnectorServer(registry, config, report)
     gc.freeze()  # modules and plugins live as long as the daemon: keep them out of GC passes
+    gc.enable()
     try:
         code = run(server.serve())
     except KeyboardInterrupt:

@@ -239,6 +239,11 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
 
 def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate) -> None:
     """Register `servicer`'s methods for the service descriptor `service`, taking raw bytes."""
+    server.add_generic_rpc_handlers((raw_handler(service, servicer, gate),))
+
+
+def raw_handler(service: Any, servicer: Any, gate: RequestGate) -> grpc.GenericRpcHandler:
+    """The generic handler `add_raw_service` registers."""
     from google.protobuf import message_factory
 
     handlers = {}
@@ -254,6 +259,4 @@ def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate)
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 _unary(gate, cls, method.name, impl))
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
-    )
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)

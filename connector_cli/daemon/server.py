@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
+from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEALTH_SERVICE = "grpc.health.v1.Health"
 DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
 _server_ids = itertools.count(1)
 _METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables metrics"
@@ -204,7 +204,7 @@ class ConnectorServer:
         self._stopped = asyncio.Event()
         await server.start()
         for name in ("", *service_names()):
-            await self._health.set(name, _serving())
+            await self._health.set(name, SERVING)
         if config.worker_state:
             from connector_cli.daemon.supervisor import WorkerLink
 
@@ -399,30 +399,25 @@ def _signals(config: ServerConfig) -> tuple[int, ...]:
     return (signal.SIGINT, signal.SIGTERM)
 
 
-def _serving() -> int:
-    from grpc_health.v1 import health_pb2
-
-    return health_pb2.HealthCheckResponse.SERVING
-
-
 def _add_services(
     server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService, gate: RequestGate
 ) -> Any:
-    """Register connector services, health and reflection; returns the health servicer.
+    """Register connector services, health and reflection; returns the health service.
 
     The connector and health services take raw bytes and parse them through `gate`, so a
-    garbage body is INVALID_ARGUMENT (grpc's own deserializer would make it UNKNOWN)."""
+    garbage body is INVALID_ARGUMENT (grpc's own deserializer would make it UNKNOWN).
+    Health and reflection are built by their first call (see `daemon.health`)."""
     from flyteidl2.connector import service_pb2
-    from grpc_health.v1 import health_pb2
-    from grpc_reflection.v1alpha import reflection
 
-    from connector_cli.daemon.health import DrainingHealth
+    from connector_cli.daemon.health import SERVICE as HEALTH
+    from connector_cli.daemon.health import LazyHealth
+    from connector_cli.daemon.reflection import SERVICE as REFLECTION
+    from connector_cli.daemon.reflection import LazyReflection
 
     services = service_pb2.DESCRIPTOR.services_by_name
     add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
     add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
-    servicer = DrainingHealth()
-    add_raw_service(server, health_pb2.DESCRIPTOR.services_by_name["Health"], servicer, gate)
-    names = (*service_names(), HEALTH_SERVICE, reflection.SERVICE_NAME)
-    reflection.enable_server_reflection(names, server)
-    return servicer
+    health = LazyHealth(gate)
+    reflection = LazyReflection((*service_names(), HEALTH, REFLECTION))
+    server.add_generic_rpc_handlers((health, reflection))
+    return health
