@@ -149,22 +149,33 @@ class Dispatcher:
         return pb.CreateTaskResponse.FromString(await self.create_wire(request, scope))
 
     async def create_wire(self, request: pb.CreateTaskRequest, scope: Scope) -> bytes:
-        """CreateTask as the daemon answers it: the response's wire bytes. The resource meta
-        is encoded, and signed when the connector asks for it."""
+        """CreateTask as the daemon answers it: the response's wire bytes."""
+        route, call = self.open_create(request, scope)
+        return self.answer_create(route, await call)
+
+    def open_create(
+        self, request: pb.CreateTaskRequest, scope: Scope
+    ) -> tuple[Route, Awaitable[Any]]:
+        """CreateTask's first half: the route and the connector's `create`, called with the
+        converted inputs but not awaited (the daemon's servicer awaits it itself)."""
         template = request.template
         route = self.route(template.type, template.task_type_version, scope)
-        connector = route.connector
         kwargs, scope.secrets = connection_kwargs(request, "create")
-        meta = await route.create(
+        return route, route.create(
             task_template=template, output_prefix=request.output_prefix,
-            inputs=self._inputs(connector, request, template, scope),
+            inputs=self._inputs(route.connector, request, template, scope),
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
             **kwargs,
         )
+
+    def answer_create(self, route: Route, meta: Any) -> bytes:
+        """CreateTask's second half: the connector's meta encoded (and signed, when the
+        connector asks for it) into the response's bytes."""
         if not isinstance(meta, ResourceMeta):
             raise ContractError(
-                f"{connector.name}.create returned {type(meta).__name__}; return a ResourceMeta"
+                f"{route.connector.name}.create returned {type(meta).__name__}; "
+                "return a ResourceMeta"
             )
         data = meta.encode()
         if route.signed:

@@ -221,8 +221,10 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         task, started = self._begin_hot("create")
         scope = Scope()
+        dispatch = self.dispatch
         try:
-            response = await self.dispatch.create_wire(request, scope)
+            route, call = dispatch.open_create(request, scope)
+            response = dispatch.answer_create(route, await call)
         except BaseException as exc:
             await self._fail(context, "create", request.template.type, scope, started, exc)
             raise

@@ -211,8 +211,12 @@ def _plain(value: Any) -> Any:
     if type(value) in _JSON_SCALARS:
         return value
     names = _FIELD_NAMES.get(type(value))
-    if names is not None:
-        return {name: _plain(getattr(value, name)) for name in names}
+    if names is not None:  # a dataclass seen before: its scalar fields need no call
+        out = {}
+        for name in names:
+            item = getattr(value, name)
+            out[name] = item if type(item) in _JSON_SCALARS else _plain(item)
+        return out
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, enum.Enum):
