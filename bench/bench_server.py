@@ -93,7 +93,7 @@ def cell(fmt: str, values: list[float]) -> str:
     return med if lo == hi else f"{med} ({lo}-{hi})"
 
 
-def table(runs: dict[str, list[dict]], ready_all: list[float]) -> bool:
+def table(runs: dict[str, list[dict]], ready_with: dict[str, list[float]]) -> bool:
     """Print the issue's table; True when every target is met."""
     print("\n| figure | daemon | floor | ratio | target |")
     print("|---|---|---|---|---|")
@@ -105,11 +105,15 @@ def table(runs: dict[str, list[dict]], ready_all: list[float]) -> bool:
         good = ok(ratio)
         met &= good
         mark = "" if not target else (" ok" if good else " MISSED")
-        print(f"| {figure} | {cell(fmt, ours)} | {cell(fmt, floor)} | {ratio:.2f} | "
+        shown = f"{ratio:.2f}"
+        if target and ok(float(shown)) != good:  # 1.102 against <= 1.10: show why it missed
+            shown = f"{ratio:.3f}"
+        print(f"| {figure} | {cell(fmt, ours)} | {cell(fmt, floor)} | {shown} | "
               f"{target}{mark} |")
-    if ready_all:
-        print(f"\nready with every installed plugin as well: "
-              f"{cell('{:.3f}', ready_all)} s")
+    if ready_with:
+        print()
+    for label, seconds in ready_with.items():
+        print(f"ready with {label}: {cell('{:.3f}', seconds)} s")
     print("Medians over rounds, spread in brackets; ratios are daemon / floor of medians.")
     return met
 
@@ -131,17 +135,25 @@ def trustworthy(runs: dict[str, list[dict]]) -> bool:
     return not bound
 
 
-def extras(kit: Path, seconds: float, server_core: Optional[int]) -> list[float]:
-    """Start-up with every installed plugin, and `--processes 2`: spread and CPU per RPC."""
-    ready_all = []
-    for _ in range(3):
-        server = Server("daemon", kit, server_core, plugins="all")
-        ready_all.append(server.ready_s)
-        server.stop()
+BUNDLED = "flyte-connector-shell,flyte-connector-sql,flyte-connector-slurm"
+
+
+def extras(kit: Path, seconds: float, server_core: Optional[int]) -> dict[str, list[float]]:
+    """Start-up with the bundled plugins and with every installed one (the Flyte SDK's
+    connectors too, when installed), and `--processes 2`: spread and CPU per RPC."""
+    ready_with: dict[str, list[float]] = {
+        "the bundled plugins (shell, sql, slurm) as well": [],
+        "every installed plugin as well": [],
+    }
+    for label, plugins in zip(ready_with, (BUNDLED, "all")):
+        for _ in range(3):
+            server = Server("daemon", kit, server_core, plugins=plugins)
+            ready_with[label].append(server.ready_s)
+            server.stop()
     from multiprocess import processes_report
 
     processes_report(kit, seconds)
-    return ready_all
+    return ready_with
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -174,8 +186,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   flush=True)
             for rpc in ("get", "create"):
                 print(line(kind, rpc, got[rpc]), flush=True)
-    ready_all = [] if args.no_extras else extras(kit, args.seconds, server_core)
-    met = table(runs, ready_all)
+    ready_with = {} if args.no_extras else extras(kit, args.seconds, server_core)
+    met = table(runs, ready_with)
     clean = trustworthy(runs)
     print(f"targets {'met' if met else 'not all met'}; runs {'clean' if clean else 'flagged'}; "
           f"{time.perf_counter() - started:.0f}s")
