@@ -6,6 +6,11 @@ calls the connector the right way for how its method was written, and builds the
 message. The daemon's servicers (`connector_cli.daemon.servicers`) and the in-process runner of
 `flyte-connector test` both call these, so what works in one works in the other.
 
+CreateTask and GetTask, the calls a daemon answers most, come in two halves around the
+connector call (`open_create`/`answer_create`, `open_get`/`answer_get`) so the servicer
+awaits the connector itself, and they answer wire bytes (`connector_cli.wire`); `create`
+and `get` parse those same bytes back into the response message for the runner.
+
 A `Scope` records what the caller needs to know about a call as it goes: the task type
 once a connector serves it (a bounded metrics label) and the secret values to mask.
 
@@ -160,7 +165,7 @@ class Dispatcher:
         converted inputs but not awaited (the daemon's servicer awaits it itself)."""
         template = request.template
         route = self.route(template.type, template.task_type_version, scope)
-        kwargs, scope.secrets = connection_kwargs(request, "create")
+        kwargs = self._kwargs(request, "create", scope) if request.HasField("connection") else {}
         return route, route.create(
             task_template=template, output_prefix=request.output_prefix,
             inputs=self._inputs(route.connector, request, template, scope),

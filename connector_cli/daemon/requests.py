@@ -12,6 +12,7 @@ RESOURCE_EXHAUSTED at once, and memory is given back to the OS after a burst.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import logging
@@ -92,6 +93,7 @@ class InFlightBytes:
         logger.debug("after large requests: RSS %.1f -> %.1f MiB", before, rss_mib())
 
 
+@functools.cache
 def _malloc_trim() -> Optional[Callable[[int], int]]:
     """glibc's `malloc_trim`, or None on other C libraries (ctypes is loaded only here: the
     daemon needs it after a burst of large requests, if ever)."""
@@ -103,9 +105,6 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
         return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
     except (OSError, AttributeError, TypeError):
         return None
-
-
-_TRIM: list[Optional[Callable[[int], int]]] = []
 
 
 def rss_mib() -> float:
@@ -124,10 +123,9 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def release_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc keeps them)."""
     gc.collect()
-    if not _TRIM:
-        _TRIM.append(_malloc_trim())
-    if _TRIM[0] is not None:
-        _TRIM[0](0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class _Refused(Exception):
