@@ -194,7 +194,7 @@ async def test_memory_is_given_back_after_a_burst_of_large_requests(tmp_path: Pa
         log = daemon.communicate(timeout=30)[1]
     trims = re.findall(r"after large requests: RSS ([\d.]+) -> ([\d.]+) MiB", log)
     assert trims, log[-2000:]
-    if peak - before >= 40:  # glibc kept the burst's heap (it may also have unmapped it)
+    if max(float(a) for a, _ in trims) - before >= 40:  # the heap was still held at a trim
         assert any(float(a) - float(b) > 10 for a, b in trims), log[-2000:]
     assert after - before < 40, f"RSS {before:.0f} -> {peak:.0f} -> {after:.0f} MiB"
 
