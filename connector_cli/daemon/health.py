@@ -10,27 +10,25 @@ imports grpc_health and builds the servicer: readiness does not wait for those i
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any
 
 import grpc
 
-if TYPE_CHECKING:
-    from connector_cli.daemon.requests import RequestGate
+from connector_cli.daemon.requests import BuiltOnFirstCall, RequestGate, raw_handler
 
 SERVICE = "grpc.health.v1.Health"
 SERVING, NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus
-_PREFIX = f"/{SERVICE}/"
 
 
-class LazyHealth(grpc.GenericRpcHandler):
+class LazyHealth(BuiltOnFirstCall):
     """The daemon's health service: statuses now, grpc_health's servicer at first use."""
 
     def __init__(self, gate: RequestGate) -> None:
+        super().__init__(SERVICE, self._build_servicer)
         self.gate = gate
         self.statuses: dict[str, int] = {}
         self.draining = False
         self._servicer: Any = None
-        self._handler: Optional[grpc.GenericRpcHandler] = None
 
     async def set(self, service: str, status: int) -> None:
         """Set the status reported for `service` ('' is the whole server)."""
@@ -45,18 +43,8 @@ class LazyHealth(grpc.GenericRpcHandler):
         if self._servicer is not None:
             await self._servicer.enter_graceful_shutdown()
 
-    def service(self, handler_call_details: Any) -> Optional[grpc.RpcMethodHandler]:
-        """The health method's handler; None for any other method."""
-        if not handler_call_details.method.startswith(_PREFIX):
-            return None
-        if self._handler is None:
-            self._handler = self._build()
-        return self._handler.service(handler_call_details)
-
-    def _build(self) -> grpc.GenericRpcHandler:
+    def _build_servicer(self) -> grpc.GenericRpcHandler:
         from grpc_health.v1 import health_pb2
-
-        from connector_cli.daemon.requests import raw_handler
 
         self._servicer = _draining_servicer()(self.statuses, self.draining)
         return raw_handler(health_pb2.DESCRIPTOR.services_by_name["Health"], self._servicer,

@@ -98,9 +98,7 @@ class Metrics:
         tally = self._requests.get(key)
         if tally is None:
             tally = self._requests[key] = _Tally(LATENCY_BUCKETS)
-        tally.count += 1  # `_Tally.observe`, inlined: this runs once per request
-        tally.total += seconds
-        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.observe(seconds)
 
     def inputs(self, task_type: str, size: int) -> None:
         """Record the byte size of a CreateTask's inputs."""

@@ -8,28 +8,19 @@ reflection method is called.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import functools
+from typing import Any, Sequence
 
 import grpc
 
+from connector_cli.daemon.requests import BuiltOnFirstCall
+
 SERVICE = "grpc.reflection.v1alpha.ServerReflection"
-_PREFIX = f"/{SERVICE}/"
 
 
-class LazyReflection(grpc.GenericRpcHandler):
-    """Answers reflection for `names` (the services it lists), built on first use."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self._handler: Optional[grpc.GenericRpcHandler] = None
-
-    def service(self, handler_call_details: Any) -> Optional[grpc.RpcMethodHandler]:
-        """The reflection method's handler; None for any other method."""
-        if not handler_call_details.method.startswith(_PREFIX):
-            return None
-        if self._handler is None:
-            self._handler = _build(self.names)
-        return self._handler.service(handler_call_details)
+def lazy_reflection(names: Sequence[str]) -> BuiltOnFirstCall:
+    """Reflection listing `names`, built by its first call."""
+    return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names)))
 
 
 class _Collect:

@@ -235,6 +235,25 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
     return handle
 
 
+class BuiltOnFirstCall(grpc.GenericRpcHandler):
+    """The handler of service `name`, made by `build` when one of its methods is first
+    called: a service nobody calls before the daemon is ready (health, reflection) costs
+    its imports later, not at start-up."""
+
+    def __init__(self, name: str, build: Callable[[], grpc.GenericRpcHandler]) -> None:
+        self._prefix = f"/{name}/"
+        self._build = build
+        self._handler: Optional[grpc.GenericRpcHandler] = None
+
+    def service(self, handler_call_details: Any) -> Optional[grpc.RpcMethodHandler]:
+        """The method's handler; None for a method of another service."""
+        if not handler_call_details.method.startswith(self._prefix):
+            return None
+        if self._handler is None:
+            self._handler = self._build()
+        return self._handler.service(handler_call_details)
+
+
 def add_raw_service(server: Any, service: Any, servicer: Any, gate: RequestGate) -> None:
     """Register `servicer`'s methods for the service descriptor `service`, taking raw bytes."""
     server.add_generic_rpc_handlers((raw_handler(service, servicer, gate),))

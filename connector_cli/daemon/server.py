@@ -412,12 +412,12 @@ def _add_services(
     from connector_cli.daemon.health import SERVICE as HEALTH
     from connector_cli.daemon.health import LazyHealth
     from connector_cli.daemon.reflection import SERVICE as REFLECTION
-    from connector_cli.daemon.reflection import LazyReflection
+    from connector_cli.daemon.reflection import lazy_reflection
 
     services = service_pb2.DESCRIPTOR.services_by_name
     add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
     add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
     health = LazyHealth(gate)
-    reflection = LazyReflection((*service_names(), HEALTH, REFLECTION))
+    reflection = lazy_reflection((*service_names(), HEALTH, REFLECTION))
     server.add_generic_rpc_handlers((health, reflection))
     return health

@@ -102,28 +102,16 @@ class _Base:
 
     def _begin(self, operation: str) -> float:
         """An RPC of `operation` began in the current task; its start time."""
-        return self._begin_hot(operation)[1]
-
-    def _begin_hot(self, operation: str) -> tuple[asyncio.Task[Any], float]:
-        """`_begin`, also giving the task for `_end_hot` (one `current_task` lookup)."""
-        task: asyncio.Task[Any] = current_task()  # type: ignore[assignment]
-        self.tasks.add(task)
+        self.tasks.add(current_task())  # type: ignore[arg-type]
         self.in_flight += 1
         self.metrics.started(operation)
-        return task, perf_counter()
+        return perf_counter()
 
     def _end(self, operation: str, scope: Scope, started: float, code: str) -> None:
         """The RPC begun by `_begin` ended with status `code`."""
         self.tasks.discard(current_task())  # type: ignore[arg-type]
         self.in_flight -= 1
         self.metrics.finished(operation, scope.label, code, perf_counter() - started)
-
-    def _end_hot(self, task: asyncio.Task[Any], operation: str, scope: Scope,
-                 started: float) -> None:
-        """The RPC begun by `_begin_hot` in `task` ended OK."""
-        self.tasks.discard(task)
-        self.in_flight -= 1
-        self.metrics.finished(operation, scope.label, "OK", perf_counter() - started)
 
     async def _fail(self, context: Any, operation: str, task_type: str, scope: Scope,
                     started: float, exc: BaseException) -> None:
@@ -219,8 +207,7 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         self.deletes: set[asyncio.Future[Any]] = set()
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
-        task, started = self._begin_hot("create")
-        scope = Scope()
+        scope, started = Scope(), self._begin("create")
         dispatch = self.dispatch
         try:
             route, call = dispatch.open_create(request, scope)
@@ -228,12 +215,11 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         except BaseException as exc:
             await self._fail(context, "create", request.template.type, scope, started, exc)
             raise
-        self._end_hot(task, "create", scope, started)
+        self._end("create", scope, started, "OK")
         return response
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
-        task, started = self._begin_hot("get")
-        scope = Scope()
+        scope, started = Scope(), self._begin("get")
         dispatch = self.dispatch
         try:
             route, call = dispatch.open_get(request, scope)
@@ -241,7 +227,7 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         except BaseException as exc:
             await self._fail(context, "get", request.task_category.name, scope, started, exc)
             raise
-        self._end_hot(task, "get", scope, started)
+        self._end("get", scope, started, "OK")
         return response
 
     async def DeleteTask(self, request: pb.DeleteTaskRequest, context: Any) -> Any:
