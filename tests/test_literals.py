@@ -61,6 +61,43 @@ def test_inputs_are_keyed_by_name_whatever_their_order() -> None:
     assert inputs_to_python(forward) == {"a": 1, "b": ["s"]}
 
 
+def test_each_request_is_read_with_its_own_interface() -> None:
+    """The input readers remember the last interface: alternating interfaces, and one
+    changed after it was used, still give each request its own declared types."""
+    as_int, as_str = interface({"x": INT}), interface({"x": STR})
+    number = Inputs(literals=[NamedLiteral(name="x", value=prim(integer=7))])
+    text = Inputs(literals=[NamedLiteral(name="x", value=prim(string_value="7"))])
+    for _ in range(2):
+        assert inputs_to_python(number, as_int) == {"x": 7}
+        assert inputs_to_python(text, as_str) == {"x": "7"}
+        with pytest.raises(LiteralError, match="input 'x': expected"):
+            inputs_to_python(text, as_int)
+    as_int.inputs.variables[0].value.type.CopyFrom(STR)
+    assert inputs_to_python(text, as_int) == {"x": "7"}
+
+
+@pytest.mark.parametrize("declared, literal, value", [
+    (INT, prim(integer=0), 0), (STR, prim(string_value=""), ""), (BOOL, prim(boolean=False), False),
+    (INT, prim(integer=-5), -5), (BOOL, prim(boolean=True), True),
+])
+def test_zero_and_set_primitives_read_as_declared(declared: LiteralType, literal: Literal,
+                                                  value: Any) -> None:
+    inputs = Inputs(literals=[NamedLiteral(name="v", value=literal)])
+    got = inputs_to_python(inputs, interface({"v": declared}))["v"]
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("declared, literal", [
+    (INT, prim(string_value="")), (INT, prim(boolean=False)), (STR, prim(integer=0)),
+    (BOOL, prim(integer=0)), (INT, Literal()), (STR, prim()),
+])
+def test_a_zero_of_another_kind_is_not_the_declared_one(declared: LiteralType,
+                                                        literal: Literal) -> None:
+    inputs = Inputs(literals=[NamedLiteral(name="v", value=literal)])
+    with pytest.raises(LiteralError, match="input 'v': expected"):
+        inputs_to_python(inputs, interface({"v": declared}))
+
+
 def test_undeclared_input_is_read_untyped() -> None:
     inputs = Inputs(literals=[NamedLiteral(name="extra", value=prim(float_value=1.5))])
     assert inputs_to_python(inputs, interface({"a": INT})) == {"extra": 1.5}

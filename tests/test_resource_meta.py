@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import json
 from typing import Optional
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector_cli import ResourceMeta, ResourceMetaError
 from connector_cli.sdk.resource_meta import check_meta_class
@@ -157,3 +160,38 @@ def test_meta_classes_are_checked_up_front() -> None:
         check_meta_class(Weird)
     with pytest.raises(TypeError, match="not a ResourceMeta subclass"):
         check_meta_class(dict)
+
+
+@dataclasses.dataclass
+class FlatMeta(ResourceMeta):
+    zeta: object = None
+    alpha: object = None
+    mid: object = None
+
+
+_FLAT_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(), st.floats(allow_nan=True), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+
+
+@given(_FLAT_VALUES, _FLAT_VALUES, _FLAT_VALUES)
+@settings(max_examples=400, deadline=None)
+def test_flat_fields_encode_exactly_as_the_general_path(a: object, b: object, c: object) -> None:
+    """`encode` writes str/int/bool/None fields itself: byte for byte what sorted-key compact
+    JSON of the same values is (escapes, unicode, big and negative ints, bool vs int), and
+    any other value goes the general way."""
+    meta = FlatMeta(zeta=a, alpha=b, mid=c)
+    expected = json.dumps({"zeta": a, "alpha": b, "mid": c}, sort_keys=True,
+                          separators=(",", ":")).encode()
+    assert meta.encode() == expected
+
+
+def test_a_meta_without_fields_encodes_as_an_empty_object() -> None:
+    @dataclasses.dataclass
+    class Empty(ResourceMeta):
+        pass
+
+    assert Empty().encode() == b"{}"
+    assert Empty.decode(b"{}") == Empty()

@@ -99,17 +99,21 @@ class _Base:
         self.in_flight = 0
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def _begin(self, operation: str) -> float:
         """An RPC of `operation` began in the current task; its start time."""
-        self.tasks.add(current_task())  # type: ignore[arg-type]
+        loop = self._loop
+        if loop is None:  # the serving loop, bound once: current_task() would look it up
+            loop = self._loop = asyncio.get_running_loop()
+        self.tasks.add(current_task(loop))  # type: ignore[arg-type]
         self.in_flight += 1
         self.metrics.started(operation)
         return perf_counter()
 
     def _end(self, operation: str, scope: Scope, started: float, code: str) -> None:
         """The RPC begun by `_begin` ended with status `code`."""
-        self.tasks.discard(current_task())  # type: ignore[arg-type]
+        self.tasks.discard(current_task(self._loop))  # type: ignore[arg-type]
         self.in_flight -= 1
         self.metrics.finished(operation, scope.label, code, perf_counter() - started)
 

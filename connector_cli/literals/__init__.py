@@ -64,7 +64,7 @@ def _variables(varmap: VariableMap) -> dict[str, LiteralType]:
 
 
 _INPUT_READERS: CompiledCache[dict[str, Reader]] = CompiledCache(
-    lambda vm: {k: READERS.get(t) for k, t in _variables(vm).items()}, size=256
+    lambda vm: {k: READERS.get(t) for k, t in _variables(vm).items()}, size=256, memo=True
 )
 _WRITER_TABLES: CompiledCache[dict[str, tuple[LiteralType, Writer]]] = CompiledCache(
     lambda vm: {k: (t, WRITERS.get(t)) for k, t in _variables(vm).items()}, size=256

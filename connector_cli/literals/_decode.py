@@ -80,12 +80,19 @@ def _fallback(lit: Literal, lt: LiteralType, read: Reader) -> Any:
 
 
 def _primitive(lt: LiteralType, field: str, convert: Callable[[Any], Any] | None) -> Reader:
-    def read(lit: Literal) -> Any:
-        prim = lit.scalar.primitive
-        if prim.WhichOneof("value") == field:
+    if convert is None:  # int, str, bool: a true value can only come from the set field
+        def read(lit: Literal) -> Any:
+            prim = lit.scalar.primitive
             value = getattr(prim, field)
-            return value if convert is None else convert(value)
-        return _fallback(lit, lt, read)
+            if value or prim.WhichOneof("value") == field:
+                return value
+            return _fallback(lit, lt, read)
+    else:  # datetime, duration: messages, which read as empty when another field is set
+        def read(lit: Literal) -> Any:
+            prim = lit.scalar.primitive
+            if prim.WhichOneof("value") == field:
+                return convert(getattr(prim, field))
+            return _fallback(lit, lt, read)
     read.primitive = (field, attrgetter(field), convert)  # type: ignore[attr-defined]
     return read
 
