@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Optional
 
 from connector_cli.errors import UsageError
+from connector_cli.record import Record
 
 
-@dataclasses.dataclass(frozen=True)
-class DiscoveryConfig:
+class DiscoveryConfig(Record):
     """Which plugins to load: `plugins` None means every installed one, () means none."""
 
-    modules: tuple[str, ...] = ()
-    plugins: Optional[tuple[str, ...]] = None
+    __slots__ = ("modules", "plugins")
+    modules: tuple[str, ...]
+    plugins: Optional[tuple[str, ...]]
+
+    def __init__(self, modules: tuple[str, ...] = (),
+                 plugins: Optional[tuple[str, ...]] = None) -> None:
+        self._set(modules=modules, plugins=plugins)
 
 
 # 16 MiB: real task templates are kilobytes, and Flyte offloads literals above 10 MB by
@@ -23,8 +27,7 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 INFLIGHT_MESSAGES = 4
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(Record):
     """How `flyte-connector serve` listens and runs connector code.
 
     `port` 0 binds an ephemeral port. `metrics_port` None disables the Prometheus endpoint
@@ -42,23 +45,47 @@ class ServerConfig:
     supervising parent instead of an HTTP endpoint.
     """
 
-    host: str = "::"
-    port: int = 8000
-    metrics_port: Optional[int] = 9090
-    workers: int = 32
-    grace_period: float = 25.0
-    tls_cert: Optional[str] = None
-    tls_key: Optional[str] = None
-    tls_client_ca: Optional[str] = None
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    meta_key_file: Optional[str] = None
-    previous_meta_key_file: Optional[str] = None
-    state_dir: Optional[str] = None
-    timeout: Optional[float] = None
-    max_inflight_bytes: Optional[int] = None
-    worker_state: Optional[str] = None
+    __slots__ = (
+        "host", "port", "metrics_port", "workers", "grace_period", "tls_cert", "tls_key",
+        "tls_client_ca", "max_message_size", "meta_key_file", "previous_meta_key_file",
+        "state_dir", "timeout", "max_inflight_bytes", "worker_state",
+    )
+    host: str
+    port: int
+    metrics_port: Optional[int]
+    workers: int
+    grace_period: float
+    tls_cert: Optional[str]
+    tls_key: Optional[str]
+    tls_client_ca: Optional[str]
+    max_message_size: int
+    meta_key_file: Optional[str]
+    previous_meta_key_file: Optional[str]
+    state_dir: Optional[str]
+    timeout: Optional[float]
+    max_inflight_bytes: Optional[int]
+    worker_state: Optional[str]
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self, host: str = "::", port: int = 8000, metrics_port: Optional[int] = 9090,
+        workers: int = 32, grace_period: float = 25.0, tls_cert: Optional[str] = None,
+        tls_key: Optional[str] = None, tls_client_ca: Optional[str] = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, meta_key_file: Optional[str] = None,
+        previous_meta_key_file: Optional[str] = None, state_dir: Optional[str] = None,
+        timeout: Optional[float] = None, max_inflight_bytes: Optional[int] = None,
+        worker_state: Optional[str] = None,
+    ) -> None:
+        self._set(
+            host=host, port=port, metrics_port=metrics_port, workers=workers,
+            grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
+            tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+            meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
+            state_dir=state_dir, timeout=timeout, max_inflight_bytes=max_inflight_bytes,
+            worker_state=worker_state,
+        )
+        self._check()
+
+    def _check(self) -> None:
         if self.workers < 1:
             raise UsageError(f"workers must be at least 1, got {self.workers}")
         if self.grace_period < 0:

@@ -9,7 +9,6 @@ and the other plugins load regardless.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import types
 from typing import Any, Callable, Collection, Literal, Optional
@@ -17,6 +16,7 @@ from typing import Any, Callable, Collection, Literal, Optional
 from connector_cli import foreign
 from connector_cli.config import DiscoveryConfig
 from connector_cli.errors import PluginLoadError, PluginNotFound, RegistrationError
+from connector_cli.record import Record
 from connector_cli.sdk.ambient import import_plugin
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration
@@ -31,28 +31,38 @@ NO_CONNECTORS = "no-connectors"
 NEEDS_FLYTE_SDK = "needs-flyte-sdk"
 
 
-@dataclasses.dataclass(frozen=True)
-class PluginFailure:
-    """A plugin that did not load: where it came from, what kind of failure, one line why."""
+class PluginFailure(Record):
+    """A plugin that did not load: where it came from, what kind of failure, one line why
+    (and the exception, which takes no part in equality or repr)."""
 
+    __slots__ = ("origin", "reason", "error", "exception")
+    _hidden = frozenset({"exception"})
     origin: Origin
     reason: str
     error: str
-    exception: Optional[BaseException] = dataclasses.field(
-        default=None, repr=False, compare=False
-    )
+    exception: Optional[BaseException]
+
+    def __init__(self, origin: Origin, reason: str, error: str,
+                 exception: Optional[BaseException] = None) -> None:
+        self._set(origin=origin, reason=reason, error=error, exception=exception)
 
     def line(self) -> str:
         """One line naming the plugin (a module's error already names the module)."""
         return self.error if self.origin.kind == "module" else f"{self.origin.name}: {self.error}"
 
 
-@dataclasses.dataclass
 class DiscoveryReport:
     """What discovery loaded (as registrations, each tagged with its origin) and what failed."""
 
-    loaded: list[Origin] = dataclasses.field(default_factory=list)
-    failed: list[PluginFailure] = dataclasses.field(default_factory=list)
+    __slots__ = ("loaded", "failed")
+
+    def __init__(self, loaded: Optional[list[Origin]] = None,
+                 failed: Optional[list[PluginFailure]] = None) -> None:
+        self.loaded: list[Origin] = loaded if loaded is not None else []
+        self.failed: list[PluginFailure] = failed if failed is not None else []
+
+    def __repr__(self) -> str:
+        return f"DiscoveryReport(loaded={self.loaded!r}, failed={self.failed!r})"
 
     @property
     def missing(self) -> list[PluginFailure]:
@@ -302,6 +312,6 @@ def origin_dict(origin: Optional[Origin]) -> dict:
     """An origin as JSON-ready data (`{"kind": "code"}` when registered directly)."""
     if origin is None:
         return {"kind": "code"}
-    data = {k: v for k, v in dataclasses.asdict(origin).items() if v}
+    data = {k: v for k, v in origin.as_dict().items() if v}
     data["description"] = origin.describe()
     return data

@@ -14,6 +14,8 @@ import socket
 import threading
 from typing import Any, Optional
 
+from connector_cli.daemon.addresses import passive_address
+
 MAX_HEAD = 16 * 1024
 READ_TIMEOUT_S = 10.0
 
@@ -30,9 +32,7 @@ class MetricsEndpoint:
 
     async def start(self, host: str, port: int) -> int:
         """Bind and listen on host:port (0 = ephemeral); the bound port. OSError if taken."""
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        family, kind, proto, _, address = passive_address(host, port)
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

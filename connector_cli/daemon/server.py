@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
+from connector_cli.daemon.addresses import passive_address
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
@@ -119,9 +120,7 @@ def check_free(
     with a plain socket first. Errors other than "in use" and "permission denied" (say, no
     IPv6 here) are left for grpc, which may still bind another way."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
+        family, kind, proto, _, address = passive_address(host, port)
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)

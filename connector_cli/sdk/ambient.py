@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 import functools
 import importlib
 import sys
@@ -29,12 +28,14 @@ if TYPE_CHECKING:
     from connector_cli.sdk.registry import ConnectorRegistry, Origin, Registration
 
 
-@dataclasses.dataclass
 class _Loading:
     """The plugin being loaded: where it came from and what it registered so far."""
 
-    origin: Optional[Origin]
-    made: list[Registration]
+    __slots__ = ("origin", "made")
+
+    def __init__(self, origin: Optional[Origin], made: list[Registration]) -> None:
+        self.origin = origin
+        self.made = made
 
 
 _root: Optional[ConnectorRegistry] = None

@@ -10,10 +10,10 @@ ListConnectors) is derived from its one table of registrations.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
+from connector_cli.record import Record
 from connector_cli.sdk import ambient
 from connector_cli.sdk.ambient import DefaultOrSelf
 from connector_cli.sdk.connector import AsyncConnector
@@ -25,15 +25,20 @@ if TYPE_CHECKING:
 Category = tuple[str, int]
 
 
-@dataclasses.dataclass(frozen=True)
-class Origin:
+class Origin(Record):
     """Where a registration came from: an entry point, a `--modules` module, or code."""
 
+    __slots__ = ("kind", "name", "target", "distribution", "version")
     kind: str
     name: str
-    target: str = ""
-    distribution: Optional[str] = None
-    version: Optional[str] = None
+    target: str
+    distribution: Optional[str]
+    version: Optional[str]
+
+    def __init__(self, kind: str, name: str, target: str = "",
+                 distribution: Optional[str] = None, version: Optional[str] = None) -> None:
+        self._set(kind=kind, name=name, target=target, distribution=distribution,
+                  version=version)
 
     def describe(self) -> str:
         """A short human label, e.g. 'flyte-connector-shell 0.1.0' or 'module my.conn'."""
@@ -42,13 +47,17 @@ class Origin:
         return f"{self.kind} {self.target or self.name}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Registration:
+class Registration(Record):
     """One row of the registry: a connector serving one task category."""
 
+    __slots__ = ("category", "connector", "origin")
     category: Category
     connector: AsyncConnector
-    origin: Optional[Origin] = None
+    origin: Optional[Origin]
+
+    def __init__(self, category: Category, connector: AsyncConnector,
+                 origin: Optional[Origin] = None) -> None:
+        self._set(category=category, connector=connector, origin=origin)
 
 
 class ConnectorRegistry:

@@ -1,0 +1,44 @@
+"""`Record`: the immutable value class behind the configs and registry rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector_cli.config import DiscoveryConfig, ServerConfig
+from connector_cli.discovery import PluginFailure
+from connector_cli.sdk.registry import Origin
+
+
+def test_records_compare_hash_and_print_by_their_fields() -> None:
+    a, b = Origin("module", "x", "pkg.x"), Origin("module", "x", "pkg.x")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != Origin("module", "y") and a != ("module", "x", "pkg.x", None, None)
+    assert repr(a) == ("Origin(kind='module', name='x', target='pkg.x', distribution=None, "
+                       "version=None)")
+    assert a.as_dict() == {"kind": "module", "name": "x", "target": "pkg.x",
+                           "distribution": None, "version": None}
+    assert DiscoveryConfig(("m",)) == DiscoveryConfig(modules=("m",), plugins=None)
+
+
+def test_records_are_immutable() -> None:
+    config = ServerConfig(port=1)
+    with pytest.raises(AttributeError, match="ServerConfig is immutable"):
+        config.port = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del config.host
+    assert config.port == 1
+
+
+def test_a_hidden_field_takes_no_part_in_equality_or_repr() -> None:
+    origin = Origin("entry-point", "p")
+    one = PluginFailure(origin, "import-error", "boom", ValueError("a"))
+    two = PluginFailure(origin, "import-error", "boom", ValueError("b"))
+    assert one == two and hash(one) == hash(two)
+    assert "ValueError" not in repr(one) and one.exception is not two.exception
+
+
+def test_a_server_config_still_refuses_bad_values() -> None:
+    with pytest.raises(Exception, match="workers must be at least 1"):
+        ServerConfig(workers=0)
+    with pytest.raises(Exception, match="needs both a certificate and a key"):
+        ServerConfig(tls_cert="c.pem")
