@@ -162,3 +162,21 @@ def test_help_and_list_do_not_import_the_server_machinery(argv: list[str], insta
     assert last.startswith("LOADED []"), result.stdout + result.stderr
     if argv == ["--help"]:
         assert "protobuf" not in last
+
+
+def test_short_options_parse_without_click_building_suggestions() -> None:
+    """`-m x` is taken as the short option it is (click would first look it up as a long
+    one, importing difflib for a suggestion list it throws away); a mistyped long option
+    still gets its suggestion."""
+    code = (
+        "import sys\n"
+        "from connector_cli.cli.serve_command import serve_command\n"
+        "ctx = serve_command.make_context('serve', ['-m', 'a', '-m', 'b,c', '-mz'])\n"
+        "print(ctx.params['modules'], 'difflib' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env=cli_env(), cwd=REPO)
+    assert result.stdout.strip() == "('a', 'b', 'c', 'z') False", result.stderr
+    typo = CliRunner().invoke(cli, ["serve", "--modlues", "x"])
+    assert typo.exit_code == 2
+    assert "No such option '--modlues'. Did you mean '--modules'?" in typo.output

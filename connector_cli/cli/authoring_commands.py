@@ -7,10 +7,10 @@ from typing import Optional
 
 import click
 
-from connector_cli.cli.options import option
+from connector_cli.cli.options import Command, option
 
 
-@click.command("init")
+@click.command("init", cls=Command)
 @click.argument("name")
 @option("--dir", "directory", metavar="PATH", default=None,
         help="Where to create the package. Default: ./flyte-connector-NAME.")
@@ -36,7 +36,7 @@ def init_command(name: str, directory: Optional[str], task_type: Optional[str]) 
         click.echo(f"  {step}")
 
 
-@click.command("template")
+@click.command("template", cls=Command)
 @option("--task-type", required=True, metavar="TYPE", help="The template's task type.")
 @option("--task-type-version", "task_version", type=click.IntRange(min=0), default=0,
         show_default=True, help="The version of the task type the connector serves.")

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import click
 
 from connector_cli.cli.options import (
+    Command,
     client_tls,
     client_tls_options,
     discovery_config,
@@ -19,7 +20,7 @@ from connector_cli.cli.options import (
 )
 
 
-@click.command("list")
+@click.command("list", cls=Command)
 @modules_option
 @plugins_option
 @endpoint_option

@@ -22,6 +22,32 @@ def envvar_for(long_name: str) -> str:
     return ENV_PREFIX + long_name.lstrip("-").replace("-", "_").upper()
 
 
+class Command(click.Command):
+    """A click command whose short options (`-m x`) skip click's long-option lookup.
+
+    click first tries every option as a long one; for `-m` that fails and builds a "did
+    you mean" list with difflib, only to throw it away and take the short option: 0.5 ms
+    of every start and 0.2 MiB the daemon would keep. A mistyped long option (`--modlues`)
+    still gets its suggestion. With a click whose parser differs, nothing changes.
+    """
+
+    def make_parser(self, ctx: click.Context) -> Any:
+        parser = super().make_parser(ctx)
+        match_long = getattr(parser, "_match_long_opt", None)
+        long = getattr(parser, "_long_opt", None)
+        prefixes = getattr(parser, "_opt_prefixes", None)
+        if match_long is None or not isinstance(long, dict) or not isinstance(prefixes, set):
+            return parser
+
+        def match(opt: str, explicit_value: Any, state: Any) -> Any:
+            if opt not in long and opt[:2] not in prefixes:  # click goes on as a short one
+                raise click.NoSuchOption(opt, ctx=ctx)
+            return match_long(opt, explicit_value, state)
+
+        parser._match_long_opt = match  # type: ignore[method-assign]
+        return parser
+
+
 def option(*param_decls: str, **attrs: Any) -> Callable[[_F], _F]:
     """`click.option` with the project's environment variable derived from the long name."""
     long_name = next(d for d in param_decls if d.startswith("--")).split("/")[0]

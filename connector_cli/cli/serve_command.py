@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from connector_cli.cli.options import discovery_config, modules_option, option, plugins_option
+from connector_cli.cli.options import (
+    Command,
+    discovery_config,
+    modules_option,
+    option,
+    plugins_option,
+)
 from connector_cli.config import ServerConfig
 
 if TYPE_CHECKING:
@@ -45,7 +51,7 @@ class _Processes(click.ParamType):
 PROCESSES = _Processes()
 
 
-@click.command("serve")
+@click.command("serve", cls=Command)
 @option("--host", default=DEFAULTS.host, show_default=True,
         help="Address to listen on ('::' is every IPv6 and IPv4 address).")
 @option("--port", type=PORT, default=DEFAULTS.port, show_default=True,

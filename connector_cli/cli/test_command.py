@@ -19,6 +19,7 @@ import click
 
 from connector_cli.cli.errors import EXIT_USAGE, CLIError
 from connector_cli.cli.options import (
+    Command,
     client_tls,
     client_tls_options,
     discovery_config,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from connector_cli.sdk.secrets import SecretMasker
 
 
-@click.command("test")
+@click.command("test", cls=Command)
 @click.argument("task", metavar="TASK_FILE", type=click.Path(dir_okay=False))
 @option("--inputs", "inputs_file", metavar="FILE", default=None,
         help="Input values: a JSON (or YAML) object of input name -> value.")
