@@ -5,7 +5,7 @@ class on Python 3.11), and the daemon's start-up path defines several: configs, 
 origins, registry rows. A `Record` subclass lists its fields in `__slots__` and sets them
 once in `__init__` with `_set`; equality, hashing and repr come from those fields (less
 any in `_hidden`), and assigning an attribute afterwards raises, as it does on a frozen
-dataclass.
+dataclass; copies and pickles work as they do for one.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class Record:
         """Every field by name."""
         return {name: getattr(self, name) for name in self._fields()}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.as_dict())
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -52,3 +55,10 @@ class Record:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in self._shown())
         return f"{type(self).__name__}({fields})"
+
+
+def _restore(cls: type[Record], fields: dict[str, Any]) -> Record:
+    """A record from its fields without calling `__init__` (pickle and copy use this)."""
+    record = cls.__new__(cls)
+    record._set(**fields)
+    return record

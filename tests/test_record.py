@@ -42,3 +42,14 @@ def test_a_server_config_still_refuses_bad_values() -> None:
         ServerConfig(workers=0)
     with pytest.raises(Exception, match="needs both a certificate and a key"):
         ServerConfig(tls_cert="c.pem")
+
+
+def test_records_copy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    config = ServerConfig(port=5, workers=3)
+    assert copy.copy(config) == copy.deepcopy(config) == pickle.loads(pickle.dumps(config))
+    failure = PluginFailure(Origin("module", "m"), "import-error", "boom", ValueError("x"))
+    again = pickle.loads(pickle.dumps(failure))
+    assert again == failure and str(again.exception) == "x"
