@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 
 from connector_cli.config import DiscoveryConfig, ServerConfig
@@ -45,9 +48,6 @@ def test_a_server_config_still_refuses_bad_values() -> None:
 
 
 def test_records_copy_and_pickle() -> None:
-    import copy
-    import pickle
-
     config = ServerConfig(port=5, workers=3)
     assert copy.copy(config) == copy.deepcopy(config) == pickle.loads(pickle.dumps(config))
     failure = PluginFailure(Origin("module", "m"), "import-error", "boom", ValueError("x"))
