@@ -42,7 +42,6 @@ from connector_cli.sdk.connector import (
 )
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta, meta_decoder
-from connector_cli.sdk.secrets import Connection
 
 if TYPE_CHECKING:
     from connector_cli.signing import MetaSigner
@@ -324,6 +323,8 @@ def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Map
         activate(conn.secrets)
     if conn.configs:
         check_configs(conn.configs)
+    from connector_cli.sdk.secrets import Connection  # only requests with a connection
+
     kwargs = Connection(secrets=conn.secrets, configs=conn.configs).kwargs()
     taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
     if taken:

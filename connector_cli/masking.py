@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from connector_cli.errors import UsageError
-from connector_cli.sdk.secrets import SecretMasker
+
+if TYPE_CHECKING:  # the class is loaded by the first request that carries secrets
+    from connector_cli.sdk.secrets import SecretMasker
 
 MAX_SECRETS = 100
 MAX_SECRET_BYTES = 256 * 1024
@@ -50,6 +52,8 @@ def check_configs(configs: Mapping[str, str]) -> None:
 def activate(secrets: Mapping[str, str]) -> SecretMasker:
     """Check `secrets` and make their masker current for the calling task."""
     check_secrets(secrets)
+    from connector_cli.sdk.secrets import SecretMasker
+
     masker = SecretMasker(secrets.values())
     _CURRENT.set(masker if masker else None)
     return masker

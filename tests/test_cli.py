@@ -180,3 +180,27 @@ def test_short_options_parse_without_click_building_suggestions() -> None:
     typo = CliRunner().invoke(cli, ["serve", "--modlues", "x"])
     assert typo.exit_code == 2
     assert "No such option '--modlues'. Did you mean '--modules'?" in typo.output
+
+
+DEFERRED = ["grpc_health.v1.health", "grpc_reflection.v1alpha.reflection", "prometheus_client", "ctypes", "msgpack",
+            "hashlib", "difflib", "encodings.idna", "connector_cli.signing",
+            "connector_cli.sdk.secrets", "connector_cli.literals"]
+
+
+def test_serve_keeps_what_no_answer_needed_yet_off_its_start_up() -> None:
+    """A daemon that served (and, with `--timeout`, stopped) without a request loaded none of
+    the modules it defers to first use: start-up time and resident memory (docs/serve.md)."""
+    from tests.helpers.flyte_support import free_port
+
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print('LOADED', [m for m in {DEFERRED!r} if m in sys.modules]))\n"
+        "from connector_cli.cli import main\n"
+        "main(['serve', '--host', '127.0.0.1', '--port', '0', '--metrics-port', "
+        f"'{free_port()}', '--plugins', 'none', '-m', 'tests.fixtures.connectors.daemon_connectors', "
+        "'--timeout', '1'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60, env=cli_env(), cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "LOADED []", result.stdout + result.stderr

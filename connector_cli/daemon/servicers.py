@@ -27,7 +27,6 @@ from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.sdk.secrets import SecretMasker
 
 if TYPE_CHECKING:
     from connector_cli.signing import MetaSigner
@@ -166,7 +165,11 @@ async def _abort(context: Any, operation: str, scope: Scope, exc: Exception,
                  code: grpc.StatusCode, detail: str) -> None:
     """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
     secrets = scope.secrets
-    masker = (current() or SecretMasker(secrets.values())) if secrets else None
+    masker = None
+    if secrets:
+        from connector_cli.sdk.secrets import SecretMasker
+
+        masker = current() or SecretMasker(secrets.values())
     mask = masker.text if masker is not None else str
     detail = mask(detail)
     if len(detail) > MAX_DETAIL:
