@@ -62,3 +62,10 @@ def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
     env.update(extra)
     return env
+
+
+def run_python(code: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """`python -c code` in a fresh interpreter from the repository root (what it imports
+    starts from nothing), with `cli_env(**extra)`."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=cli_env(**extra), cwd=REPO)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from connector_cli import __version__
 from connector_cli.cli import cli
-from tests.conftest import REPO, cli_env
+from tests.conftest import REPO, cli_env, run_python
 
 GOOD_AND_BROKEN = "good-module,good-class broken-raises"
 
@@ -174,8 +174,7 @@ def test_short_options_parse_without_click_building_suggestions() -> None:
         "ctx = serve_command.make_context('serve', ['-m', 'a', '-m', 'b,c', '-mz'])\n"
         "print(ctx.params['modules'], 'difflib' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=cli_env(), cwd=REPO)
+    result = run_python(code)
     assert result.stdout.strip() == "('a', 'b', 'c', 'z') False", result.stderr
     typo = CliRunner().invoke(cli, ["serve", "--modlues", "x"])
     assert typo.exit_code == 2
@@ -200,7 +199,6 @@ def test_serve_keeps_what_no_answer_needed_yet_off_its_start_up() -> None:
         f"'{free_port()}', '--plugins', 'none', '-m', 'tests.fixtures.connectors.daemon_connectors', "
         "'--timeout', '1'])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=cli_env(), cwd=REPO)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "LOADED []", result.stdout + result.stderr

@@ -24,7 +24,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from connector_cli.discovery import discover, inventory
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import make_inputs, make_template, serve_in_background
-from tests.conftest import REPO, cli_env
+from tests.conftest import REPO, cli_env, run_python
 from tests.helpers.flyte_support import Process, Stubs, free_port
 
 FLYTE_STYLE = "tests.fixtures.connectors.flyte_style"
@@ -65,8 +65,7 @@ def test_without_the_flyte_sdk_a_flyte_plugin_names_the_fix() -> None:
         "from connector_cli.cli import main\n"
         "main(['list', '--json', '--plugins', 'databricks'])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env=cli_env(), cwd=REPO)
+    done = run_python(code)
     assert done.returncode == 1, done.stderr
     [failure] = json.loads(done.stdout)["failed"]
     assert failure["reason"] == "needs-flyte-sdk"
