@@ -6,10 +6,9 @@ calls the connector the right way for how its method was written, and builds the
 message. The daemon's servicers (`connector_cli.daemon.servicers`) and the in-process runner of
 `flyte-connector test` both call these, so what works in one works in the other.
 
-CreateTask and GetTask, the calls a daemon answers most, come in two halves around the
-connector call (`open_create`/`answer_create`, `open_get`/`answer_get`) so the servicer
-awaits the connector itself, and they answer wire bytes (`connector_cli.wire`); `create`
-and `get` parse those same bytes back into the response message for the runner.
+CreateTask and GetTask, the calls a daemon answers most, answer wire bytes
+(`create_wire`, `get_wire`, written by `connector_cli.wire`); `create` and `get` parse those
+same bytes back into the response message for the runner.
 
 A `Scope` records what the caller needs to know about a call as it goes: the task type
 once a connector serves it (a bounded metrics label) and the secret values to mask.
@@ -153,29 +152,18 @@ class Dispatcher:
         return pb.CreateTaskResponse.FromString(await self.create_wire(request, scope))
 
     async def create_wire(self, request: pb.CreateTaskRequest, scope: Scope) -> bytes:
-        """CreateTask as the daemon answers it: the response's wire bytes."""
-        route, call = self.open_create(request, scope)
-        return self.answer_create(route, await call)
-
-    def open_create(
-        self, request: pb.CreateTaskRequest, scope: Scope
-    ) -> tuple[Route, Awaitable[Any]]:
-        """CreateTask's first half: the route and the connector's `create`, called with the
-        converted inputs but not awaited (the daemon's servicer awaits it itself)."""
+        """CreateTask as the daemon answers it: the connector's meta encoded (and signed,
+        when the connector asks for it) into the response's wire bytes."""
         template = request.template
         route = self.route(template.type, template.task_type_version, scope)
         kwargs = self._kwargs(request, "create", scope) if request.HasField("connection") else {}
-        return route, route.create(
+        meta = await route.create(
             task_template=template, output_prefix=request.output_prefix,
             inputs=self._inputs(route.connector, request, template, scope),
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
             **kwargs,
         )
-
-    def answer_create(self, route: Route, meta: Any) -> bytes:
-        """CreateTask's second half: the connector's meta encoded (and signed, when the
-        connector asks for it) into the response's bytes."""
         if not isinstance(meta, ResourceMeta):
             raise ContractError(
                 f"{route.connector.name}.create returned {type(meta).__name__}; "
@@ -208,24 +196,15 @@ class Dispatcher:
         return pb.GetTaskResponse.FromString(await self.get_wire(request, scope))
 
     async def get_wire(self, request: pb.GetTaskRequest, scope: Scope) -> bytes:
-        """GetTask as the daemon answers it: the response's wire bytes."""
-        route, call = self.open_get(request, scope)
-        return self.answer_get(route, await call, scope)
-
-    def open_get(self, request: pb.GetTaskRequest, scope: Scope) -> tuple[Route, Awaitable[Any]]:
-        """GetTask's first half: the route and the connector's `get`, called but not awaited
-        (the daemon's servicer awaits it itself: one coroutine fewer per request)."""
-        category = request.task_category
-        route = self.route(category.name, category.version, scope)
+        """GetTask as the daemon answers it: the connector's resource as response bytes,
+        written directly for the usual plain resource (`connector_cli.wire`), else through
+        the message (masked when the request carried secrets)."""
+        route = self._start(request, scope)
         meta = self._meta(route, request.resource_meta)
         if request.HasField("connection"):
-            return route, route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
-        return route, route.get(resource_meta=meta)
-
-    def answer_get(self, route: Route, resource: Any, scope: Scope) -> bytes:
-        """GetTask's second half: the connector's resource as response bytes, written
-        directly for the usual plain resource (`connector_cli.wire`), else through the
-        message (masked when the request carried secrets)."""
+            resource = await route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
+        else:
+            resource = await route.get(resource_meta=meta)
         if not scope.secrets:
             data = wire.get_response(resource)
             if data is not None:

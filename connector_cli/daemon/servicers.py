@@ -215,10 +215,8 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         scope, started = Scope(), self._begin("create")
-        dispatch = self.dispatch
         try:
-            route, call = dispatch.open_create(request, scope)
-            response = dispatch.answer_create(route, await call)
+            response = await self.dispatch.create_wire(request, scope)
         except BaseException as exc:
             await self._fail(context, "create", request.template.type, scope, started, exc)
             raise
@@ -227,10 +225,8 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Any) -> Any:
         scope, started = Scope(), self._begin("get")
-        dispatch = self.dispatch
         try:
-            route, call = dispatch.open_get(request, scope)
-            response = dispatch.answer_get(route, await call, scope)
+            response = await self.dispatch.get_wire(request, scope)
         except BaseException as exc:
             await self._fail(context, "get", request.task_category.name, scope, started, exc)
             raise
