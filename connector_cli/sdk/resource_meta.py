@@ -241,6 +241,8 @@ def _flat_encoder(cls: type) -> Callable[[Any], bytes]:
         return ("".join(parts) + "}").encode() if parts else b"{}"
 
     return encode
+
+
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
