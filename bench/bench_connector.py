@@ -2,7 +2,8 @@
 
 `create` returns a ResourceMeta `{"job_id": "job-0", "region": "local"}`; `get` returns
 SUCCEEDED, message `ok` and the outputs `o0 = 42` and `o1 = "done"` as plain Python values,
-so the daemon's own output conversion is part of what is measured.
+so the daemon's own output conversion is part of what is measured. `bench-raw` is the same
+connector with `raw_inputs`: CreateTask without the conversion of its inputs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ class BenchConnector(AsyncConnector):
         return None
 
 
+class RawInputsBenchConnector(BenchConnector):
+    """The `bench` connector with `raw_inputs`: `create` gets the wire inputs, unconverted.
+    Against `bench`, it shows what converting a CreateTask's inputs costs the daemon."""
+
+    name = "Bench Connector (raw inputs)"
+    task_type_name = "bench-raw"
+    raw_inputs = True
+
+
 class PidConnector(AsyncConnector):
     """Reports the process that answered (`get` message = its pid): shows the spread of
     requests over `serve --processes` workers."""
@@ -61,4 +71,5 @@ class PidConnector(AsyncConnector):
 
 
 ConnectorRegistry.register(BenchConnector())
+ConnectorRegistry.register(RawInputsBenchConnector())
 ConnectorRegistry.register(PidConnector())

@@ -7,6 +7,9 @@ alternating the order, the server pinned to one core and the load generator to t
 Per server: time from spawn to the first ListConnectors answer, GetTask and CreateTask at
 concurrency 64 (requests/s, p99, server CPU per RPC, the load generator's own CPU), and
 RSS after the load. The table gives medians, their spread and daemon / floor ratios.
+The daemon also answers the same CreateTask for `bench-raw`, a connector that takes its
+inputs unconverted: the floor never reads its inputs, and this shows what the conversion
+costs and what the rest of the daemon does.
 
 A run where the load generator, not the server, set the pace (client CPU near its whole
 core, or the server's core not busy) is flagged: its ratios say little about the server.
@@ -30,13 +33,15 @@ from servers import KIT_ENV, Server, byte_compile, cores, find_kit, loadgen
 CLIENT_BOUND_PCT = 90.0  # load generator CPU (% of its core) above which it set the pace
 SERVER_IDLE_PCT = 80.0  # server CPU (% of its core) below which it was not the bottleneck
 READY_SPAWNS = 5  # spawns per server and round for its ready time (the median): one is noisy
+RAW = "create-raw"
 Row = tuple[str, str, Callable[[dict], float], str, Callable[[float], bool]]
 
 
 def measure(kind: str, kit: Path, seconds: float, server_core: Optional[int],
             load_core: Optional[int]) -> dict:
     """One server: ready time (median of `READY_SPAWNS` spawns, the last one loaded),
-    GetTask and CreateTask at c=64, RSS after the load."""
+    GetTask and CreateTask at c=64, RSS after that load (then, for the daemon, CreateTask
+    to `bench-raw`)."""
     readies = []
     for _ in range(READY_SPAWNS - 1):
         spawned = Server(kind, kit, server_core)
@@ -49,6 +54,8 @@ def measure(kind: str, kit: Path, seconds: float, server_core: Optional[int],
         for rpc in ("get", "create"):
             got[rpc] = loadgen(kit, server, rpc, seconds, load_core)
         got["rss"] = server.rss_mib()
+        if kind == "daemon":  # the same CreateTask to a `raw_inputs` connector: no conversion
+            got[RAW] = loadgen(kit, server, "create", seconds, load_core, task_type="bench-raw")
     finally:
         server.stop()
     return got
@@ -67,7 +74,7 @@ def flags(run: dict) -> list[str]:
 
 
 def line(kind: str, rpc: str, run: dict) -> str:
-    text = (f"  {kind:<6} {rpc:<6} {run['rps']:>7.0f} req/s  p99 {run['p99_ms']:>6.1f} ms  "
+    text = (f"  {kind:<6} {rpc:<10} {run['rps']:>7.0f} req/s  p99 {run['p99_ms']:>6.1f} ms  "
             f"server {run.get('server_cpu_us_per_rpc', float('nan')):>5.0f} us/RPC "
             f"({run.get('server_cpu_pct', float('nan')):.0f}% of its core)  "
             f"client CPU {run['client_cpu_pct']:.0f}%")
@@ -118,6 +125,7 @@ def table(runs: dict[str, list[dict]], ready_with: dict[str, list[float]]) -> bo
             shown = f"{ratio:.3f}"
         print(f"| {figure} | {cell(fmt, ours)} | {cell(fmt, floor)} | {shown} | "
               f"{target}{mark} |")
+    print(conversion_cost(runs))
     if ready_with:
         print()
     for label, seconds in ready_with.items():
@@ -126,9 +134,27 @@ def table(runs: dict[str, list[dict]], ready_with: dict[str, list[float]]) -> bo
     return met
 
 
+def conversion_cost(runs: dict[str, list[dict]]) -> str:
+    """What CreateTask costs without converting its inputs (the `bench-raw` connector takes
+    them raw), against the floor, which never reads them: the rest is the conversion."""
+    def median(kind: str, rpc: str, key: str) -> float:
+        return statistics.median(r[rpc][key] for r in runs[kind])
+
+    rps, cpu = "rps", "server_cpu_us_per_rpc"
+    floor_rps, floor_cpu = median("floor", "create", rps), median("floor", "create", cpu)
+    raw_rps, raw_cpu = median("daemon", RAW, rps), median("daemon", RAW, cpu)
+    spent = median("daemon", "create", cpu) - raw_cpu
+    return (f"\nCreateTask with its inputs left unconverted (`raw_inputs` connector): "
+            f"{raw_rps:,.0f} req/s ({raw_rps / floor_rps:.2f} of the floor), "
+            f"{raw_cpu:.0f} us/RPC ({raw_cpu / floor_cpu:.2f}); converting the two inputs "
+            f"to Python values costs the other {spent:.0f} us/RPC ({spent / floor_cpu:.0%} "
+            "of the floor's).")
+
+
 def trustworthy(runs: dict[str, list[dict]]) -> bool:
     """The kit's rule: the client never the bottleneck, and the floor faster than us."""
-    every = [r[rpc] for kind in runs for r in runs[kind] for rpc in ("get", "create")]
+    every = [r[rpc] for kind in runs for r in runs[kind] for rpc in ("get", "create", RAW)
+             if rpc in r]
     bound = [r for r in every if flags(r)]
     floor_faster = all(
         statistics.median(r[rpc]["rps"] for r in runs["floor"])
@@ -192,8 +218,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             runs[kind].append(got)
             print(f"round {n + 1} {kind}: ready {got['ready']:.3f}s (median of {READY_SPAWNS} "
                   f"spawns), RSS {got['rss']:.1f} MiB", flush=True)
-            for rpc in ("get", "create"):
-                print(line(kind, rpc, got[rpc]), flush=True)
+            for rpc in ("get", "create", RAW):
+                if rpc in got:
+                    print(line(kind, rpc, got[rpc]), flush=True)
     ready_with = {} if args.no_extras else extras(kit, args.seconds, server_core)
     met = table(runs, ready_with)
     clean = trustworthy(runs)

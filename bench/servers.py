@@ -167,13 +167,13 @@ def wait_ready(address: str, proc: subprocess.Popen, timeout: float) -> float:
 
 
 def loadgen(kit: Path, server: Server, rpc: str, seconds: float, core: Optional[int],
-            concurrency: int = 64, channels: int = 1) -> dict:
+            concurrency: int = 64, channels: int = 1, task_type: str = "bench") -> dict:
     """One run of the kit's load generator against `server`: its JSON line."""
     import json
 
     argv = [sys.executable, str(kit / "loadgen.py"), "--target", server.address, "--rpc", rpc,
             "--concurrency", str(concurrency), "--duration", str(seconds), "--task-type",
-            "bench", "--server-pid", str(server.pid), "--channels", str(channels)]
+            task_type, "--server-pid", str(server.pid), "--channels", str(channels)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
                          preexec_fn=pinned(core))  # type: ignore[arg-type]
     if out.returncode != 0:

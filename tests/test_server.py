@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import grpc
@@ -43,7 +42,14 @@ from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
 from tests.conftest import REPO, cli_env
 from tests.fixtures.connectors import daemon_connectors as dc
-from tests.helpers.daemon_process import FIXTURES, Daemon, run_cli, slow_get, wait_in_flight
+from tests.helpers.daemon_process import (
+    FIXTURES,
+    Daemon,
+    run_cli,
+    scrape,
+    slow_get,
+    wait_in_flight,
+)
 from tests.helpers.pki import make_pki
 
 SERVICES = ["flyteidl2.connector.AsyncConnectorService", "flyteidl2.connector.ConnectorMetadataService"]
@@ -109,11 +115,6 @@ async def test_reflection_lists_and_describes_the_services() -> None:
     listed = {s.name for s in replies[0].list_services_response.service}
     assert listed >= {*SERVICES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
     assert replies[1].file_descriptor_response.file_descriptor_proto
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
 
 
 async def test_metrics_endpoint(plugin_path: Path) -> None:

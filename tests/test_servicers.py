@@ -31,6 +31,7 @@ from connector_cli.literals import infer_literal_type, literal_to_python, python
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import RunningDaemon, serve_in_background
 from tests.fixtures.connectors import daemon_connectors as dc
+from tests.helpers.daemon_process import scrape
 
 SECRET = "s3cr3t-VALUE-42"
 Code = grpc.StatusCode
@@ -176,6 +177,43 @@ async def test_bad_inputs_and_connections_are_invalid_argument(wire: Wire) -> No
     request = pb.GetTaskRequest(task_category=category("echo"), resource_meta=dc.EchoMeta().encode(), connection=reserved)
     code, detail = await wire.code_of(wire.tasks.GetTask(request))
     assert code == Code.INVALID_ARGUMENT and "connection key 'resource_meta'" in detail and SECRET not in detail
+
+
+class RawInputs(dc.EchoConnector):
+    """Takes CreateTask's inputs as the wire message; remembers what it got."""
+
+    name = "Raw"
+    task_type_name = "raw"
+    raw_inputs = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.got: list[Any] = []
+
+    async def create(self, task_template: Any, output_prefix: str, inputs: Any = None,
+                     **kwargs: Any) -> dc.EchoMeta:
+        self.got.append(inputs)
+        return dc.EchoMeta()
+
+
+async def test_a_raw_inputs_connector_gets_the_wire_inputs_unconverted() -> None:
+    raw = RawInputs()
+    registry = ConnectorRegistry()
+    registry.register(raw)
+    tmpl = template("raw")
+    tmpl.interface.CopyFrom(interface(count=1))
+    sent = inputs(count="three", extra=[1, 2])  # no conversion, so no type check either
+    async with serve_in_background(registry, metrics_port=0) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = AsyncConnectorServiceStub(channel)
+            await stub.CreateTask(pb.CreateTaskRequest(template=tmpl, inputs=sent), timeout=10)
+            await stub.CreateTask(pb.CreateTaskRequest(template=tmpl), timeout=10)
+        assert daemon.metrics_url
+        text = await asyncio.to_thread(scrape, daemon.metrics_url)
+    assert isinstance(raw.got[0], Inputs) and raw.got[0] == sent
+    assert raw.got[1] is None
+    size = sent.ByteSize()  # the size metric still counts what was sent
+    assert f'flyte_connector_input_literal_bytes_sum{{task_type="raw"}} {size:.1f}' in text
 
 
 async def test_outputs_that_cannot_be_converted_fail_the_task_not_the_rpc(wire: Wire) -> None:

@@ -1,4 +1,5 @@
-"""`flyte-connector` in subprocesses (the CLI, a serving daemon) and slow requests to drain."""
+"""`flyte-connector` in subprocesses (the CLI, a serving daemon), slow requests to drain, and
+scraping a daemon's /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import IO, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
@@ -31,6 +33,12 @@ def read_address(stream: IO[str], timeout: float, seen: list[str]) -> Optional[s
         if match:
             return match.group(1)
     return None
+
+
+def scrape(url: str) -> str:
+    """The text of a /metrics endpoint (call it off the event loop that serves it)."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
 
 
 def slow_get(seconds: float) -> pb.GetTaskRequest:
