@@ -7,9 +7,10 @@ alternating the order, the server pinned to one core and the load generator to t
 Per server: time from spawn to the first ListConnectors answer, GetTask and CreateTask at
 concurrency 64 (requests/s, p99, server CPU per RPC, the load generator's own CPU), and
 RSS after the load. The table gives medians, their spread and daemon / floor ratios.
-The daemon also answers the same CreateTask for `bench-raw`, a connector that takes its
-inputs unconverted: the floor never reads its inputs, and this shows what the conversion
-costs and what the rest of the daemon does.
+The floor never reads its inputs, so two more CreateTask runs per round split the
+daemon's cost: the daemon answering `bench-raw`, a connector that takes its inputs
+unconverted, and the floor converting its inputs as the daemon does
+(`floor_converting.py`).
 
 A run where the load generator, not the server, set the pace (client CPU near its whole
 core, or the server's core not busy) is flagged: its ratios say little about the server.
@@ -28,7 +29,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import KIT_ENV, Server, byte_compile, cores, find_kit, loadgen
+from servers import CONVERTING_FLOOR, KIT_ENV, Server, byte_compile, cores, find_kit, loadgen
 
 CLIENT_BOUND_PCT = 90.0  # load generator CPU (% of its core) above which it set the pace
 SERVER_IDLE_PCT = 80.0  # server CPU (% of its core) below which it was not the bottleneck
@@ -59,6 +60,16 @@ def measure(kind: str, kit: Path, seconds: float, server_core: Optional[int],
     finally:
         server.stop()
     return got
+
+
+def measure_conversion(kit: Path, seconds: float, server_core: Optional[int],
+                       load_core: Optional[int]) -> dict:
+    """CreateTask at c=64 on the floor that converts its inputs as the daemon does."""
+    server = Server(CONVERTING_FLOOR, kit, server_core)
+    try:
+        return {"create": loadgen(kit, server, "create", seconds, load_core)}
+    finally:
+        server.stop()
 
 
 def flags(run: dict) -> list[str]:
@@ -135,20 +146,22 @@ def table(runs: dict[str, list[dict]], ready_with: dict[str, list[float]]) -> bo
 
 
 def conversion_cost(runs: dict[str, list[dict]]) -> str:
-    """What CreateTask costs without converting its inputs (the `bench-raw` connector takes
-    them raw), against the floor, which never reads them: the rest is the conversion."""
+    """CreateTask split in two, against the floor, which never reads its inputs: the
+    daemon with the inputs left unconverted (the `bench-raw` connector takes them raw),
+    and the floor converting them as the daemon does."""
     def median(kind: str, rpc: str, key: str) -> float:
         return statistics.median(r[rpc][key] for r in runs[kind])
 
-    rps, cpu = "rps", "server_cpu_us_per_rpc"
-    floor_rps, floor_cpu = median("floor", "create", rps), median("floor", "create", cpu)
-    raw_rps, raw_cpu = median("daemon", RAW, rps), median("daemon", RAW, cpu)
-    spent = median("daemon", "create", cpu) - raw_cpu
-    return (f"\nCreateTask with its inputs left unconverted (`raw_inputs` connector): "
-            f"{raw_rps:,.0f} req/s ({raw_rps / floor_rps:.2f} of the floor), "
-            f"{raw_cpu:.0f} us/RPC ({raw_cpu / floor_cpu:.2f}); converting the two inputs "
-            f"to Python values costs the other {spent:.0f} us/RPC ({spent / floor_cpu:.0%} "
-            "of the floor's).")
+    def versus_floor(kind: str, rpc: str) -> str:
+        rps, cpu = median(kind, rpc, "rps"), median(kind, rpc, "server_cpu_us_per_rpc")
+        return (f"{rps:,.0f} req/s ({rps / median('floor', 'create', 'rps'):.2f}), "
+                f"{cpu:.0f} us/RPC ({cpu / median('floor', 'create', 'server_cpu_us_per_rpc'):.2f})")
+
+    return ("\nCreateTask against the floor's:\n"
+            f"- the daemon, inputs left unconverted (`raw_inputs` connector): "
+            f"{versus_floor('daemon', RAW)}\n"
+            f"- the floor converting its inputs as the daemon does: "
+            f"{versus_floor(CONVERTING_FLOOR, 'create')}")
 
 
 def trustworthy(runs: dict[str, list[dict]]) -> bool:
@@ -210,7 +223,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"kit {kit}; {where}; {args.rounds} rounds x (GetTask, CreateTask) x {args.seconds}s",
           flush=True)
     started = time.perf_counter()
-    runs: dict[str, list[dict]] = {"daemon": [], "floor": []}
+    runs: dict[str, list[dict]] = {"daemon": [], "floor": [], CONVERTING_FLOOR: []}
     for n in range(args.rounds):
         order = ("daemon", "floor") if n % 2 == 0 else ("floor", "daemon")
         for kind in order:
@@ -221,6 +234,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for rpc in ("get", "create", RAW):
                 if rpc in got:
                     print(line(kind, rpc, got[rpc]), flush=True)
+        got = measure_conversion(kit, args.seconds, server_core, load_core)
+        runs[CONVERTING_FLOOR].append(got)
+        print(line("floor+", "create", got["create"]), flush=True)
     ready_with = {} if args.no_extras else extras(kit, args.seconds, server_core)
     met = table(runs, ready_with)
     clean = trustworthy(runs)

@@ -19,6 +19,7 @@ from typing import Optional
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 KIT_ENV = "BENCH_KIT"
+CONVERTING_FLOOR = "floor+conversion"  # the floor, its CreateTask converting the inputs
 
 
 def find_kit() -> Optional[Path]:
@@ -76,7 +77,7 @@ def daemon_argv(port: int, modules: tuple[str, ...], plugins: str, processes: in
 
 
 class Server:
-    """One server subprocess: `kind` 'daemon' or 'floor'."""
+    """One server subprocess: `kind` 'daemon', 'floor' or `CONVERTING_FLOOR`."""
 
     def __init__(self, kind: str, kit: Path, core: Optional[int], plugins: str = "none",
                  processes: int = 1, modules: tuple[str, ...] = ("bench_connector",)) -> None:
@@ -84,6 +85,9 @@ class Server:
         self.port = free_port()
         if kind == "floor":
             argv = [sys.executable, str(kit / "floor_server.py"), "--port", str(self.port)]
+        elif kind == CONVERTING_FLOOR:
+            argv = [sys.executable, str(HERE / "floor_converting.py"), "--kit", str(kit),
+                    "--port", str(self.port)]
         else:
             argv = daemon_argv(self.port, modules, plugins, processes)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
