@@ -45,7 +45,7 @@ def main() -> None:
     args = sys.argv[1:]
     if len(args) < 2 or args[0] != "--kit":
         raise SystemExit(__doc__)
-    floor = load_floor(Path(args[0 + 1]))
+    floor = load_floor(Path(args[1]))
     sys.argv = [sys.argv[0], *args[2:]]
     floor.main()
 

@@ -181,6 +181,21 @@ def test_short_options_parse_without_click_building_suggestions() -> None:
     assert "No such option '--modlues'. Did you mean '--modules'?" in typo.output
 
 
+def test_serve_that_cannot_start_leaves_garbage_collection_on() -> None:
+    """Start-up runs with GC off; a start-up that fails turns it back on for the caller."""
+    code = (
+        "import gc\n"
+        "from connector_cli.cli import cli\n"
+        "try:\n"
+        "    cli.main(['serve', '--plugins', 'none', '-m', 'no_such_module_q'],\n"
+        "             standalone_mode=False)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, gc.isenabled())\n"
+    )
+    result = run_python(code)
+    assert result.stdout.split() == ["CLIError", "True"], result.stdout + result.stderr
+
+
 DEFERRED = ["grpc_health.v1.health", "grpc_reflection.v1alpha.reflection", "prometheus_client", "ctypes", "msgpack",
             "hashlib", "difflib", "encodings.idna", "connector_cli.signing",
             "connector_cli.sdk.secrets", "connector_cli.literals"]

@@ -20,6 +20,7 @@ from connector_cli.cli.options import (
 from connector_cli.config import ServerConfig
 
 if TYPE_CHECKING:
+    from connector_cli.daemon.server import ConnectorServer
     from connector_cli.discovery import DiscoveryReport
     from connector_cli.sdk.registry import ConnectorRegistry
 
@@ -114,38 +115,34 @@ def serve_command(
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
-    gc.disable()  # start-up only allocates what the daemon keeps: no collections until it serves
-    from connector_cli.config import ServerConfig
     from connector_cli.daemon.logging_setup import configure_logging
-    from connector_cli.sdk.registry import ConnectorRegistry
 
-    configure_logging(log_level, log_format)
     if prometheus_port is not None:
         metrics_port = prometheus_port
-    config = ServerConfig(
-        host=host, port=port, metrics_port=metrics_port or None, workers=worker or workers,
-        grace_period=grace_period, tls_cert=tls_cert, tls_key=tls_key,
-        tls_client_ca=tls_client_ca, max_message_size=max_message_size,
-        meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
-        state_dir=state_dir,
-        timeout=float(timeout) if timeout is not None else None,
-        max_inflight_bytes=max_inflight_bytes,
-        worker_state=worker_state,
-    )
-    if processes > 1 and not worker_state:
-        gc.enable()
+    supervising = processes > 1 and not worker_state
+    gc.disable()  # start-up only allocates what the daemon keeps: no collections until it serves
+    try:
+        configure_logging(log_level, log_format)
+        config = ServerConfig(
+            host=host, port=port, metrics_port=metrics_port or None,
+            workers=worker or workers, grace_period=grace_period, tls_cert=tls_cert,
+            tls_key=tls_key, tls_client_ca=tls_client_ca, max_message_size=max_message_size,
+            meta_key_file=meta_key_file, previous_meta_key_file=previous_meta_key_file,
+            state_dir=state_dir, timeout=float(timeout) if timeout is not None else None,
+            max_inflight_bytes=max_inflight_bytes, worker_state=worker_state,
+        )
+        if not supervising:
+            server = _server(config, modules, plugins, strict)
+            gc.freeze()  # modules and plugins live as long as the daemon: out of GC passes
+    finally:
+        gc.enable()  # also when start-up fails: an in-process caller keeps its collector
+    if supervising:
         from connector_cli.cli.serve_processes import supervise
 
         supervise(config, processes, click.get_current_context().params)
         return
-    registry = ConnectorRegistry()
-    report = _load(registry, modules, plugins, strict)
     from connector_cli.daemon.loop import run
-    from connector_cli.daemon.server import ConnectorServer
 
-    server = ConnectorServer(registry, config, report)
-    gc.freeze()  # modules and plugins live as long as the daemon: keep them out of GC passes
-    gc.enable()
     try:
         code = run(server.serve())
     except KeyboardInterrupt:
@@ -158,6 +155,16 @@ def serve_command(
         os._exit(code)
     if code:
         raise click.exceptions.Exit(code)
+
+
+def _server(config: ServerConfig, modules: tuple[str, ...], plugins: tuple[str, ...],
+            strict: bool) -> ConnectorServer:
+    """The daemon for `config`, serving what discovery loads (not started yet)."""
+    from connector_cli.daemon.server import ConnectorServer
+    from connector_cli.sdk.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    return ConnectorServer(registry, config, _load(registry, modules, plugins, strict))
 
 
 def _load(
