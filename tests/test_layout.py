@@ -35,7 +35,7 @@ def test_the_readme_links_it() -> None:
 
 # Lower layers never import higher ones; a folder may import its own layer and below.
 LAYERS = [
-    {"errors", "_version", "record"},
+    {"errors", "_version", "record", "shutdown"},
     {"sdk", "literals", "config", "signing"},
     {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking"},
     {"daemon", "run", "authoring"},

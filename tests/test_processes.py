@@ -36,12 +36,13 @@ def free_port() -> int:
 class Daemon:
     """`flyte-connector serve --processes 2` with the pid connectors, its log collected."""
 
-    def __init__(self, processes: int = 2) -> None:
+    def __init__(self, processes: int = 2, *more: str) -> None:
         self.metrics_port = free_port()
         self.proc = subprocess.Popen(
             [str(BIN / "flyte-connector"), "serve", "--host", "127.0.0.1", "--port", "0",
              "--metrics-port", str(self.metrics_port), "--plugins", "none",
-             "-m", "process_connectors", "--processes", str(processes), "--grace-period", "10"],
+             "-m", "process_connectors", "--processes", str(processes), "--grace-period", "10",
+             *more],
             stderr=subprocess.PIPE, text=True, cwd=REPO,
             env=cli_env(PYTHONPATH=os.pathsep.join([str(CONNECTORS), str(REPO)])),
         )
@@ -200,3 +201,45 @@ def test_workers_stop_when_the_supervisor_is_killed(daemon: Daemon) -> None:
                  and "zombie" not in Path(f"/proc/{pid}/status").read_text()}
         time.sleep(0.1)
     assert not alive
+
+
+def test_the_timeout_stops_the_supervisor_and_its_workers() -> None:
+    daemon = Daemon(2, "--timeout", "1")
+    workers = daemon.workers()
+    try:
+        code = daemon.proc.wait(30)
+    finally:
+        code = daemon.stop(send=False)
+    log = "".join(daemon.log)
+    assert code == 0, log
+    assert "timeout of 1s reached: draining 2 workers" in log and "restarting" not in log
+    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(
+        f"/proc/{pid}/status").read_text() for pid in workers)
+
+
+def test_a_repeated_sigterm_keeps_draining_and_sigint_forces(daemon: Daemon) -> None:
+    request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="slow"),
+                                resource_meta=b'{"job_id":"j"}')
+
+    async def interrupt() -> grpc.StatusCode:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            call = AsyncConnectorServiceStub(channel).GetTask(request, timeout=30)
+            await asyncio.sleep(1.0)
+            daemon.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            daemon.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            assert daemon.proc.poll() is None  # still draining the 3 s call
+            daemon.proc.send_signal(signal.SIGINT)
+            try:
+                await call
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    code = asyncio.run(interrupt())
+    assert code != grpc.StatusCode.OK  # forced: the slow call did not get to finish
+    assert daemon.stop(send=False) == 130
+    log = "".join(daemon.log)
+    assert "received SIGTERM again: still draining (SIGINT stops at once)" in log
+    assert "received SIGINT again: stopping the workers now" in log

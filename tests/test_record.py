@@ -24,12 +24,15 @@ def test_records_compare_hash_and_print_by_their_fields() -> None:
 
 
 def test_records_are_immutable() -> None:
-    config = ServerConfig(port=1)
-    with pytest.raises(AttributeError, match="ServerConfig is immutable"):
-        config.port = 2  # type: ignore[misc]
+    origin = Origin("module", "x")
+    with pytest.raises(AttributeError, match="Origin is immutable"):
+        origin.name = "y"  # type: ignore[misc]
     with pytest.raises(AttributeError, match="immutable"):
-        del config.host
-    assert config.port == 1
+        del origin.kind
+    config = ServerConfig(port=1)
+    with pytest.raises(AttributeError, match="cannot assign"):
+        config.port = 2  # type: ignore[misc]
+    assert config.port == 1 and origin.name == "x"
 
 
 def test_a_hidden_field_takes_no_part_in_equality_or_repr() -> None:

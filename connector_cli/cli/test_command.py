@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -192,7 +191,7 @@ def _target(opts: dict[str, Any]) -> RunTarget:
 
 def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
              observer: Renderer) -> RunResult:
-    """Run the loop with SIGINT/SIGTERM asking it to stop (a second one skips the delete)."""
+    """Run the loop; SIGINT/SIGTERM ask it to stop (see `_main`)."""
     import asyncio
 
     from connector_cli.run.runner import Run
@@ -205,28 +204,23 @@ def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
 
 
 async def _main(run: Run, target: RunTarget, observer: Renderer) -> RunResult:
-    import asyncio
-
+    """The run under the stop policy of `connector_cli.shutdown`: the first SIGINT/SIGTERM
+    stops polling and deletes the job, SIGINT again skips waiting for the delete."""
     from connector_cli.errors import ConnectorNotFound
+    from connector_cli.shutdown import StopSignals
 
-    loop = asyncio.get_running_loop()
-    installed = []
-
-    def on_signal(signum: int) -> None:
-        observer.interrupted(signal.Signals(signum).name, second=run.stopping)
+    def stop_requested(reason: str) -> None:
+        observer.interrupted(reason.removeprefix("received "), second=False)
         run.interrupt()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, on_signal, signum)
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
+    def forced(name: str) -> None:
+        observer.interrupted(name, second=True)
+        run.interrupt()
+
     try:
-        return await run.execute()
+        async with StopSignals(on_request=stop_requested, on_force=forced):
+            return await run.execute()
     except ConnectorNotFound as exc:
         raise CLIError(str(exc), EXIT_USAGE) from None
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
         await target.close()

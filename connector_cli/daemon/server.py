@@ -4,19 +4,16 @@
 grpc.aio server, plain-`def` connector methods on its own thread pool, and (optionally) a
 Prometheus endpoint. `serve()` adds uvicorn-like signal handling: the first SIGINT/SIGTERM
 sets health to NOT_SERVING and drains in-flight requests for the grace period; a second
-SIGINT (Ctrl-C again) stops at once, while a repeated SIGTERM (a supervisor signalling
-the whole process group) does not cut the drain short. Start-up failures raise
+SIGINT stops at once, a repeated SIGTERM does not (the policy of
+`connector_cli.shutdown`). Start-up failures raise
 `StartupError` with one readable line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import logging
-import signal
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +24,7 @@ import grpc
 import grpc.aio
 
 from connector_cli.config import ServerConfig
-from connector_cli.daemon.addresses import passive_address
+from connector_cli.daemon.addresses import bind_error, check_free, host_port
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
@@ -43,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
 _server_ids = itertools.count(1)
-_METRICS_CHOICE = "--metrics-port or FLYTE_CONNECTOR_METRICS_PORT; 0 disables metrics"
 
 
 def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
@@ -66,13 +62,6 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
 def plural(count: int, noun: str) -> str:
     """'1 task type', '2 task types'."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def host_port(host: str, port: int) -> str:
-    """HOST:PORT with IPv6 hosts in brackets, e.g. '[::]:8000'."""
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 def _read(path: str, what: str) -> bytes:
@@ -108,29 +97,6 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
     )
-
-
-def check_free(
-    host: str, port: int, what: str = "listen on",
-    choose: str = "--port or FLYTE_CONNECTOR_PORT, or stop what uses it",
-) -> None:
-    """Raise `StartupError` naming the OS reason when host:port cannot be bound.
-
-    grpc reports a failed bind only as a generic error (and logs its own line), so try it
-    with a plain socket first. Errors other than "in use" and "permission denied" (say, no
-    IPv6 here) are left for grpc, which may still bind another way."""
-    try:
-        family, kind, proto, _, address = passive_address(host, port)
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-    except OSError as exc:
-        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
-            return
-        raise StartupError(
-            f"cannot {what} {host_port(host, port)}: {exc.strerror or exc} "
-            f"(choose another port with {choose})"
-        ) from None
 
 
 class ConnectorServer:
@@ -193,7 +159,7 @@ class ConnectorServer:
         self._health = _add_services(server, tasks, metadata, self.gate)
         try:
             if config.metrics_port:
-                check_free(config.host, config.metrics_port, "serve metrics on", _METRICS_CHOICE)
+                check_free(config.host, config.metrics_port, "metrics")
             self.port = self._bind(server)
         except StartupError:
             self._executor.shutdown(wait=False)
@@ -254,10 +220,8 @@ class ConnectorServer:
                 return server.add_secure_port(target, server_credentials(self.config))
             return server.add_insecure_port(target)
         except RuntimeError:
-            raise StartupError(
-                f"cannot listen on {target}: the port is in use or the address is not "
-                "available here (choose another with --port/--host, or FLYTE_CONNECTOR_PORT)"
-            ) from None
+            raise bind_error("grpc", self.config.host, self.config.port,
+                             "the port is in use or the address is not available here") from None
 
     async def _serve_metrics(self) -> int:
         from connector_cli.daemon.metrics_http import MetricsEndpoint
@@ -267,11 +231,8 @@ class ConnectorServer:
         try:
             return await self._endpoint.start(self.config.host, self.config.metrics_port)
         except OSError as exc:
-            target = host_port(self.config.host, self.config.metrics_port)
-            raise StartupError(
-                f"cannot serve metrics on {target}: {exc.strerror or exc} "
-                f"(choose another port with {_METRICS_CHOICE})"
-            ) from None
+            raise bind_error("metrics", self.config.host, self.config.metrics_port,
+                             exc.strerror or str(exc)) from None
 
     async def stop(self, grace: Optional[float] = None) -> None:
         """NOT_SERVING, refuse new RPCs, give in-flight ones `grace` seconds, then close."""
@@ -340,42 +301,30 @@ class ConnectorServer:
             logger.warning("%d connector threads are still running; not waiting for them", busy)
 
     async def serve(self) -> int:
-        """Start, run until SIGINT/SIGTERM, drain; the exit status (130 if a second SIGINT
-        forced the stop).
+        """Start, run until a stop signal (or `timeout`), drain; the exit status: 0, or
+        128 + the signal that forced the stop (see `connector_cli.shutdown`).
 
         Signal handlers go in before `start`, so a signal right after the ready line is
-        never lost to the default handler. Only SIGINT forces: a supervisor that signals a
-        whole process group may deliver SIGTERM twice, and that must still drain."""
-        loop = asyncio.get_running_loop()
-        received: list[int] = []
-        first, again = asyncio.Event(), asyncio.Event()
+        never lost to the default handler."""
+        from connector_cli.shutdown import StopSignals
 
-        def on_signal(signum: int) -> None:
-            name = signal.Signals(signum).name
-            if not first.is_set():
-                received.append(signum)
-                logger.info("received %s: shutting down (SIGINT again stops at once)", name)
-                first.set()
-            elif signum == signal.SIGINT:
-                received.append(signum)
-                logger.warning("received %s again: stopping now", name)
-                again.set()
-            else:
-                logger.info("received %s again: still draining (SIGINT stops at once)", name)
-
-        signals = _signals(self.config)
-        for signum in signals:
-            loop.add_signal_handler(signum, on_signal, signum)
-        try:
+        stop = StopSignals(
+            on_request=lambda reason: logger.info(
+                "%s: shutting down (SIGINT again stops at once)", reason),
+            on_force=lambda name: logger.warning("received %s again: stopping now", name),
+            on_repeat=lambda name: logger.info(
+                "received %s again: still draining (SIGINT stops at once)", name),
+        )
+        async with stop:
             await self.start()
             if self._link is not None:
-                self._link.watch_parent(lambda: on_signal(signal.SIGTERM))
+                self._link.watch_parent(lambda: stop.request("the supervising process is gone"))
             try:
-                await asyncio.wait_for(first.wait(), self.config.timeout)
+                await asyncio.wait_for(stop.requested.wait(), self.config.timeout)
             except asyncio.TimeoutError:
-                logger.info("timeout of %gs reached: shutting down", self.config.timeout)
+                stop.request(f"timeout of {self.config.timeout:g}s reached")
             drain = asyncio.ensure_future(self.stop())
-            forced = asyncio.ensure_future(again.wait())
+            forced = asyncio.ensure_future(stop.forced.wait())
             await asyncio.wait({drain, forced}, return_when=asyncio.FIRST_COMPLETED)
             if drain.done():
                 forced.cancel()
@@ -383,19 +332,7 @@ class ConnectorServer:
                 return 0
             drain.cancel()
             self.abandoned_threads = max(self.abandoned_threads, 1)
-            return 128 + received[-1]
-        finally:
-            for signum in signals:
-                loop.remove_signal_handler(signum)
-
-
-def _signals(config: ServerConfig) -> tuple[int, ...]:
-    """The signals that stop the daemon. A `--processes` worker leaves SIGINT (a terminal's
-    Ctrl-C reaches the whole process group) to its parent, which forwards it as SIGTERM."""
-    if config.worker_state:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return (signal.SIGTERM,)
-    return (signal.SIGINT, signal.SIGTERM)
+            return stop.exit_code
 
 
 def _add_services(

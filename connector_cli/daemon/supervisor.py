@@ -3,8 +3,9 @@
 One Python process answers on one core; past that, the parent starts N complete daemons
 (`worker_argv`) that bind the same port with SO_REUSEPORT, and the kernel spreads new
 connections over them. The parent binds nothing that serves: it reserves the port (so
-`--port 0` resolves once and nobody else takes it), forwards SIGINT/SIGTERM to the workers
-as SIGTERM (each then drains within the grace period; a second signal stops them at once),
+`--port 0` resolves once and nobody else takes it), applies the stop policy of
+`connector_cli.shutdown` (a first signal or `--timeout` drains every worker with SIGTERM;
+SIGINT again stops them at once),
 restarts a worker that dies with a log line, and serves one `/metrics` that sums the
 workers' snapshots (`MergedMetrics`). Health is answered by the workers themselves, so it
 is SERVING exactly while a worker serves.
@@ -21,14 +22,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from typing import Any, Callable, Optional
 
 from connector_cli.config import ServerConfig
-from connector_cli.errors import StartupError
+from connector_cli.daemon.addresses import bind_error, check_free, host_port, reserve_port
+from connector_cli.shutdown import StopSignals
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ class WorkerLink:
                 logger.warning("cannot write metrics for the supervisor: %s", exc)
             orphan = self._on_orphan
             if orphan is not None and os.getppid() != self.parent:
-                logger.warning("the supervising process is gone: shutting down")
                 self._on_orphan = None
                 orphan()
 
@@ -98,26 +98,6 @@ class WorkerLink:
             self.flush()
         except OSError:
             pass
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (not listen) host:port with SO_REUSEPORT: fixes `--port 0` to one port that
-    only our workers can share. `StartupError` when another process holds it."""
-    from connector_cli.daemon.server import host_port
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot listen on {host_port(host, port)}: {exc.strerror or exc} "
-            "(choose another --port, or stop what uses it)"
-        ) from None
-    return sock
 
 
 class Supervisor:
@@ -188,12 +168,14 @@ class Supervisor:
                     pass
 
     async def _drain(self, forced: asyncio.Event) -> bool:
-        """SIGTERM every worker and wait for all; True when they all exited cleanly."""
+        """SIGTERM every worker and wait for all; True when they all exited cleanly. When
+        the stop is forced or the drain overruns, SIGINT stops the workers at once (the
+        policy of `connector_cli.shutdown`), and SIGKILL what is left 2 s later."""
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + self.config.grace_period + 10
         while any(p.poll() is None for p in self.workers.values()):
             if forced.is_set() or time.monotonic() > deadline:
-                self._signal_all(signal.SIGTERM)  # a second SIGTERM stops a worker at once
+                self._signal_all(signal.SIGINT)
                 await asyncio.sleep(2)
                 self._signal_all(signal.SIGKILL)
                 await asyncio.to_thread(lambda: [p.wait() for p in self.workers.values()])
@@ -202,39 +184,32 @@ class Supervisor:
         return all(p.returncode == 0 for p in self.workers.values())
 
     async def run(self) -> int:
-        """Start, supervise until SIGINT/SIGTERM, drain; 0, 1 (start-up), or 128+signal."""
-        loop = asyncio.get_running_loop()
-        received: list[int] = []
-        first, again = asyncio.Event(), asyncio.Event()
+        """Start, supervise until a stop signal (or `timeout`), drain; 0, 1 (start-up), or
+        128 + the signal that forced the stop."""
+        stop = StopSignals(
+            on_request=lambda reason: logger.info(
+                "%s: draining %d workers (up to %gs)", reason, len(self.live_pids()),
+                self.config.grace_period),
+            on_force=lambda name: logger.warning("received %s again: stopping the workers now",
+                                                 name),
+            on_repeat=lambda name: logger.info(
+                "received %s again: still draining (SIGINT stops at once)", name),
+        )
+        async with stop:
+            if self.config.metrics_port:
+                check_free(self.config.host, self.config.metrics_port, "metrics")
+            reservation = reserve_port(self.config.host, self.config.port)
+            self.port = int(reservation.getsockname()[1])
+            with tempfile.TemporaryDirectory(prefix="flyte-connector-") as state:
+                self._state = state
+                try:
+                    return await self._serve(stop)
+                finally:
+                    self._stopping = True
+                    self._signal_all(signal.SIGKILL)
+                    reservation.close()
 
-        def on_signal(signum: int) -> None:
-            received.append(signum)
-            (first if len(received) == 1 else again).set()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, on_signal, signum)
-        if self.config.metrics_port:
-            from connector_cli.daemon.server import check_free
-
-            check_free(self.config.host, self.config.metrics_port, "serve metrics on",
-                       "--metrics-port, or 0 to disable metrics")
-        reservation = reserve_port(self.config.host, self.config.port)
-        self.port = int(reservation.getsockname()[1])
-        with tempfile.TemporaryDirectory(prefix="flyte-connector-") as state:
-            self._state = state
-            try:
-                return await self._serve(first, again, received)
-            finally:
-                self._stopping = True
-                self._signal_all(signal.SIGKILL)
-                reservation.close()
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(signum)
-
-    async def _serve(self, first: asyncio.Event, again: asyncio.Event,
-                     received: list[int]) -> int:
-        from connector_cli.daemon.server import host_port
-
+    async def _serve(self, stop: StopSignals) -> int:
         failed = await self._start_all()
         if failed is not None:
             self._stopping = True
@@ -247,19 +222,19 @@ class Supervisor:
         logger.info("flyte-connector supervising %d worker processes on %s%s", self.processes,
                     address, f", metrics on port {self.metrics_port}" if merged else "")
         watchers = [asyncio.ensure_future(self._supervise(s)) for s in range(self.processes)]
-        await first.wait()
+        try:
+            await asyncio.wait_for(stop.requested.wait(), self.config.timeout)
+        except asyncio.TimeoutError:
+            stop.request(f"timeout of {self.config.timeout:g}s reached")
         self._stopping = True
         for watcher in watchers:
             watcher.cancel()
-        name = signal.Signals(received[0]).name
-        logger.info("received %s: draining %d workers (up to %gs)", name,
-                    len(self.live_pids()), self.config.grace_period)
-        clean = await self._drain(again)
+        clean = await self._drain(stop.forced)
         if merged is not None:
             await merged.close()
         logger.info("flyte-connector on %s stopped", address)
-        if again.is_set():
-            return 128 + received[-1]
+        if stop.forced.is_set():
+            return stop.exit_code
         return 0 if clean else 1
 
     async def _serve_metrics(self) -> Any:
@@ -273,10 +248,8 @@ class Supervisor:
         try:
             self.metrics_port = await endpoint.start(self.config.host, self.config.metrics_port)
         except OSError as exc:
-            raise StartupError(
-                f"cannot serve metrics on port {self.config.metrics_port}: "
-                f"{exc.strerror or exc} (choose another --metrics-port, or 0 to disable metrics)"
-            ) from None
+            raise bind_error("metrics", self.config.host, self.config.metrics_port,
+                             exc.strerror or str(exc)) from None
         return endpoint
 
 
