@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -267,3 +268,33 @@ def test_a_class_is_instantiated_once_for_every_registry() -> None:
     discover(first, [spec], ())
     discover(second, [spec], ())
     assert first.get_connector("flyte_ping") is second.get_connector("flyte_ping")
+
+
+async def test_the_flyte_plugins_never_leave_loopback(tmp_path: Path) -> None:
+    """Serving the four flyteplugins and calling BigQuery and Databricks without
+    credentials makes no connection and no name lookup off this machine (google-auth
+    would probe the metadata server; the suite's conftest.py turns that off)."""
+    audit = tmp_path / "net.log"
+    audit.touch()
+    hook = REPO / "tests" / "helpers" / "netaudit"
+    port = free_port()
+    daemon = Process(
+        [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port), "--metrics-port", "0", "--plugins", ",".join(PLUGINS)],
+        tmp_path / "ours.log", NET_AUDIT_LOG=str(audit),
+        PYTHONPATH=os.pathsep.join([str(hook), str(REPO)]),
+    ).ready(f"127.0.0.1:{port}")
+    try:
+        async with Stubs(daemon.address) as stubs:
+            assert len(await stubs.list()) == 4
+            for task_type, custom in [
+                ("bigquery_query_job_task", {"ProjectID": "p", "Location": "US"}),
+                ("databricks", {"databricksConf": {}, "databricksInstance": "127.0.0.1:9"}),
+            ]:
+                template = make_template(task_type, custom=custom)
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stubs.create(template, secrets={"databricks_token": "t"})
+    finally:
+        log = daemon.stop()
+    assert "DefaultCredentialsError" in log  # BigQuery did look for credentials
+    assert audit.read_text() == "", audit.read_text()

@@ -4,7 +4,6 @@ Flyte SDK's `c0`), gRPC stubs, the fake Databricks and its certificate."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from tests.conftest import REPO, cli_env
 from tests.helpers.pki import make_pki
 
 FIXTURES = REPO / "tests" / "fixtures" / "connectors"
-C0 = shutil.which("c0", path=os.path.dirname(sys.executable)) or "c0"
+C0_LOOPBACK = REPO / "tests" / "helpers" / "c0_loopback.py"
 
 
 def free_port() -> int:
@@ -87,10 +86,40 @@ def start_ours(tmp: Path, *args: str, **env: str) -> Process:
 
 
 def start_c0(tmp: Path, *args: str, **env: str) -> Process:
-    """The Flyte SDK's own connector server, `c0`, on free ports."""
+    """The Flyte SDK's own connector server, `c0`, on free loopback ports (and only there)."""
     port = free_port()
-    argv = [C0, "--port", str(port), "--prometheus_port", str(free_port()), *args]
-    return Process(argv, tmp / f"c0-{port}.log", **env).ready(f"127.0.0.1:{port}")
+    argv = [sys.executable, str(C0_LOOPBACK), "--port", str(port),
+            "--prometheus_port", str(free_port()), *args]
+    c0 = Process(argv, tmp / f"c0-{port}.log", **env).ready(f"127.0.0.1:{port}")
+    listening = listening_addresses(c0.proc.pid)
+    assert listening and all(host in ("127.0.0.1", "::1") for host, _ in listening), listening
+    return c0
+
+
+def listening_addresses(pid: int) -> list[tuple[str, int]]:
+    """(host, port) of every TCP socket process `pid` listens on, from /proc."""
+    import ipaddress
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table, size in (("tcp", 4), ("tcp6", 16)):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            raw, port = fields[1].split(":")
+            packed = bytes.fromhex(raw)
+            # /proc prints each 32-bit word in host (little-endian) order
+            packed = b"".join(packed[i:i + 4][::-1] for i in range(0, size, 4))
+            host = ipaddress.ip_address(packed)
+            if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped:
+                host = host.ipv4_mapped
+            found.append((str(host), int(port, 16)))
+    return found
 
 
 class Stubs:
