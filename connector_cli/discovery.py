@@ -179,12 +179,16 @@ def _load_isolated(
     """Import one plugin into `registry`; on any failure roll back and record it."""
     snapshot = registry.snapshot()
     before = foreign.before_import()
+
+    def add(connector: AsyncConnector) -> None:
+        made.append(registry.register(connector, origin=origin))
+
     try:
         with registry.activate(origin) as made:
-            module = import_plugin(module_name, registry, made)
+            module = import_plugin(module_name, registry, made, origin)
             target = _resolve(module, attr) if attr else module
-            if not foreign.adopt(module_name, target, before):
-                _register_target(registry, target, made, origin)
+            if not foreign.adopt(module_name, target, before, add):
+                _register_target(target, made, origin, add)
         if not made:
             raise _NoConnectors(
                 f"{origin.target or module_name} registered no connectors; register them at "
@@ -216,9 +220,8 @@ def _resolve(module: types.ModuleType, attr: str) -> Any:
     return target
 
 
-def _register_target(
-    registry: ConnectorRegistry, target: Any, made: list[Registration], origin: Origin
-) -> None:
+def _register_target(target: Any, made: list[Registration], origin: Origin,
+                     add: Callable[[AsyncConnector], None]) -> None:
     """Register what an entry point or `--modules` spec points at."""
     if isinstance(target, types.ModuleType):
         return
@@ -240,7 +243,7 @@ def _register_target(
             f"{origin.target or origin.name} points at {what}, not a connector class, a "
             "connector instance or a module"
         )
-    registry.register(target)
+    add(target)
 
 
 def _kind(value: Any) -> str:

@@ -9,7 +9,7 @@ registers a wrapper for each of its connectors.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 FLYTE_MODULE = "flyte.connectors"
 INSTALL_HINT = "pip install 'flyte-connector[flyte]'"
@@ -24,13 +24,15 @@ def before_import() -> frozenset[int]:
     return frozenset(id(c) for c in flyte_sdk.registered())
 
 
-def adopt(module_name: str, target: Any, before: frozenset[int]) -> bool:
-    """Register the Flyte SDK connectors a plugin provides; False when it is not one."""
+def adopt(module_name: str, target: Any, before: frozenset[int],
+          add: Callable[[Any], None]) -> bool:
+    """`add` (register) a wrapper of each Flyte SDK connector a plugin provides; False
+    when it is not a Flyte SDK plugin."""
     if FLYTE_MODULE not in sys.modules:
         return False
     from connector_cli.adapters import flyte_sdk
 
-    return flyte_sdk.adopt(module_name, target, before)
+    return flyte_sdk.adopt(module_name, target, before, add)
 
 
 def needs_flyte(exc: BaseException) -> bool:

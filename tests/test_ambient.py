@@ -94,4 +94,18 @@ def test_registrations_made_while_a_plugin_loads_are_collected_with_its_origin(
         ConnectorRegistry.register(Other())
     assert [row.origin for row in made] == [origin]
     assert registry.registrations()[0].origin == origin
-    assert ambient.loading_origin() is None
+    assert ConnectorRegistry.default() is ambient.root_registry()  # the block is over
+
+
+def test_the_registry_itself_reads_no_ambient_state(registry: ConnectorRegistry) -> None:
+    """Inside a plugin's load, an instance's own `register` is not tagged or collected:
+    only the class-level call (the import-time API) goes through the shim."""
+    from connector_cli.sdk.registry import Origin
+
+    with ambient.activate(ConnectorRegistry(), Origin("module", "elsewhere")) as made:
+        row = registry.register(Other())
+    assert made == [] and row.origin is None and registry.registrations() == [row]
+    explicit = ConnectorRegistry().register(Other(), origin=Origin("module", "m"))
+    assert explicit.origin == Origin("module", "m")
+    source = (Path(ambient.__file__).parent / "registry.py").read_text()
+    assert "from connector_cli.sdk import ambient" not in source.split("class ClassLevel")[0]

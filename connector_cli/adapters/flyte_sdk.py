@@ -26,7 +26,6 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.errors import ResourceMetaError
 from connector_cli.sdk.connector import AsyncConnector
-from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta
 
 logger = logging.getLogger(__name__)
@@ -227,8 +226,9 @@ def is_flyte_connector_class(target: Any) -> bool:
     return isinstance(cls, type) and issubclass(cls, FlyteAsyncConnector)
 
 
-def adopt(module_name: str, target: Any, before: Iterable[int]) -> bool:
-    """Register into the active registry the Flyte connectors a plugin provides.
+def adopt(module_name: str, target: Any, before: Iterable[int],
+          add: Callable[[AsyncConnector], None]) -> bool:
+    """`add` (register, for discovery) a wrapper of each Flyte connector a plugin provides.
 
     Those its import registered in the Flyte SDK's registry (all of them, as the Flyte
     SDK's server serves them) plus, for a connector class nobody registered, an instance.
@@ -243,7 +243,7 @@ def adopt(module_name: str, target: Any, before: Iterable[int]) -> bool:
     if not inners:
         return False
     for inner in inners:
-        ConnectorRegistry.register(wrap(inner))
+        add(wrap(inner))
     return isinstance(target, (types.ModuleType, FlyteAsyncConnector)) or \
         is_flyte_connector_class(target)
 

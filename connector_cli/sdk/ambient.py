@@ -5,11 +5,15 @@ The primary way to publish a connector is an entry point naming its class
 it is loading. Older plugins instead register at import time through class-level calls.
 This module is everything that keeps them working, fenced in one place:
 
-- class-level calls go to the *default* registry: the one discovery `activate`s while it
-  imports a plugin, else the process-wide root registry;
-- while a plugin loads, every registration is collected and tagged with its origin;
+- class-level calls (`ClassLevel` in the registry sends them here) go to the *default*
+  registry: the one discovery `activate`s while it imports a plugin, else the
+  process-wide root registry;
+- while a plugin loads, each class-level registration is tagged with the plugin's origin
+  and collected, so discovery sees what the import registered;
 - a module runs its top-level `register` calls only once per process, so the import log
-  keeps them and `import_plugin` replays them through the next registry's `register`.
+  keeps them and `import_plugin` replays them into the next registry.
+
+The registry itself never reads this state: it is a wrapper around the registry.
 
 `reset()` starts the root registry afresh (for tests).
 """
@@ -79,40 +83,37 @@ def activate(
         _current.reset(current_token)
 
 
-def loading_origin() -> Optional[Origin]:
-    """The origin of the plugin being loaded, for `register` to tag its rows with."""
-    loading = _loading.get()
-    return loading.origin if loading is not None else None
+def class_level(method: str) -> Callable[..., Any]:
+    """`ConnectorRegistry.<method>` called on the class: the default registry's method;
+    `register` also tags the row with the loading plugin's origin and collects it."""
+    registry = default_registry()
+    if method != "register":
+        return getattr(registry, method)  # type: ignore[no-any-return]
 
+    @functools.wraps(registry.register)
+    def register(connector: Any, override: bool = False) -> Registration:
+        loading = _loading.get()
+        row = registry.register(connector, override,
+                                origin=loading.origin if loading is not None else None)
+        if loading is not None:
+            loading.made.append(row)
+        return row
 
-def record(row: Registration) -> None:
-    """Note a registration made while a plugin loads."""
-    loading = _loading.get()
-    if loading is not None:
-        loading.made.append(row)
-
-
-class DefaultOrSelf:
-    """Method descriptor: on an instance it binds to it, on the class to the default registry."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
-
-    def __get__(self, obj: Optional[ConnectorRegistry], owner: type[ConnectorRegistry]) -> Any:
-        return self.fn.__get__(obj if obj is not None else default_registry(), owner)
+    return register
 
 
 def import_plugin(
-    module_name: str, registry: ConnectorRegistry, made: list[Registration]
+    module_name: str, registry: ConnectorRegistry, made: list[Registration],
+    origin: Optional[Origin] = None,
 ) -> types.ModuleType:
-    """Import a plugin module inside `activate(registry)`, replaying its import-time
-    registrations into `registry` when the module was imported before."""
+    """Import a plugin module inside `activate(registry, origin)`, replaying its import-time
+    registrations into `registry` (tagged with `origin`, collected in `made`) when the
+    module was imported before."""
     if module_name in _import_log and module_name in sys.modules:
-        _replay(registry, _import_log[module_name])
+        made += _replay(registry, _import_log[module_name], origin)
         return sys.modules[module_name]
     if module_name in sys.modules:
-        _replay(registry, _registered_elsewhere(module_name))
+        made += _replay(registry, _registered_elsewhere(module_name), origin)
         return sys.modules[module_name]
     start = len(made)
     module = importlib.import_module(module_name)
@@ -120,9 +121,9 @@ def import_plugin(
     return module
 
 
-def _replay(registry: ConnectorRegistry, rows: list[Registration]) -> None:
-    for row in rows:
-        registry.register(row.connector)
+def _replay(registry: ConnectorRegistry, rows: list[Registration],
+            origin: Optional[Origin]) -> list[Registration]:
+    return [registry.register(row.connector, origin=origin) for row in rows]
 
 
 def _registered_elsewhere(module_name: str) -> list[Registration]:

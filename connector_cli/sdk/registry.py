@@ -1,10 +1,11 @@
 """`ConnectorRegistry`: which connector serves which (task type, version).
 
-The registry is an object, so every test, server and CLI run can hold its own. Class-level
-calls (`ConnectorRegistry.register(MyConnector())`, as older plugin modules write at import
-time) go to the *current default* registry; that compatibility lives in
-`connector_cli.sdk.ambient`. Everything the registry reports (connector metadata,
-ListConnectors) is derived from its one table of registrations.
+The registry is an object, so every test, server and CLI run can hold its own, and it
+reads no global state: whoever registers says where the connector came from (`origin`).
+Class-level calls (`ConnectorRegistry.register(MyConnector())`, as older plugin modules
+write at import time) are a wrapper around it, `connector_cli.sdk.ambient`, reached only
+when a method is looked up on the class. Everything the registry reports (connector
+metadata, ListConnectors) is derived from its one table of registrations.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
 from connector_cli.record import Record
-from connector_cli.sdk import ambient
-from connector_cli.sdk.ambient import DefaultOrSelf
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import check_meta_class
 
@@ -60,6 +59,23 @@ class Registration(Record):
         self._set(category=category, connector=connector, origin=origin)
 
 
+class ClassLevel:
+    """A registry method that, looked up on the class rather than an instance, runs on the
+    default registry through `connector_cli.sdk.ambient` (the import-time API)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    def __get__(self, obj: Optional[ConnectorRegistry], owner: type) -> Any:
+        if obj is not None:
+            return self.fn.__get__(obj, owner)
+        from connector_cli.sdk import ambient
+
+        return ambient.class_level(self.fn.__name__)
+
+
 class ConnectorRegistry:
     """Maps (task type, version) to the connector serving it, with validation on register."""
 
@@ -71,6 +87,8 @@ class ConnectorRegistry:
     @classmethod
     def default(cls) -> ConnectorRegistry:
         """The registry class-level calls go to (the process-wide one unless activated)."""
+        from connector_cli.sdk import ambient
+
         return ambient.default_registry()
 
     @contextlib.contextmanager
@@ -80,12 +98,17 @@ class ConnectorRegistry:
         Discovery wraps each plugin import in this, so a plugin's import-time
         `ConnectorRegistry.register(...)` lands here, tagged with `origin`.
         """
+        from connector_cli.sdk import ambient
+
         with ambient.activate(self, origin) as made:
             yield made
 
-    @DefaultOrSelf
-    def register(self, connector: AsyncConnector, override: bool = False) -> None:
-        """Serve `connector.task_type_name` v`task_type_version` with `connector`.
+    @ClassLevel
+    def register(self, connector: AsyncConnector, override: bool = False,
+                 origin: Optional[Origin] = None) -> Registration:
+        """Serve `connector.task_type_name` v`task_type_version` with `connector`, noting
+        where it came from; the registry row. Registering the same instance again is a
+        no-op that returns its row.
 
         Raises `RegistrationError` for something that is not a valid connector and
         `DuplicateConnectorError` when the category is taken and `override` is False.
@@ -94,21 +117,20 @@ class ConnectorRegistry:
         existing = self._rows.get(category)
         if existing is not None and not override:
             if existing.connector is connector:
-                ambient.record(existing)
-                return
+                return existing
             raise DuplicateConnectorError(
                 f"task type {category[0]!r} v{category[1]} is already served by "
                 f"{_label(existing)}; refusing {_label(Registration(category, connector))}. "
                 "Give one of them another task_type_version, or register with override=True "
                 "to replace it."
             )
-        row = Registration(category, connector, ambient.loading_origin())
+        row = Registration(category, connector, origin)
         self._rows[category] = row
         self._metadata_cache = None
         self.generation += 1
-        ambient.record(row)
+        return row
 
-    @DefaultOrSelf
+    @ClassLevel
     def get_connector(self, task_type_name: str, task_type_version: int = 0) -> AsyncConnector:
         """The connector serving this task type and version, or `ConnectorNotFound`."""
         row = self._rows.get((task_type_name, task_type_version))
@@ -116,7 +138,7 @@ class ConnectorRegistry:
             raise ConnectorNotFound(self._not_found_message(task_type_name, task_type_version))
         return row.connector
 
-    @DefaultOrSelf
+    @ClassLevel
     def get_connector_metadata(self, name: str) -> Connector:
         """The `Connector` proto (name and task categories) of the connector called `name`."""
         for connector in self.list_connectors():
@@ -128,7 +150,7 @@ class ConnectorRegistry:
             f"no connector named {name!r}{hint}; registered: {', '.join(names) or 'none'}"
         )
 
-    @DefaultOrSelf
+    @ClassLevel
     def list_connectors(self) -> list[Connector]:
         """One `Connector` proto per connector name, in registration order."""
         if self._metadata_cache is None:
