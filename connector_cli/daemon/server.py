@@ -171,7 +171,7 @@ class ConnectorServer:
         for name in ("", *service_names()):
             await self._health.set(name, SERVING)
         if config.worker_state:
-            from connector_cli.daemon.supervisor import WorkerLink
+            from connector_cli.daemon.worker_link import WorkerLink
 
             self._link = WorkerLink(config.worker_state, self._metrics)
         logger.info(
