@@ -176,20 +176,17 @@ class Dispatcher:
 
     def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
                 template: Any, scope: Scope) -> Any:
-        global _inputs_to_python
-        if _inputs_to_python is None:
-            from connector_cli.literals import inputs_to_python as convert
+        from connector_cli.literals import inputs_to_python  # deferred: not a start-up cost
 
-            _inputs_to_python = convert
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
-            return None if connector.raw_inputs else _inputs_to_python(None, interface)
+            return None if connector.raw_inputs else inputs_to_python(None, interface)
         inputs = request.inputs
         if self.on_inputs is not None:
             self.on_inputs(scope.label, inputs.ByteSize())
         if connector.raw_inputs:
             return inputs
-        return _inputs_to_python(inputs, interface)
+        return inputs_to_python(inputs, interface)
 
     async def get(self, request: pb.GetTaskRequest, scope: Scope) -> pb.GetTaskResponse:
         """GetTask: routed by task category; outputs converted by inference (no template)."""
@@ -348,18 +345,13 @@ def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
     (retrying GetTask cannot fix a connector's outputs, so fail the task, not the RPC).
 
     A dict of values is written straight into `out.outputs` (no intermediate message)."""
-    global _write_outputs
-    if _write_outputs is None:
-        from connector_cli.literals import write_outputs
+    from connector_cli.literals import outputs_to_proto, write_outputs
 
-        _write_outputs = write_outputs
     try:
         if type(outputs) is dict or isinstance(outputs, Mapping):
             out.outputs.SetInParent()  # set even when empty, as a converted message would be
-            _write_outputs(outputs, None, out.outputs)
+            write_outputs(outputs, None, out.outputs)
         else:
-            from connector_cli.literals import outputs_to_proto
-
             out.outputs.CopyFrom(outputs_to_proto(outputs, None))
     except LiteralError as exc:
         logger.error("%s returned outputs that cannot be converted: %s", where, exc)
@@ -369,9 +361,6 @@ def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
         return False
     return True
 
-
-_write_outputs: Any = None
-_inputs_to_python: Any = None
 
 
 def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:

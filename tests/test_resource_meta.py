@@ -178,10 +178,9 @@ _FLAT_VALUES = st.one_of(
 
 @given(_FLAT_VALUES, _FLAT_VALUES, _FLAT_VALUES)
 @settings(max_examples=400, deadline=None)
-def test_flat_fields_encode_exactly_as_the_general_path(a: object, b: object, c: object) -> None:
-    """`encode` writes str/int/bool/None fields itself: byte for byte what sorted-key compact
-    JSON of the same values is (escapes, unicode, big and negative ints, bool vs int), and
-    any other value goes the general way."""
+def test_encode_is_sorted_key_compact_json(a: object, b: object, c: object) -> None:
+    """The bytes are sorted-key compact ASCII JSON of the fields (escapes, unicode, big and
+    negative ints, bool vs int): what metas already issued were written as."""
     meta = FlatMeta(zeta=a, alpha=b, mid=c)
     expected = json.dumps({"zeta": a, "alpha": b, "mid": c}, sort_keys=True,
                           separators=(",", ":")).encode()

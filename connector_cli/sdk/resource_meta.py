@@ -42,11 +42,8 @@ class ResourceMeta:
     """
 
     def encode(self) -> bytes:
-        """Encode to small deterministic bytes (JSON, sorted keys)."""
-        encode = _FLAT_ENCODERS.get(type(self))
-        if encode is None:
-            encode = _FLAT_ENCODERS[type(self)] = _flat_encoder(type(self))
-        return encode(self) or _ENCODE(_plain(self)).encode()
+        """Encode to small deterministic bytes (JSON, sorted keys, no spaces, ASCII)."""
+        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls: type[_M], data: bytes) -> _M:
@@ -184,65 +181,6 @@ _MISSING = _Missing()
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """Sorted-key, compact JSON: CPython's C encoder built once (what `json.dumps` rebuilds
-    on every call), else the pure-Python one."""
-    from json import encoder
-
-    make = getattr(encoder, "c_make_encoder", None)
-    compact = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-    slow = compact.encode
-    if make is None:
-        return slow
-    fast = make(None, compact.default, encoder.encode_basestring_ascii, None, ":", ",",
-                True, False, True)
-
-    def encode(value: Any) -> str:
-        if type(value) is not dict:
-            return slow(value)
-        return "".join(fast(value, 0))
-
-    return encode
-
-
-_ENCODE = _compact_encoder()
-_FLAT_ENCODERS: dict[type, Callable[[Any], bytes]] = {}
-
-
-def _flat_encoder(cls: type) -> Callable[[Any], bytes]:
-    """`encode` for a meta whose fields hold str, int, bool or None values (the usual
-    job handle): the JSON written field by field, keys sorted once per class. It returns
-    b"" for any other value, and `encode` then takes the general path; both give the same
-    bytes (tested)."""
-    from json.encoder import encode_basestring_ascii as quote
-
-    if not dataclasses.is_dataclass(cls):
-        return lambda meta: b""
-    names = sorted(f.name for f in dataclasses.fields(cls))
-    heads = tuple((("{" if i == 0 else ",") + quote(name) + ":", name)
-                  for i, name in enumerate(names))
-
-    def encode(meta: Any) -> bytes:
-        parts: list[str] = []
-        for head, name in heads:
-            value = getattr(meta, name)
-            kind = type(value)
-            if kind is str:
-                text = quote(value)
-            elif kind is int:
-                text = int.__repr__(value)
-            elif value is None:
-                text = "null"
-            elif kind is bool:
-                text = "true" if value else "false"
-            else:
-                return b""
-            parts += (head, text)
-        return ("".join(parts) + "}").encode() if parts else b"{}"
-
-    return encode
-
-
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -250,14 +188,7 @@ def _plain(value: Any) -> Any:
     """Turn a metadata value into JSON-native data."""
     if type(value) in _JSON_SCALARS:
         return value
-    names = _FIELD_NAMES.get(type(value))
-    if names is not None:  # a dataclass seen before: its scalar fields need no call
-        out = {}
-        for name in names:
-            item = getattr(value, name)
-            out[name] = item if type(item) in _JSON_SCALARS else _plain(item)
-        return out
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, enum.Enum):
         return _plain(value.value)
