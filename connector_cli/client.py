@@ -15,7 +15,15 @@ import grpc
 import grpc.aio
 
 from connector_cli.errors import ConnectorNotFound, RemoteError, UsageError
-from connector_cli.sdk.registry import Category, category_message
+from connector_cli.sdk.registry import Category
+from connector_cli.task_requests import (
+    OPERATIONS,
+    create_request,
+    delete_request,
+    get_request,
+    logs_request,
+    metrics_request,
+)
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import (
@@ -59,14 +67,6 @@ def _read(path: Optional[str], what: str) -> Optional[bytes]:
         return Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read the {what} {path!r}: {exc.strerror}") from None
-
-
-_TASK_METHODS = {
-    "CreateTaskRequest": "CreateTask",
-    "GetTaskRequest": "GetTask",
-    "DeleteTaskRequest": "DeleteTask",
-    "GetTaskMetricsRequest": "GetTaskMetrics",
-}
 
 
 def endpoint_problem(endpoint: str) -> Optional[str]:
@@ -169,17 +169,9 @@ class ConnectorClient:
         connection: Any = None,
     ) -> bytes:
         """CreateTask; returns the `resource_meta` bytes to pass to later calls."""
-        from flyteidl2.connector.connector_pb2 import CreateTaskRequest
-
-        request = CreateTaskRequest(
-            template=template,
-            output_prefix=output_prefix,
-            inputs=inputs,
-            task_execution_metadata=task_execution_metadata,
-            connection=connection,
-        )
-        response = await self._call(self._tasks.CreateTask, request)
-        return bytes(response.resource_meta)
+        request = create_request(template, output_prefix, inputs, task_execution_metadata,
+                                 connection)
+        return bytes((await self.call("create", request)).resource_meta)
 
     async def get(
         self,
@@ -189,61 +181,34 @@ class ConnectorClient:
         connection: Any = None,
     ) -> Resource:
         """GetTask; returns the `flyteidl2.connector.Resource` (phase, message, outputs...)."""
-        from flyteidl2.connector.connector_pb2 import GetTaskRequest
-
-        request = GetTaskRequest(
-            task_category=category_message(task_category),
-            resource_meta=resource_meta,
-            output_prefix=output_prefix,
-            connection=connection,
-        )
-        response = await self._call(self._tasks.GetTask, request)
-        return response.resource
+        request = get_request(task_category, resource_meta, output_prefix, connection)
+        return (await self.call("get", request)).resource
 
     async def delete(
         self, task_category: Category, resource_meta: bytes, connection: Any = None
     ) -> None:
         """DeleteTask."""
-        from flyteidl2.connector.connector_pb2 import DeleteTaskRequest
-
-        request = DeleteTaskRequest(
-            task_category=category_message(task_category),
-            resource_meta=resource_meta,
-            connection=connection,
-        )
-        await self._call(self._tasks.DeleteTask, request)
+        await self.call("delete", delete_request(task_category, resource_meta, connection))
 
     async def get_metrics(
         self, task_category: Category, resource_meta: bytes, **fields: Any
     ) -> GetTaskMetricsResponse:
         """GetTaskMetrics; `fields` are `queries`, `start_time`, `end_time`, `step`."""
-        from flyteidl2.connector.connector_pb2 import GetTaskMetricsRequest
-
-        request = GetTaskMetricsRequest(
-            task_category=category_message(task_category), resource_meta=resource_meta, **fields
-        )
-        return await self._call(self._tasks.GetTaskMetrics, request)
+        request = metrics_request(task_category, resource_meta, **fields)
+        return await self.call("get_metrics", request)  # type: ignore[no-any-return]
 
     async def get_logs(
         self, task_category: Category, resource_meta: bytes, lines: int = 0, token: str = ""
     ) -> AsyncIterator[GetTaskLogsResponse]:
         """GetTaskLogs: the daemon's stream of header (next-page token) and body messages."""
-        from flyteidl2.connector.connector_pb2 import GetTaskLogsRequest
-
-        request = GetTaskLogsRequest(
-            task_category=category_message(task_category),
-            resource_meta=resource_meta,
-            lines=lines,
-            token=token,
-        )
-        async for message in self.stream_logs(request):
+        async for message in self.stream_logs(
+                logs_request(task_category, resource_meta, lines, token)):
             yield message
 
-    async def send(self, request: Any) -> Any:
-        """Send a ready CreateTask, GetTask, DeleteTask or GetTaskMetrics request message and
-        return the response message (what `flyte-connector test --endpoint` does)."""
-        method = getattr(self._tasks, _TASK_METHODS[type(request).__name__])
-        return await self._call(method, request)
+    async def call(self, operation: str, request: Any) -> Any:
+        """Send a ready request message of a unary `operation` ('create', 'get', 'delete'
+        or 'get_metrics', see `connector_cli.task_requests`); the response message."""
+        return await self._call(getattr(self._tasks, OPERATIONS[operation]), request)
 
     async def stream_logs(
         self, request: GetTaskLogsRequest

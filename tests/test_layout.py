@@ -37,7 +37,8 @@ def test_the_readme_links_it() -> None:
 LAYERS = [
     {"errors", "_version", "record", "shutdown"},
     {"sdk", "literals", "config", "signing"},
-    {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking"},
+    {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking",
+     "task_requests"},
     {"daemon", "run", "authoring"},
     {"testing", "pytest_plugin"},
     {"cli", "__main__"},

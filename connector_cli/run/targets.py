@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Option
 
 from connector_cli.errors import ConnectorNotFound, RemoteError
 from connector_cli.run.types import Category, RunRequest, Unsupported
-from connector_cli.sdk.registry import category_message, not_served_message
+from connector_cli.sdk.registry import not_served_message
+from connector_cli.task_requests import (
+    create_request,
+    delete_request,
+    get_request,
+    logs_request,
+    metrics_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +67,9 @@ class _MessageTarget:
 
     description = ""
 
-    async def _unary(self, message: Any) -> Any:
-        """Send a Create/Get/Delete/GetTaskMetrics request; return the response."""
+    async def _unary(self, operation: str, message: Any) -> Any:
+        """Send a request of a unary `operation` (create, get, delete, get_metrics); the
+        response."""
         raise NotImplementedError
 
     def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
@@ -73,42 +81,22 @@ class _MessageTarget:
         raise NotImplementedError
 
     async def create(self, request: RunRequest) -> bytes:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.CreateTaskRequest(
-            template=request.template, inputs=request.inputs,
-            output_prefix=request.output_prefix,
-            task_execution_metadata=request.task_execution_metadata,
-            connection=request.connection_proto(),
-        )
-        return bytes((await self._unary(message)).resource_meta)
+        message = create_request(request.template, request.output_prefix, request.inputs,
+                                 request.task_execution_metadata, request.connection_proto())
+        return bytes((await self._unary("create", message)).resource_meta)
 
     async def get(self, request: RunRequest, resource_meta: bytes) -> Resource:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.GetTaskRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            output_prefix=request.output_prefix, connection=request.connection_proto(),
-        )
-        return (await self._unary(message)).resource
+        message = get_request(request.category, resource_meta, request.output_prefix,
+                              request.connection_proto())
+        return (await self._unary("get", message)).resource
 
     async def delete(self, request: RunRequest, resource_meta: bytes) -> None:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.DeleteTaskRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            connection=request.connection_proto(),
-        )
-        await self._unary(message)
+        message = delete_request(request.category, resource_meta, request.connection_proto())
+        await self._unary("delete", message)
 
     async def log_page(self, request: RunRequest, resource_meta: bytes,
                        token: str) -> tuple[list[str], str]:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.GetTaskLogsRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            token=token,
-        )
+        message = logs_request(request.category, resource_meta, token=token)
         try:
             return page_of([m async for m in self._pages(message)])
         except Exception as exc:
@@ -118,27 +106,14 @@ class _MessageTarget:
 
     async def metrics(self, request: RunRequest, resource_meta: bytes, start: float,
                       end: float) -> GetTaskMetricsResponse:
-        from flyteidl2.connector import connector_pb2 as pb
-
-        message = pb.GetTaskMetricsRequest(
-            task_category=category_message(request.category), resource_meta=resource_meta,
-            **metrics_window(start, end),
-        )
+        message = metrics_request(request.category, resource_meta, **metrics_window(start, end))
         try:
-            response: GetTaskMetricsResponse = await self._unary(message)
+            response: GetTaskMetricsResponse = await self._unary("get_metrics", message)
         except Exception as exc:
             if self._unimplemented(exc):
                 raise Unsupported("get_metrics") from None
             raise
         return response
-
-
-_OPERATIONS = {
-    "CreateTaskRequest": "create",
-    "GetTaskRequest": "get",
-    "DeleteTaskRequest": "delete",
-    "GetTaskMetricsRequest": "get_metrics",
-}
 
 
 class InProcessTarget(_MessageTarget):
@@ -165,11 +140,10 @@ class InProcessTarget(_MessageTarget):
                                     f"{'; '.join(self.plugin_failures)}") from None
         logger.debug("running %r in-process", connector)
 
-    async def _unary(self, message: Any) -> Any:
+    async def _unary(self, operation: str, message: Any) -> Any:
         from connector_cli.dispatch import Scope
 
-        operation = getattr(self.dispatch, _OPERATIONS[type(message).__name__])
-        return await operation(message, Scope())
+        return await getattr(self.dispatch, operation)(message, Scope())
 
     def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
         from connector_cli.dispatch import Scope
@@ -221,8 +195,8 @@ class DaemonTarget(_MessageTarget):
             raise ConnectorNotFound(
                 not_served_message(category, served, f"the daemon at {self.endpoint}"))
 
-    async def _unary(self, message: Any) -> Any:
-        return await self.client.send(message)
+    async def _unary(self, operation: str, message: Any) -> Any:
+        return await self.client.call(operation, message)
 
     def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
         return self.client.stream_logs(message)
