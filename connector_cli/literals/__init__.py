@@ -14,7 +14,7 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from flyteidl2.core.interface_pb2 import TypedInterface, VariableMap
 from flyteidl2.core.literals_pb2 import Literal
@@ -142,7 +142,8 @@ def write_outputs(outputs: Mapping[str, Any], interface: TypedInterface | None,
     """`outputs_to_proto` into an existing (empty) `message`, with no copy: the GetTask
     response's own `outputs` field."""
     table = _WRITER_TABLES.get(interface.outputs) if interface is not None else _NO_TABLE
-    _check_names("output", outputs, table)
+    if table:
+        _check_names("output", outputs, table, lambda n: _accepts_none(table[n][0]))
     for name, value in outputs.items():
         named = message.literals.add()
         named.name = name
@@ -161,19 +162,26 @@ def write_outputs(outputs: Mapping[str, Any], interface: TypedInterface | None,
             write(None, named.value)
 
 
-def _check_names(role: str, given: Mapping[str, Any], declared: Mapping[str, Any]) -> None:
-    """Unknown names and missing required ones (those that cannot be None) are errors."""
-    if not declared:
-        return
+def _check_names(role: str, given: Mapping[str, Any], declared: Mapping[str, Any],
+                 may_omit: Callable[[str], bool], fix: str = "", none: str = "(none)") -> None:
+    """Names in `given` that `declared` lacks, and declared ones missing from `given`
+    that `may_omit` does not excuse, are errors; `fix` ends the missing-names message."""
     unknown = [n for n in given if n not in declared]
     if unknown:
-        known = ", ".join(declared) or "(none)"
+        known = ", ".join(declared) or none
         raise LiteralError(f"unknown {role}{'s' if len(unknown) > 1 else ''} "
-                           f"{', '.join(map(repr, unknown))}; declared {role}s: {known}")
-    missing = [n for n, (lt, _) in declared.items() if n not in given and not _accepts_none(lt)]
+                           f"{', '.join(map(repr, unknown))}; {_known_label(role)}: {known}")
+    missing = [n for n in declared if n not in given and not may_omit(n)]
     if missing:
-        raise LiteralError(f"missing {role}{'s' if len(missing) > 1 else ''} "
-                           + ", ".join(f"'{n}' ({type_name(declared[n][0])})" for n in missing))
+        many = len(missing) > 1
+        raise LiteralError(f"missing {role}{'s' if many else ''} "
+                           + ", ".join(f"'{n}' ({type_name(declared[n][0])})" for n in missing)
+                           + fix.format(it="them" if many else "it"))
+
+
+def _known_label(role: str) -> str:
+    """'known inputs' (what inputs.json may name) or 'declared outputs'."""
+    return "known inputs" if role == "input" else f"declared {role}s"
 
 
 def _accepts_none(lt: LiteralType) -> bool:
@@ -190,17 +198,8 @@ def json_to_inputs(data: Mapping[str, Any], interface: TypedInterface | None,
     table = _WRITER_TABLES.get(interface.inputs) if interface is not None else {}
     defaults = defaults or {}
     if interface is not None:
-        unknown = [n for n in data if n not in table]
-        if unknown:
-            known = ", ".join(table) or "(the task declares none)"
-            raise LiteralError(f"unknown input{'s' if len(unknown) > 1 else ''} "
-                               f"{', '.join(map(repr, unknown))}; known inputs: {known}")
-        missing = [n for n in table if n not in data and n not in defaults]
-        if missing:
-            raise LiteralError("missing input" + ("s " if len(missing) > 1 else " ")
-                               + ", ".join(f"'{n}' ({type_name(table[n][0])})" for n in missing)
-                               + f" with no default; add {'them' if len(missing) > 1 else 'it'}"
-                               " to the inputs")
+        _check_names("input", data, table, defaults.__contains__,
+                     " with no default; add {it} to the inputs", "(the task declares none)")
     inputs = Inputs()
     for name in [*table, *(n for n in data if n not in table)]:
         named = inputs.literals.add()
