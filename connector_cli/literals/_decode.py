@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import timedelta
 from operator import attrgetter, methodcaller
 from typing import Any, Callable
@@ -93,13 +94,20 @@ def _primitive(lt: LiteralType, field: str, convert: Callable[[Any], Any] | None
             if prim.WhichOneof("value") == field:
                 return convert(getattr(prim, field))
             return _fallback(lit, lt, read)
-    read.primitive = (field, attrgetter(field), convert)  # type: ignore[attr-defined]
+    _PRIMITIVE_READERS[read] = (field, attrgetter(field), convert)
     return read
+
+
+# A primitive reader -> (its Primitive field, a getter of it, the conversion or None), for
+# `_bulk`; weak, so readers dropped from the compiled-reader cache are not kept alive.
+_PRIMITIVE_READERS: weakref.WeakKeyDictionary[
+    Reader, tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]
+] = weakref.WeakKeyDictionary()
 
 
 def _bulk(inner: Reader) -> Callable[[Any], list[Any] | None]:
     """For primitive element types: all values in C-level passes, or None to go item by item."""
-    spec = getattr(inner, "primitive", None)
+    spec = _PRIMITIVE_READERS.get(inner)
     if spec is None:
         return lambda items: None
     field, get, convert = spec
