@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 from typing import TYPE_CHECKING, Any, AsyncIterator, Collection, Mapping, Optional
 
 from connector_cli.run.task_files import TypeSpec, make_inputs, make_template
@@ -171,7 +172,9 @@ async def run_task(
     gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads).
     `secrets` resolve the template's `custom.secrets` like the Flyte backend does. On `timeout`
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
-    raised by the connector's create/get is re-raised after the cleanup.
+    raised by the connector's create/get is re-raised after the cleanup. Without
+    `output_prefix` the job gets a temporary directory, removed afterwards: pass one to
+    keep what the job writes there.
     """
     from connector_cli.run.runner import Run
     from connector_cli.run.types import RunOptions
@@ -186,6 +189,8 @@ async def run_task(
         ended = await Run(run_target, request, options, recorder).execute()
     finally:
         await run_target.close()
+        if output_prefix is None:
+            shutil.rmtree(request.output_prefix, ignore_errors=True)
     fields = {f.name: getattr(ended, f.name) for f in dataclasses.fields(RunResult)}
     result = TaskRunResult(**fields, phases=recorder.phases)
     if raise_errors and result.exception is not None:

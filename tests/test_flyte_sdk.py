@@ -238,7 +238,7 @@ async def test_flyte_connector_test_runs_a_flyte_connector_here_and_on_a_daemon(
         assert result["outputs"] == {"total": 8, "label": "XY", "ratio": 1.0, "ok": True}
         assert result["polls"] == 3 and len(result["logs"]) >= 4
         assert SECRET not in done.stdout + done.stderr
-    assert json.loads(there.stdout)["backend"] != json.loads(here.stdout)["backend"]
+    assert json.loads(there.stdout)["target"] != json.loads(here.stdout)["target"]
     assert SECRET not in log
 
 

@@ -225,7 +225,7 @@ def test_against_a_daemon(runner: CliRunner, daemon: str, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["status"] == "succeeded" and doc["outputs"]["answer"] == 42
-    assert doc["backend"] == f"daemon at {daemon}" and doc["logs"][:2] == ["line 0", "line 1"]
+    assert doc["target"] == f"daemon at {daemon}" and doc["logs"][:2] == ["line 0", "line 1"]
     assert SECRET not in result.output and doc["resource_meta"]["api_key_seen"] is True
     record = tmp_path / "record.txt"
     result = runner.invoke(cli, ["test", str(JOB_TASK), "--endpoint", daemon, "-i", "outcome=raise-get",

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
@@ -132,6 +133,22 @@ async def test_secrets_resolve_through_custom_secrets_like_the_backend(jobs_regi
     assert meta["api_key_seen"] is True and "s3cr3t" not in result.resource_meta.decode()
     with pytest.raises(UsageError, match="needs secret 'job-service-key'"):
         await run_task(jobs_registry, template, inputs)
+
+
+async def test_a_temporary_output_prefix_is_removed_and_a_given_one_kept(
+        jobs_registry, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    tempfile.tempdir = None  # read TMPDIR again
+    try:
+        result = await run_task(jobs_registry, FIXTURES / "run_job_task.yaml", {"seconds": 0})
+    finally:
+        tempfile.tempdir = None
+    assert result.status == "succeeded" and list((tmp_path / "tmp").iterdir()) == []
+    kept = tmp_path / "out"
+    await run_task(jobs_registry, FIXTURES / "run_job_task.yaml", {"seconds": 0},
+                   output_prefix=kept)
+    assert kept.is_dir()
 
 
 async def test_templates_and_inputs_can_be_files(jobs_registry, tmp_path) -> None:

@@ -44,9 +44,11 @@ def test_get_response_is_the_message_path_byte_for_byte(
     except (ContractError, TypeError, ValueError):
         assert wire.get_response(resource) is None
         return
+    converted = "outputs cannot be converted" not in pb.GetTaskResponse.FromString(
+        expected).resource.message  # else the message path made it FAILED: the fast path
     for _ in range(2):  # the second time from the literal cache
         got = wire.get_response(resource)
-        assert got is None or got == expected
+        assert got == expected if converted else got is None  # the fast path ran and agrees
 
 
 @pytest.mark.parametrize("first, second", [(0.0, -0.0), (1, True), (0, False), ("1", 1)])

@@ -58,7 +58,7 @@ def result_document(result: RunResult, request: RunRequest, loaded: LoadedTask,
                  "version": request.template.task_type_version},
         "execution": execution.execution_id.name,
         "output_prefix": request.output_prefix,
-        "backend": target,
+        "target": target,
         "connection": request.connection.masked(),
     }
     return masker.data(doc)  # type: ignore[no-any-return]
