@@ -8,6 +8,7 @@ reflection method is called.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any, Sequence
 
@@ -18,9 +19,9 @@ from connector_cli.daemon.requests import BuiltOnFirstCall
 SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 
 
-def lazy_reflection(names: Sequence[str]) -> BuiltOnFirstCall:
-    """Reflection listing `names`, built by its first call."""
-    return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names)))
+def lazy_reflection(names: Sequence[str], draining: asyncio.Event) -> BuiltOnFirstCall:
+    """Reflection listing `names`, built by its first call; its streams end at `draining`."""
+    return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names), draining))
 
 
 class _Collect:
@@ -36,12 +37,14 @@ class _Collect:
         """The generic handler above serves the same methods."""
 
 
-def _build(names: Sequence[str]) -> grpc.GenericRpcHandler:
+def _build(names: Sequence[str], draining: asyncio.Event) -> grpc.GenericRpcHandler:
     from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+    from connector_cli.daemon.streams import draining_streams
 
     collect = _Collect()
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer(names), collect
     )
     (handler,) = collect.handlers
-    return handler
+    return draining_streams(handler, draining)

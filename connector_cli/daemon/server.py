@@ -156,7 +156,7 @@ class ConnectorServer:
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self.gate = RequestGate(config.inflight_budget)
-        self._health = _add_services(server, tasks, metadata, self.gate)
+        self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining)
         try:
             if config.metrics_port:
                 check_free(config.host, config.metrics_port, "metrics")
@@ -244,6 +244,8 @@ class ConnectorServer:
         self._stopping = True
         grace = self.config.grace_period if grace is None else grace
         await self._health.enter_graceful_shutdown()
+        if self._services is not None:
+            self._services[0].draining.set()  # open streams end now; unary calls finish
         pending, cancelled = self.in_flight, self._cancelled()
         if pending:
             logger.info("draining %s (up to %gs)", plural(pending, "in-flight request"), grace)
@@ -336,7 +338,8 @@ class ConnectorServer:
 
 
 def _add_services(
-    server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService, gate: RequestGate
+    server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService, gate: RequestGate,
+    draining: asyncio.Event,
 ) -> Any:
     """Register connector services, health and reflection; returns the health service.
 
@@ -354,6 +357,6 @@ def _add_services(
     add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
     add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
     health = LazyHealth(gate)
-    reflection = lazy_reflection((*service_names(), HEALTH, REFLECTION))
+    reflection = lazy_reflection((*service_names(), HEALTH, REFLECTION), draining)
     server.add_generic_rpc_handlers((health, reflection))
     return health

@@ -23,6 +23,7 @@ from flyteidl2.connector.service_pb2_grpc import (
     ConnectorMetadataServiceServicer,
 )
 
+from connector_cli.daemon.streams import until_draining
 from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.masking import current
@@ -192,6 +193,7 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs,
                                    signer=signer)
         self.deletes: set[asyncio.Future[Any]] = set()
+        self.draining = asyncio.Event()  # set when the daemon drains: log streams end
 
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         async with _Call(self, context, "create", request.template.type) as call:
@@ -222,7 +224,8 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
         self, request: pb.GetTaskLogsRequest, context: Any
     ) -> AsyncIterator[pb.GetTaskLogsResponse]:
         async with _Call(self, context, "get_logs", request.task_category.name) as call:
-            async for page in self.dispatch.get_logs(request, call.scope):
+            pages = self.dispatch.get_logs(request, call.scope)
+            async for page in until_draining(pages, self.draining, context):
                 yield page
 
 
