@@ -1,0 +1,150 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Scenarios 5, 6 and 8: the daemon restarted, several worker processes, TLS.
+
+func TestDaemonRestartBetweenCreateAndGet(t *testing.T) {
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	args := []string{"--plugins", "flyte-connector-shell"}
+	first := startDaemon(t, port, state, args...)
+	p := plugin(t, DefaultDeployment(first.Address))
+	ctx := context.Background()
+	script := `sleep 2; echo done > "$FLYTE_OUTPUT_DIR/result.txt"`
+	outputs := vars("exit_code", "INTEGER", "result", `{"blob": {"dimensionality": "SINGLE"}}`)
+	files := map[string]string{"result": "result.txt"}
+	kept, out := p.Launch(ctx, shellTask(t, script, nil, "", outputs, files))
+	expect(t, out, Queued, "")
+	foreign, _ := p.Launch(ctx, shellTask(t, script, nil, "", outputs, files))
+	expect(t, p.Check(ctx, kept), Running, "")
+	if code := first.Stop(); code != 0 {
+		t.Fatalf("the first daemon exited %d", code)
+	}
+
+	// Another state dir means another meta key: the daemon refuses the meta on every
+	// poll and the backend gives the task up when its error budget is spent.
+	stranger := startDaemon(t, port, t.TempDir(), args...)
+	reconnect(t, p)
+	out = p.Follow(ctx, foreign, poll, within)
+	expect(t, out, PermanentFailure, CacheFailed, "failed to get task from connector with rpc error: code = InvalidArgument")
+	stranger.Stop()
+
+	// The same state dir: the job started before the restart finishes and its outputs arrive.
+	startDaemon(t, port, state, args...)
+	reconnect(t, p)
+	out = p.Follow(ctx, kept, 500*time.Millisecond, within)
+	expect(t, out, Success, "")
+	if text := readURI(t, scalar(t, out.Outputs, "result")); text != "done\n" {
+		t.Fatalf("result output %q", text)
+	}
+	if kept.SyncFailures != 0 {
+		t.Fatalf("%d GetTask errors after the restart", kept.SyncFailures)
+	}
+}
+
+// reconnect waits until the plugin's connection reaches the daemon again, as the
+// backend's connector watcher (every 10 s) and its 30 s polls give it time to.
+func reconnect(t *testing.T, p *Plugin) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for err := p.WatchConnectors(context.Background()); err != nil; err = p.WatchConnectors(context.Background()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon is not reachable again: %v", err)
+		}
+		time.Sleep(poll)
+	}
+}
+
+func TestTwoWorkerProcessesRoundRobinAllSucceedBothServe(t *testing.T) {
+	d := startDaemon(t, 0, t.TempDir(), "--plugins", "none", "-m", "process_connectors",
+		"--processes", "2")
+	workers := d.Workers()
+	if len(workers) != 2 {
+		t.Fatalf("workers %v, want 2", workers)
+	}
+	// One backend keeps one connection per endpoint and round_robin has one address to
+	// use, so the suite runs 16 backend replicas of 2 tasks each: 32 connections' worth
+	// of chances for the kernel to spread them over the workers.
+	const replicas, tasks = 16, 2
+	var mu sync.Mutex
+	served := map[int]int{}
+	var wg sync.WaitGroup
+	errs := make(chan string, replicas*tasks)
+	for r := 0; r < replicas; r++ {
+		p := plugin(t, DefaultDeployment(d.Address))
+		for i := 0; i < tasks; i++ {
+			wg.Add(1)
+			go func(name string) {
+				defer wg.Done()
+				task := Task{Template: template("pid", "", "", map[string]any{}),
+					OutputPrefix: t.TempDir(), Name: name}
+				_, out := p.Run(context.Background(), task, poll, within)
+				if out.Err != nil || out.Phase != Success {
+					errs <- fmt.Sprintf("%s: %s", name, out)
+					return
+				}
+				var pid int
+				fmt.Sscan(str(out.Resource["message"]), &pid)
+				mu.Lock()
+				served[pid]++
+				mu.Unlock()
+			}(fmt.Sprintf("pid-%d-%d", r, i))
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	total := 0
+	for pid, n := range served {
+		if !workers[pid] {
+			t.Errorf("pid %d answered but is not a worker of %v", pid, workers)
+		}
+		total += n
+	}
+	t.Logf("tasks finished per worker pid: %v", served)
+	if total != replicas*tasks || len(served) != 2 {
+		t.Fatalf("%d tasks succeeded over %d workers, want %d over 2", total, len(served), replicas*tasks)
+	}
+}
+
+func TestTLSWithATestCA(t *testing.T) {
+	d := startDaemon(t, 0, t.TempDir(), "--plugins", "flyte-connector-shell",
+		"--tls-cert", tlsFiles.cert, "--tls-key", tlsFiles.key)
+	dep := DefaultDeployment(d.Address)
+	dep.Insecure = false // verified against the system pool, which SSL_CERT_FILE makes our CA
+	p := plugin(t, dep)
+	task := shellTask(t, `echo "over tls" > "$FLYTE_OUTPUT_DIR/said.txt"`, nil, "",
+		vars("said", `{"blob": {"dimensionality": "SINGLE"}}`), map[string]string{"said": "said.txt"})
+	_, out := p.Run(context.Background(), task, poll, within)
+	expect(t, out, Success, "")
+	if text := readURI(t, scalar(t, out.Outputs, "said")); text != "over tls\n" {
+		t.Fatalf("said output %q", text)
+	}
+
+	// A backend configured for plaintext cannot talk to it: CreateTask fails, retryably.
+	client, err := Dial(schema, DefaultDeployment(d.Address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	plain := NewPlugin(client)
+	plain.categories = p.categories
+	_, out = plain.Launch(context.Background(), task)
+	expect(t, out, RetryableFailure, TaskFailedWithError, "failed to create task from connector with rpc error: code = Unavailable")
+	if strings.Contains(out.Message, "over tls") {
+		t.Fatalf("unexpected message %q", out.Message)
+	}
+}

@@ -1,0 +1,49 @@
+package backend
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// Scenario 7: a GetTask answer larger than grpc-go's 4 MiB receive limit.
+
+func bulkyTask(t *testing.T, size int, runningFirst bool) Task {
+	return Task{
+		Template: template("bulky", "", vars("text", "STRING"),
+			map[string]any{"size": size, "running_first": runningFirst}),
+		OutputPrefix: t.TempDir(), Name: "bulky",
+	}
+}
+
+// Today the daemon answers inline whatever the size, so the plugin's GetTask fails with
+// RESOURCE_EXHAUSTED on every poll. When `serve --max-response-bytes` spills outputs to
+// <output_prefix>/outputs.pb, flip this test: the backend should then conclude Success
+// with the outputs read from the file.
+func TestOutputsOver4MiB_TodayGetTaskExhaustsTheErrorBudget(t *testing.T) {
+	p := plugin(t, DefaultDeployment(shared(t).Address))
+	ctx := context.Background()
+
+	// Just under the limit: read inline.
+	_, out := p.Run(ctx, bulkyTask(t, 4<<20-4096, false), poll, within)
+	expect(t, out, Success, "")
+	if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 4<<20-4096 {
+		t.Fatalf("output of %d bytes, want %d", len(text), 4<<20-4096)
+	}
+
+	// Over it, first answer: the task fails once the budget of 5 errors is spent.
+	item, out := p.Run(ctx, bulkyTask(t, 5<<20, false), poll, within)
+	expect(t, out, PermanentFailure, CacheFailed, "failed to get task from connector with rpc error: "+
+		"code = ResourceExhausted", "received message larger than max")
+	if item.SyncFailures != p.MaxSystemFailures+1 {
+		t.Fatalf("%d GetTask errors before failing, want %d", item.SyncFailures, p.MaxSystemFailures+1)
+	}
+
+	// Over it after a RUNNING answer: the cache keeps the last resource it read, so the
+	// backend goes on reporting Running although every GetTask fails: the task hangs.
+	item, out = p.Run(ctx, bulkyTask(t, 5<<20, true), poll, 3*time.Second)
+	expect(t, out, Running, "")
+	if item.SyncFailures <= p.MaxSystemFailures {
+		t.Fatalf("only %d GetTask errors in 3 s", item.SyncFailures)
+	}
+}
