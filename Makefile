@@ -36,6 +36,16 @@ serve: install
 
 test: install install-flyte postgres slurm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-backend
+
+# The Flyte backend suite (tests/backend, Go): the daemon driven as the backend's connector
+# plugin drives it. Go's module cache keeps the first build's downloads between runs.
+.PHONY: test-backend
+test-backend: install install-flyte
+	@if command -v go >/dev/null 2>&1; then \
+		cd tests/backend && FLYTE_CONNECTOR_BIN=$(abspath $(BIN))/flyte-connector \
+			go test -count=1 -timeout 10m -v ./...; \
+	else echo "skipped: the Flyte backend suite (tests/backend) needs go on PATH"; fi
 
 lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
 	$(BIN)/ruff check connector_cli plugins tests bench docs/examples scripts

@@ -17,6 +17,7 @@ var (
 	schema       *Schema  // flyteidl2 as installed beside it
 	fixtureEnv   []string // PYTHONPATH for the fixture connectors
 	tlsFiles     struct{ ca, cert, key string }
+	scratch      string // removed when the suite ends
 
 	sharedOnce   sync.Once
 	sharedDaemon *Daemon
@@ -49,7 +50,7 @@ func run(m *testing.M) int {
 	}
 	fixtureEnv = []string{"PYTHONPATH=" + filepath.Join(repo, "tests", "fixtures", "connectors") +
 		string(os.PathListSeparator) + repo}
-	scratch, err := os.MkdirTemp("", "backend-suite-")
+	scratch, err = os.MkdirTemp("", "backend-suite-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -61,11 +62,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	os.Setenv("SSL_CERT_FILE", tlsFiles.ca)
-	code := m.Run()
-	if sharedDaemon != nil {
-		sharedDaemon.Stop()
-	}
-	return code
+	defer func() {
+		if sharedDaemon != nil {
+			sharedDaemon.Stop()
+		}
+	}()
+	return m.Run()
 }
 
 // startDaemon starts a daemon for one test on port (0: a free one), stopped when the test ends.
@@ -101,7 +103,7 @@ func shared(t *testing.T) *Daemon {
 			sharedErr = err
 			return
 		}
-		state, err := os.MkdirTemp("", "backend-suite-state-")
+		state, err := os.MkdirTemp(scratch, "shared-state-")
 		if err != nil {
 			sharedErr = err
 			return

@@ -377,31 +377,3 @@ func (p *Plugin) Follow(ctx context.Context, item *Item, every, within time.Dura
 		time.Sleep(every)
 	}
 }
-
-func field(msg *dynamicpb.Message, name string) protoreflect.FieldDescriptor {
-	f := msg.Descriptor().Fields().ByName(protoreflect.Name(name))
-	if f == nil {
-		panic(fmt.Sprintf("%s has no field %s", msg.Descriptor().FullName(), name))
-	}
-	return f
-}
-
-func get(msg proto.Message, name string) protoreflect.Value {
-	m := msg.ProtoReflect()
-	return m.Get(m.Descriptor().Fields().ByName(protoreflect.Name(name)))
-}
-
-func set(msg *dynamicpb.Message, name string, value any) {
-	f := field(msg, name)
-	switch v := value.(type) {
-	case *dynamicpb.Message:
-		msg.Set(f, protoreflect.ValueOfMessage(v))
-	default:
-		msg.Set(f, protoreflect.ValueOf(v))
-	}
-}
-
-func asJSON(s *Schema, value protoreflect.Value) (string, error) {
-	raw, err := protojson.MarshalOptions{Resolver: s.types}.Marshal(value.Message().Interface())
-	return string(raw), err
-}
