@@ -92,7 +92,7 @@ func (c *Client) Call(ctx context.Context, service, method string, req proto.Mes
 // Categories lists the (task type, version) pairs the endpoint serves, as the plugin's
 // connector watcher reads them from ListConnectors.
 func (c *Client) Categories(ctx context.Context) (map[string]bool, error) {
-	pkg := c.schema.Package
+	pkg := c.schema.Messages
 	resp, err := c.Call(ctx, "ConnectorMetadataService", "ListConnectors",
 		c.schema.New(pkg+".ListConnectorsRequest"), pkg+".ListConnectorsResponse")
 	if err != nil {

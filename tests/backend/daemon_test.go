@@ -74,8 +74,21 @@ func TestTwoWorkerProcessesRoundRobinAllSucceedBothServe(t *testing.T) {
 		t.Fatalf("workers %v, want 2", workers)
 	}
 	// One backend keeps one connection per endpoint and round_robin has one address to
-	// use, so the suite runs 16 backend replicas of 2 tasks each: 32 connections' worth
-	// of chances for the kernel to spread them over the workers.
+	// use: every task of one backend replica is served by the same worker.
+	single := plugin(t, DefaultDeployment(d.Address))
+	alone := map[string]bool{}
+	for i := 0; i < 8; i++ {
+		task := Task{Template: template("pid", "", "", map[string]any{}), OutputPrefix: t.TempDir(),
+			Name: fmt.Sprintf("alone-%d", i)}
+		_, out := single.Run(context.Background(), task, poll, within)
+		expect(t, out, Success, "")
+		alone[str(out.Resource["message"])] = true
+	}
+	if len(alone) != 1 {
+		t.Fatalf("one backend replica was served by workers %v: more than its one connection?", alone)
+	}
+	// So the suite runs 16 backend replicas of 2 tasks each: 16 connections for the
+	// kernel to spread over the workers (all on one: a chance of 1 in 32768).
 	const replicas, tasks = 16, 2
 	var mu sync.Mutex
 	served := map[int]int{}

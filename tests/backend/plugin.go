@@ -104,7 +104,7 @@ func (p *Plugin) WatchConnectors(ctx context.Context) error {
 	return nil
 }
 
-func (p *Plugin) pkg(name string) string { return p.Client.schema.Package + "." + name }
+func (p *Plugin) pkg(name string) string { return p.Client.schema.Messages + "." + name }
 
 // Launch is the plugin's Create: on an error the task fails retryably with the error text.
 func (p *Plugin) Launch(ctx context.Context, task Task) (*Item, Outcome) {
@@ -117,7 +117,7 @@ func (p *Plugin) Launch(ctx context.Context, task Task) (*Item, Outcome) {
 
 func (p *Plugin) create(ctx context.Context, task Task) (*Item, error) {
 	s := p.Client.schema
-	template, err := s.FromJSON("flyteidl2.core.TaskTemplate", task.Template)
+	template, err := s.FromJSON(s.Core+".TaskTemplate", task.Template)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read task template with error: %v", err)
 	}
@@ -162,7 +162,7 @@ func (p *Plugin) create(ctx context.Context, task Task) (*Item, error) {
 func (p *Plugin) connection(template *dynamicpb.Message) (*dynamicpb.Message, error) {
 	s := p.Client.schema
 	custom, _ := asJSON(s, get(template, "custom"))
-	connection := s.New("flyteidl2.core.Connection")
+	connection := s.New(s.Core + ".Connection")
 	if custom != "" {
 		opts := protojson.UnmarshalOptions{DiscardUnknown: true}
 		if err := opts.Unmarshal([]byte(custom), connection); err != nil {
@@ -186,14 +186,14 @@ func (p *Plugin) connection(template *dynamicpb.Message) (*dynamicpb.Message, er
 // inputs turns a LiteralMap into task.Inputs, named literals in map order (unstable).
 func (p *Plugin) inputs(literalMap string) (*dynamicpb.Message, error) {
 	s := p.Client.schema
-	parsed, err := s.FromJSON("flyteidl2.core.LiteralMap", literalMap)
+	parsed, err := s.FromJSON(s.Core+".LiteralMap", literalMap)
 	if err != nil {
 		return nil, err
 	}
-	inputs := s.New("flyteidl2.task.Inputs")
+	inputs := s.New(s.Task + ".Inputs")
 	list := inputs.Mutable(field(inputs, "literals")).List()
 	get(parsed, "literals").Map().Range(func(key protoreflect.MapKey, value protoreflect.Value) bool {
-		named := s.New("flyteidl2.task.NamedLiteral")
+		named := s.New(s.Task + ".NamedLiteral")
 		set(named, "name", key.String())
 		named.Set(field(named, "value"), value)
 		list.Append(protoreflect.ValueOfMessage(named))
@@ -311,7 +311,7 @@ func (p *Plugin) writeOutputs(item *Item) (map[string]any, error) {
 		return nil, nil
 	}
 	path := filepath.Join(strings.TrimPrefix(item.task.OutputPrefix, "file://"), "outputs.pb")
-	literalMap := s.New("flyteidl2.core.LiteralMap")
+	literalMap := s.New(s.Core + ".LiteralMap")
 	if item.resource.Has(field(item.resource, "outputs")) {
 		target := literalMap.Mutable(field(literalMap, "literals")).Map()
 		list := get(get(item.resource, "outputs").Message().Interface(), "literals").List()

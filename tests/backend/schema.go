@@ -23,12 +23,26 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
-// Schema resolves the flyteidl2 messages by full name.
+// Dialect says where one backend generation keeps the connector protocol's types.
+// A Flyte 1 variant (propeller's plugin, flyteidl's `flyteidl.service` services with
+// `flyteidl.admin` messages and core.LiteralMap inputs and outputs) adds its own value,
+// its descriptors, and the LiteralMap shapes where plugin.go builds named literals.
+type Dialect struct {
+	Service  string // proto package of the services
+	Messages string // ... of the request and response messages
+	Core     string // ... of TaskTemplate, LiteralMap, Connection
+	Task     string // ... of Inputs and NamedLiteral
+}
+
+// Flyte2 is flyteidl2, what the Flyte 2 executor's connector plugin speaks.
+var Flyte2 = Dialect{Service: "flyteidl2.connector", Messages: "flyteidl2.connector",
+	Core: "flyteidl2.core", Task: "flyteidl2.task"}
+
+// Schema resolves the messages of one dialect by full name.
 type Schema struct {
 	files *protoregistry.Files
 	types *dynamicpb.Types
-	// Package is the proto package of the connector services ("flyteidl2.connector").
-	Package string
+	Dialect
 }
 
 // LoadSchema runs dump_descriptors.py with `python` and builds the registry from its output.
@@ -48,7 +62,7 @@ func LoadSchema(python, script string) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("descriptor set: %w", err)
 	}
-	return &Schema{files: files, types: dynamicpb.NewTypes(files), Package: "flyteidl2.connector"}, nil
+	return &Schema{files: files, types: dynamicpb.NewTypes(files), Dialect: Flyte2}, nil
 }
 
 // New returns an empty message of the given full name; it panics on a name the schema lacks.
@@ -85,7 +99,7 @@ func (s *Schema) Tree(msg proto.Message) map[string]any {
 
 // Method is the gRPC method path of a connector service method.
 func (s *Schema) Method(service, method string) string {
-	return fmt.Sprintf("/%s.%s/%s", s.Package, service, method)
+	return fmt.Sprintf("/%s.%s/%s", s.Service, service, method)
 }
 
 func field(msg *dynamicpb.Message, name string) protoreflect.FieldDescriptor {
