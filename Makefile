@@ -50,6 +50,9 @@ test-backend: install install-flyte
 lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
 	$(BIN)/ruff check connector_cli plugins tests bench docs/examples scripts
 	$(BIN)/mypy
+	@if command -v go >/dev/null 2>&1; then cd tests/backend && \
+		{ test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: reformat these" >&2; exit 1; }; } && \
+		go vet ./...; fi
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH)
