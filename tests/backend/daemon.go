@@ -117,8 +117,13 @@ func (d *Daemon) Workers() map[int]bool {
 	return out
 }
 
+// offline keeps cloud client libraries a daemon may import from probing for a metadata
+// server off this machine (as tests/helpers/offline.py does for the pytest suite).
+var offline = []string{"NO_GCE_CHECK=true", "GCE_METADATA_HOST=127.0.0.1:9",
+	"GCE_METADATA_IP=127.0.0.1:9", "AWS_EC2_METADATA_DISABLED=true"}
+
 func cleanEnv() []string {
-	var out []string
+	out := append([]string{}, offline...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FLYTE_CONNECTOR_") {
 			out = append(out, kv)
