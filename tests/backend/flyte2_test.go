@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,7 +120,7 @@ func alive(pid string) bool {
 
 func TestAbortDeletesTheRunningJob(t *testing.T) {
 	p := plugin(t, DefaultDeployment(shared(t).Address))
-	task := shellTask(t, `sleep 300 & echo $! > "$FLYTE_OUTPUT_DIR/child"; echo $$ > "$FLYTE_OUTPUT_DIR/shell"; wait`,
+	task := shellTask(t, `sleep 120 & echo $! > "$FLYTE_OUTPUT_DIR/child"; echo $$ > "$FLYTE_OUTPUT_DIR/shell"; wait`,
 		nil, "", vars("exit_code", "INTEGER"), nil)
 	ctx := context.Background()
 	item, out := p.Launch(ctx, task)
@@ -138,6 +140,13 @@ func TestAbortDeletesTheRunningJob(t *testing.T) {
 		}
 		time.Sleep(poll)
 	}
+	t.Cleanup(func() { // the job outlives a test that failed before its abort
+		for _, pid := range pids {
+			if n, err := strconv.Atoi(strings.TrimSpace(pid)); err == nil && alive(pid) {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
 	expect(t, out, Running, "")
 	if len(pids) != 2 || !alive(pids[0]) || !alive(pids[1]) {
 		t.Fatalf("the job's processes did not start: %q", pids)
