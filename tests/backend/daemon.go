@@ -16,6 +16,7 @@ import (
 // Daemon is one `flyte-connector serve` subprocess on a loopback port.
 type Daemon struct {
 	Address string
+	Ready   time.Time // when the ready line was read
 	cmd     *exec.Cmd
 	mu      sync.Mutex
 	log     []string
@@ -53,6 +54,7 @@ func StartDaemon(bin string, port int, env []string, args ...string) (*Daemon, e
 	go d.read(bufio.NewScanner(stderr))
 	select {
 	case d.Address = <-d.ready:
+		d.Ready = time.Now()
 		return d, nil
 	case <-d.done:
 		d.Stop()
