@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,7 +79,9 @@ func counterTask(t *testing.T, n int, label string) Task {
 func TestFlyteSDKConnectorThroughTheAdapter(t *testing.T) {
 	p := plugin(t, DefaultDeployment(shared(t).Address))
 	p.Secrets["counter-api-key"] = "s3cr3t-counter-key"
-	item, out := p.Launch(context.Background(), counterTask(t, 3, "adapter"))
+	// The connector counts polls per job in its process: a label of this run's own.
+	label := fmt.Sprintf("adapter%d", time.Now().UnixNano()%1_000_000_000)
+	item, out := p.Launch(context.Background(), counterTask(t, 3, label))
 	expect(t, out, Queued, "")
 	// The connector answers UNDEFINED first, which the backend would take for a system
 	// error; the adapter reports it as QUEUED with the connector's message.
@@ -86,26 +89,26 @@ func TestFlyteSDKConnectorThroughTheAdapter(t *testing.T) {
 	expect(t, out, Queued, "", "not scheduled yet")
 	out = p.Check(context.Background(), item)
 	expect(t, out, Running, "")
-	if info := out.Resource["custom_info"].(map[string]any); info["job"] != "job-3-adapter-eu" {
+	if info := out.Resource["custom_info"].(map[string]any); info["job"] != "job-3-"+label+"-eu" {
 		t.Fatalf("custom_info %v: the connection's config did not reach the connector", info)
 	}
 	out = p.Follow(context.Background(), item, poll, within)
 	expect(t, out, Success, "")
-	want := map[string]any{"total": "6", "label": "ADAPTER", "ratio": 0.75, "ok": true}
+	want := map[string]any{"total": "6", "label": strings.ToUpper(label), "ratio": 0.75, "ok": true}
 	for name, value := range want {
 		if got := scalar(t, out.Outputs, name); got != value {
 			t.Fatalf("output %s = %#v, want %#v", name, got, value)
 		}
 	}
 
-	_, out = p.Run(context.Background(), counterTask(t, -1, "negative"), poll, within)
+	_, out = p.Run(context.Background(), counterTask(t, -1, label+"neg"), poll, within)
 	expect(t, out, PermanentFailure, TaskFailedWithError, "failed to run the job: cannot count below zero")
 
 	delete(p.Secrets, "counter-api-key")
-	_, out = p.Run(context.Background(), counterTask(t, 1, "nosecret"), poll, within)
+	_, out = p.Run(context.Background(), counterTask(t, 1, label+"nosecret"), poll, within)
 	expect(t, out, RetryableFailure, TaskFailedWithError, "Failed to get secret value")
 	p.Secrets["counter-api-key"] = "wrong"
-	_, out = p.Run(context.Background(), counterTask(t, 1, "wrongkey"), poll, within)
+	_, out = p.Run(context.Background(), counterTask(t, 1, label+"wrongkey"), poll, within)
 	expect(t, out, RetryableFailure, TaskFailedWithError, "failed to create task from connector with rpc error")
 	if strings.Contains(out.Message, "s3cr3t") {
 		t.Fatalf("the CreateTask error shows a secret: %s", out.Message)
