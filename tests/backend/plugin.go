@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -329,14 +328,14 @@ func (p *Plugin) writeOutputs(item *Item) (map[string]any, error) {
 			return nil, err
 		}
 	} else {
+		// The backend reads the file when it gathers the node's outputs; a file it cannot
+		// read is a system error there, as it is here.
 		raw, err := os.ReadFile(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("outputs not found at [%s]", path)
-		} else if err != nil {
-			return nil, err
+		if err == nil {
+			err = proto.Unmarshal(raw, literalMap)
 		}
-		if err := proto.Unmarshal(raw, literalMap); err != nil {
-			return nil, fmt.Errorf("outputs at [%s]: %v", path, err)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read data from dataDir [%s]. Error: %v", path, err)
 		}
 	}
 	literals, _ := s.Tree(literalMap)["literals"].(map[string]any)
