@@ -1,5 +1,17 @@
 package backend
 
+// What each part reproduces, in flyteorg/flyte's flyteplugins/go/tasks (read at the
+// commit of August 2026 whose flyteidl2 connector protos match flyteidl2 2.0.53; check
+// these when the backend moves):
+//   - Launch, create, connection, inputs: plugins/webapi/connector/plugin.go Create and
+//     pluginmachinery/internal/webapi/launcher.go (a Create error is a retryable failure);
+//   - Check, sync: pluginmachinery/internal/webapi/cache.go (the GetTask error count,
+//     never reset, and the system failure past MaxSystemFailures) and monitor.go (that
+//     failure is concluded only while no resource was ever read);
+//   - status, writeOutputs: plugin.go Status and writeOutput, and
+//     pluginmachinery/ioutils/remote_file_output_reader.go;
+//   - Abort: plugin.go Delete; Client: plugins/webapi/connector/client.go.
+
 import (
 	"context"
 	"fmt"
