@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from flyteidl2.connector.connector_pb2 import (
+    CreateTaskRequest,
+    DeleteTaskRequest,
+    GetTaskLogsRequest,
+    GetTaskMetricsRequest,
+    GetTaskRequest,
+)
+
 from connector_cli.sdk.registry import Category, category_message
 
 if TYPE_CHECKING:
-    from flyteidl2.connector.connector_pb2 import (
-        CreateTaskRequest,
-        DeleteTaskRequest,
-        GetTaskLogsRequest,
-        GetTaskMetricsRequest,
-        GetTaskRequest,
-    )
     from flyteidl2.core.tasks_pb2 import TaskTemplate
     from flyteidl2.task.common_pb2 import Inputs
 
@@ -37,8 +38,6 @@ def create_request(template: TaskTemplate, output_prefix: str, inputs: Optional[
                    task_execution_metadata: Any = None,
                    connection: Any = None) -> CreateTaskRequest:
     """CreateTask for `template`."""
-    from flyteidl2.connector.connector_pb2 import CreateTaskRequest
-
     return CreateTaskRequest(template=template, output_prefix=output_prefix, inputs=inputs,
                              task_execution_metadata=task_execution_metadata,
                              connection=connection)
@@ -47,8 +46,6 @@ def create_request(template: TaskTemplate, output_prefix: str, inputs: Optional[
 def get_request(category: Category, resource_meta: bytes, output_prefix: str = "",
                 connection: Any = None) -> GetTaskRequest:
     """GetTask for the job `resource_meta` names."""
-    from flyteidl2.connector.connector_pb2 import GetTaskRequest
-
     return GetTaskRequest(task_category=category_message(category), resource_meta=resource_meta,
                           output_prefix=output_prefix, connection=connection)
 
@@ -56,8 +53,6 @@ def get_request(category: Category, resource_meta: bytes, output_prefix: str = "
 def delete_request(category: Category, resource_meta: bytes,
                    connection: Any = None) -> DeleteTaskRequest:
     """DeleteTask for the job `resource_meta` names."""
-    from flyteidl2.connector.connector_pb2 import DeleteTaskRequest
-
     return DeleteTaskRequest(task_category=category_message(category),
                              resource_meta=resource_meta, connection=connection)
 
@@ -65,8 +60,6 @@ def delete_request(category: Category, resource_meta: bytes,
 def metrics_request(category: Category, resource_meta: bytes,
                     **fields: Any) -> GetTaskMetricsRequest:
     """GetTaskMetrics; `fields` are `queries`, `start_time`, `end_time`, `step`."""
-    from flyteidl2.connector.connector_pb2 import GetTaskMetricsRequest
-
     return GetTaskMetricsRequest(task_category=category_message(category),
                                  resource_meta=resource_meta, **fields)
 
@@ -74,7 +67,5 @@ def metrics_request(category: Category, resource_meta: bytes,
 def logs_request(category: Category, resource_meta: bytes, lines: int = 0,
                  token: str = "") -> GetTaskLogsRequest:
     """GetTaskLogs from page `token` ('' for the first)."""
-    from flyteidl2.connector.connector_pb2 import GetTaskLogsRequest
-
     return GetTaskLogsRequest(task_category=category_message(category),
                               resource_meta=resource_meta, lines=lines, token=token)

@@ -8,17 +8,23 @@ secrets resolve the template's `custom.secrets` (see `connector_cli.sdk.secrets`
 
 from __future__ import annotations
 
+import secrets as stdlib_secrets
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from flyteidl2.connector.connector_pb2 import TaskExecutionMetadata
+from flyteidl2.core import identifier_pb2 as ids
+from flyteidl2.task.common_pb2 import Inputs
+
 from connector_cli.errors import UsageError
+from connector_cli.literals import json_to_inputs
 from connector_cli.run.types import RunRequest
+from connector_cli.sdk.secrets import connection_for
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
     from flyteidl2.core.tasks_pb2 import TaskTemplate
-    from flyteidl2.task.common_pb2 import Inputs
 
 
 def build_request(
@@ -32,11 +38,6 @@ def build_request(
     """A `RunRequest` for `template`: Python or JSON `inputs` are typed by its interface
     (`defaults` fill the missing ones), `secrets` become the call's connection, and the
     output prefix is `output_prefix` (a local one is created) or a fresh temporary one."""
-    from flyteidl2.task.common_pb2 import Inputs
-
-    from connector_cli.literals import json_to_inputs
-    from connector_cli.sdk.secrets import connection_for
-
     typed: Inputs
     if isinstance(inputs, Inputs):
         typed = inputs
@@ -74,11 +75,6 @@ def execution_metadata(template: TaskTemplate, name: str | None = None) -> Any:
     template id (else "local"/"development"), namespace "local" and the "default"
     service account; `max_attempts` and `interruptible` stay unset, as in production.
     """
-    import secrets as stdlib_secrets
-
-    from flyteidl2.connector.connector_pb2 import TaskExecutionMetadata
-    from flyteidl2.core import identifier_pb2 as ids
-
     name = name or f"local-{stdlib_secrets.token_hex(4)}"
     project = template.id.project or "local"
     domain = template.id.domain or "development"

@@ -19,15 +19,22 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
-from connector_cli.errors import UsageError
+from flyteidl2.core.identifier_pb2 import Identifier
+from flyteidl2.core.interface_pb2 import TypedInterface, Variable, VariableEntry, VariableMap
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+from flyteidl2.task.task_definition_pb2 import TaskSpec
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from connector_cli.errors import LiteralError, UsageError
+from connector_cli.literals import json_to_inputs, literal_type_of
 from connector_cli.run.syntax import json_error, safe_load_bounded, yaml_error
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
     from flyteidl2.task.common_pb2 import Inputs
     from google.protobuf.message import Message
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +106,6 @@ def _candidates(suffix: str) -> list[tuple[str, Callable[[bytes], Any]]]:
 
 
 def _loaded(message: Message, path: str, form: str) -> LoadedTask:
-    from flyteidl2.task.task_definition_pb2 import TaskSpec
-
     defaults: dict[str, Literal] = {}
     if isinstance(message, TaskSpec):
         template = message.task_template
@@ -120,8 +125,6 @@ def _loaded(message: Message, path: str, form: str) -> LoadedTask:
 
 
 def _binary_spec(data: bytes) -> Message:
-    from flyteidl2.task.task_definition_pb2 import TaskSpec
-
     spec = _strict_binary(TaskSpec, data)
     if not spec.HasField("task_template"):
         raise _NotThisForm("no task_template")
@@ -131,8 +134,6 @@ def _binary_spec(data: bytes) -> Message:
 
 
 def _binary_template(data: bytes) -> Message:
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-
     template = _strict_binary(TaskTemplate, data)
     if not template.type and template.ByteSize() == 0:
         raise _NotThisForm("empty")
@@ -140,8 +141,6 @@ def _binary_template(data: bytes) -> Message:
 
 
 def _strict_binary(cls: Any, data: bytes) -> Any:
-    from google.protobuf.message import DecodeError
-
     try:
         message = cls.FromString(data)
     except DecodeError:
@@ -153,8 +152,6 @@ def _strict_binary(cls: Any, data: bytes) -> Any:
 
 def _has_unknown_fields(message: Message) -> bool:
     """True when `message` or any message inside it kept fields its schema does not know."""
-    from google.protobuf.unknown_fields import UnknownFieldSet
-
     if len(UnknownFieldSet(message)):
         return True
     for field, value in message.ListFields():
@@ -211,10 +208,6 @@ def _from_dict(value: Any) -> Message:
     A mapping that has the right shape but a wrong field is reported as a `UsageError`
     straight away: it clearly is meant as a template, so other forms are not worth trying.
     """
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-    from flyteidl2.task.task_definition_pb2 import TaskSpec
-    from google.protobuf import json_format
-
     if value is None:
         raise _NotThisForm("empty")
     if not isinstance(value, dict):
@@ -308,12 +301,6 @@ def make_template(
     `inputs`/`outputs` map names to a `TypeSpec`; `custom` is the template's JSON config
     (what the connector reads from `task_template.custom`).
     """
-    from flyteidl2.core.identifier_pb2 import Identifier
-    from flyteidl2.core.interface_pb2 import TypedInterface
-    from flyteidl2.core.tasks_pb2 import TaskTemplate
-
-    from connector_cli.errors import UsageError
-
     if not task_type:
         raise UsageError("a task template needs a task type")
     template = TaskTemplate(type=task_type, task_type_version=version)
@@ -336,11 +323,6 @@ def make_template(
 
 
 def _variable_map(specs: Mapping[str, TypeSpec], role: str) -> Any:
-    from flyteidl2.core.interface_pb2 import Variable, VariableEntry, VariableMap
-
-    from connector_cli.errors import LiteralError
-    from connector_cli.literals import literal_type_of
-
     entries = []
     for name, spec in specs.items():
         try:
@@ -355,7 +337,5 @@ def make_inputs(template: TaskTemplate, values: Mapping[str, Any],
                 defaults: Optional[Mapping[str, Literal]] = None) -> Inputs:
     """`flyteidl2.task.Inputs` for `template` from Python or JSON values, typed by its
     interface (a `LiteralError` names a wrong, unknown or missing input)."""
-    from connector_cli.literals import json_to_inputs
-
     interface = template.interface if template.HasField("interface") else None
     return json_to_inputs(values, interface, defaults)
