@@ -26,6 +26,7 @@ _EXPORTS = {
     "ResourceMetaError": "connector_cli.errors",
     "UnknownStateError": "connector_cli.errors",
     "UsageError": "connector_cli.errors",
+    "TransientError": "connector_cli.errors",
     "FlyteFile": "connector_cli.literals",
     "FlyteDirectory": "connector_cli.literals",
     "StructuredDataset": "connector_cli.literals",
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         DuplicateConnectorError,
         RegistrationError,
         ResourceMetaError,
+        TransientError,
         UnknownStateError,
         UsageError,
     )

@@ -28,6 +28,10 @@ class DiscoveryConfig(Record):
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 # Requests of at least 1 MiB share this many bytes in flight (None: 4 x the message size).
 INFLIGHT_MESSAGES = 4
+# The Flyte backend's grpc-go client refuses responses over 4 MiB (its default).
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# How long a job's last state stands in for transient GetTask failures (seconds).
+DEFAULT_GET_ERROR_GRACE = 600.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -37,7 +41,7 @@ class Option(Record):
 
     `kind` names the value's type for the CLI (see `connector_cli.cli.serve_command`):
     text, port, port-or-off (0 means None), count (>= 1), seconds (>= 0), bytes (>= 1024),
-    file, dir, flag, processes, or a tuple of choices. `c0` is the Flyte SDK server's
+    file, dir, time (ISO 8601), flag, processes, or a tuple of choices. `c0` is the Flyte SDK server's
     spelling, accepted as a hidden alias. `per_worker`: not handed to `--processes`
     workers as it is (the supervisor sets it per worker, or acts on it itself). `env`:
     also read from FLYTE_CONNECTOR_<NAME>."""
@@ -109,6 +113,22 @@ class ServerConfig:
     max_inflight_bytes: Optional[int] = option(
         None, "Bytes that requests of 1 MiB or more may hold at once; beyond it they get "
         "RESOURCE_EXHAUSTED (retry). Default: 4 x --max-message-size.", "bytes")
+    connections: Optional[str] = option(
+        None, "YAML file of secrets and configs per task type (narrowed by project and "
+        "domain), read from files and env vars; re-read when it changes (docs/deploy.md).",
+        "file")
+    get_error_grace: float = option(
+        DEFAULT_GET_ERROR_GRACE, "Seconds a job's last state answers GetTask while its "
+        "status check fails transiently; then the error is returned. 0 disables.", "seconds")
+    max_response_bytes: int = option(
+        DEFAULT_MAX_RESPONSE_BYTES, "Largest GetTask answer sent (the backend refuses more "
+        "than 4 MiB); larger outputs go to <output_prefix>/outputs.pb.", "bytes")
+    sign_foreign_metas: bool = option(
+        False, "Sign the resource_meta of Flyte SDK connectors too, refusing forged ones "
+        "(docs/security.md). Off: bytes identical to the Flyte SDK server's.", "flag")
+    accept_unsigned_metas_until: Optional[str] = option(
+        None, "With --sign-foreign-metas: still accept unsigned metas until this ISO 8601 "
+        "time (tasks started before signing was switched on).", "time")
     log_level: str = option("info", "Least severe log level printed.", LOG_LEVELS)
     log_format: str = option("text", "Log lines as text, or as one JSON object per line.",
                              LOG_FORMATS)
@@ -138,6 +158,20 @@ class ServerConfig:
             raise UsageError("max_inflight_bytes must be positive")
         if self.tls_client_ca and not self.tls_cert:
             raise UsageError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key as well")
+        if self.get_error_grace < 0:
+            raise UsageError(f"get_error_grace must not be negative, got {self.get_error_grace}")
+        if self.max_response_bytes < 1024:
+            raise UsageError("max_response_bytes must be at least 1024")
+        if self.accept_unsigned_metas_until is not None:
+            if not self.sign_foreign_metas:
+                raise UsageError("--accept-unsigned-metas-until needs --sign-foreign-metas")
+            _instant(self.accept_unsigned_metas_until)
+
+    @property
+    def unsigned_metas_until(self) -> Optional[float]:
+        """`accept_unsigned_metas_until` as epoch seconds, or None."""
+        text = self.accept_unsigned_metas_until
+        return None if text is None else _instant(text)
 
     @property
     def inflight_budget(self) -> int:
@@ -150,3 +184,17 @@ class ServerConfig:
     def tls(self) -> bool:
         """True when the daemon serves TLS."""
         return bool(self.tls_cert)
+
+
+def _instant(text: str) -> float:
+    """An ISO 8601 time as epoch seconds (UTC when it names no zone)."""
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--accept-unsigned-metas-until: {text!r} is not an ISO 8601 time "
+                         "(e.g. 2026-12-31T00:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

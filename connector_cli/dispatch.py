@@ -15,6 +15,11 @@ once a connector serves it (a bounded metrics label) and the secret values to ma
 
 For a connector with `sign_resource_meta`, `create`'s meta is signed here and every later
 call's meta is verified here, before the connector is called (`connector_cli.signing`).
+
+What the daemon adds around a connector also lives here, each off the hot path unless
+configured: the connections file's secrets and configs (`connector_cli.connections`),
+the last known state answered while `get` fails transiently (`connector_cli.shield`), and
+answers too large for the backend moved to outputs.pb (`connector_cli.offload`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from connector_cli import wire
 from connector_cli.errors import LiteralError, UsageError
 from connector_cli.masking import activate, check_configs, current, mask_resource
+from connector_cli.offload import DEFAULT_MAX_RESPONSE_BYTES, fit
 from connector_cli.sdk.connector import (
     AsyncConnector,
     Resource,
@@ -43,6 +49,10 @@ from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.sdk.resource_meta import ResourceMeta, meta_decoder
 
 if TYPE_CHECKING:
+    from connector_cli.connections import ConnectionsSource, Rule
+    from connector_cli.connections import Scope as Tenancy
+    from connector_cli.sdk.secrets import Connection
+    from connector_cli.shield import JobMemory
     from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
@@ -52,7 +62,10 @@ _RESERVED = {
     "create": frozenset({"task_template", "output_prefix", "inputs", "task_execution_metadata"}),
     "get": frozenset({"resource_meta"}),
     "delete": frozenset({"resource_meta"}),
+    "get_metrics": frozenset({"resource_meta", "queries", "start_time", "end_time", "step"}),
+    "get_logs": frozenset({"resource_meta", "token", "lines"}),
 }
+_WITH_CONNECTION = frozenset({"create", "get", "delete"})
 _NO_SECRETS: Mapping[str, str] = {}
 
 
@@ -77,10 +90,11 @@ class Route:
     __slots__ = ("connector", "name", "version", "decode", "signed", "create", "get", "delete")
 
     def __init__(self, connector: AsyncConnector, name: str, version: int,
-                 executor: Optional[Executor]) -> None:
+                 executor: Optional[Executor], sign_foreign: bool = False) -> None:
         self.connector, self.name, self.version = connector, name, version
         self.decode = meta_decoder(connector.metadata_type)
-        self.signed = connector.sign_resource_meta
+        self.signed = connector.sign_resource_meta or (
+            sign_foreign and getattr(connector, "sdk", None) is not None)
         self.create = _caller(connector, "create", executor)
         self.get = _caller(connector, "get", executor)
         self.delete = _caller(connector, "delete", executor)
@@ -101,7 +115,10 @@ class Dispatcher:
     Plain-`def` connector methods run on `executor`; `on_inputs(task_type, size)` is told
     the size of every CreateTask's inputs (the daemon exports it as a metric). `signer`
     signs and verifies the metas of connectors that ask for it; without one, a key made
-    for this dispatcher alone is used.
+    for this dispatcher alone is used. `connections` gives daemon-side secrets and
+    configs; `memory` (with `on_shielded(task_type)` told of each) answers transient
+    `get` failures; GetTask answers over `max_response_bytes` move their outputs to
+    outputs.pb.
     """
 
     def __init__(
@@ -110,11 +127,23 @@ class Dispatcher:
         executor: Optional[Executor] = None,
         on_inputs: Optional[Callable[[str, int], None]] = None,
         signer: Optional[MetaSigner] = None,
+        connections: Optional[ConnectionsSource] = None,
+        memory: Optional[JobMemory] = None,
+        on_shielded: Optional[Callable[[str], None]] = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        sign_foreign: bool = False,
+        unsigned_until: Optional[float] = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
         self.on_inputs = on_inputs
         self._signer = signer
+        self.connections = connections
+        self.memory = memory
+        self.on_shielded = on_shielded
+        self.max_response_bytes = max_response_bytes
+        self.sign_foreign = sign_foreign
+        self.unsigned_until = unsigned_until
         self._routes: dict[tuple[str, int], Route] = {}
         self._generation = registry.generation
 
@@ -137,15 +166,47 @@ class Dispatcher:
         route = self._routes.get((name, version))
         if route is None:
             connector = self.registry.get_connector(name, version)
-            route = self._routes[(name, version)] = Route(connector, name, version, self.executor)
+            route = self._routes[(name, version)] = Route(connector, name, version, self.executor,
+                                                          self.sign_foreign)
         scope.label = name
         return route
 
-    def _meta(self, route: Route, data: bytes) -> ResourceMeta:
-        """The request's resource meta, verified first when the connector signs it."""
-        if route.signed:
+    def _meta(self, route: Route, data: bytes) -> tuple[ResourceMeta, Optional[Rule]]:
+        """The request's resource meta (out of its scope envelope, verified first when the
+        connector signs it) and the connections rule for the call, if any."""
+        rule = None
+        if self.connections is not None or data[:5] == b"fcs1.":
+            rule, data = self._scoped(route, data)
+        if route.signed and not self._unsigned_accepted(route, data):
             data = self.signer.verify(route.name, route.version, data)
-        return route.decode(data)  # type: ignore[no-any-return]
+        return route.decode(data), rule
+
+    def _unsigned_accepted(self, route: Route, data: bytes) -> bool:
+        """True for an unsigned meta of a foreign connector while the migration window of
+        `--accept-unsigned-metas-until` is open (tasks started before signing)."""
+        until = self.unsigned_until
+        if until is None or route.connector.sign_resource_meta or data[:5] == b"fcm1.":
+            return False
+        import time
+
+        return time.time() < until
+
+    def _scoped(self, route: Route, data: bytes) -> tuple[Optional[Rule], bytes]:
+        from connector_cli.connections import unwrap_scope
+
+        tenancy, data = unwrap_scope(self.signer, route.name, route.version, data)
+        if self.connections is None:
+            return None, data
+        return self.connections.lookup(route.name, tenancy), data
+
+    def connection(self, task_type: str, project: Optional[str] = None,
+                   domain: Optional[str] = None) -> Optional[Connection]:
+        """What the connections file gives a call of `task_type` for `project` and
+        `domain` (None when no file or no rule): for the services that have no request
+        `connection` of their own (Flyte 1, logs, metrics)."""
+        if self.connections is None:
+            return None
+        return self.connections.connection(task_type, project, domain)
 
     async def create(self, request: pb.CreateTaskRequest, scope: Scope) -> pb.CreateTaskResponse:
         """CreateTask: routed by the template's type and version."""
@@ -156,7 +217,13 @@ class Dispatcher:
         when the connector asks for it) into the response's wire bytes."""
         template = request.template
         route = self.route(template.type, template.task_type_version, scope)
-        kwargs = self._kwargs(request, "create", scope) if request.HasField("connection") else {}
+        rule = tenancy = None
+        if self.connections is not None:
+            rule, tenancy = self._create_rule(route, request)
+        if rule is not None or request.HasField("connection"):
+            kwargs = self._kwargs(request, "create", scope, rule)
+        else:
+            kwargs = {}
         meta = await route.create(
             task_template=template, output_prefix=request.output_prefix,
             inputs=self._inputs(route.connector, request, template, scope),
@@ -172,7 +239,20 @@ class Dispatcher:
         data = meta.encode()
         if route.signed:
             data = self.signer.sign(route.name, route.version, data)
+        if rule is not None and rule.narrowed and tenancy is not None:
+            from connector_cli.connections import wrap_scope
+
+            data = wrap_scope(self.signer, route.name, route.version, tenancy, data)
         return wire.create_response(data)
+
+    def _create_rule(self, route: Route,
+                     request: pb.CreateTaskRequest) -> tuple[Optional[Rule], Tenancy]:
+        from connector_cli.connections import scope_of
+
+        tenancy = scope_of(request.task_execution_metadata
+                           if request.HasField("task_execution_metadata") else None)
+        assert self.connections is not None
+        return self.connections.lookup(route.name, tenancy), tenancy
 
     def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
                 template: Any, scope: Scope) -> Any:
@@ -197,27 +277,60 @@ class Dispatcher:
         written directly for the usual plain resource (`connector_cli.wire`), else through
         the message (masked when the request carried secrets)."""
         route = self._start(request, scope)
-        meta = self._meta(route, request.resource_meta)
-        if request.HasField("connection"):
-            resource = await route.get(resource_meta=meta, **self._kwargs(request, "get", scope))
+        meta, rule = self._meta(route, request.resource_meta)
+        if rule is not None or request.HasField("connection"):
+            call = route.get(resource_meta=meta, **self._kwargs(request, "get", scope, rule))
         else:
-            resource = await route.get(resource_meta=meta)
+            call = route.get(resource_meta=meta)
+        memory = self.memory
+        try:
+            resource = await call
+        except Exception as exc:
+            if memory is None:
+                raise
+            resource = self._shielded(memory, route, request, scope, exc)
+            memory = None  # a shielded answer is no news about the job
+        data = self._answer(route, resource, scope, memory, request.resource_meta)
+        if len(data) > self.max_response_bytes:
+            data = await fit(data, self.max_response_bytes, request.output_prefix,
+                             f"{route.connector.name}.get")
+        return data
+
+    def _answer(self, route: Route, resource: Any, scope: Scope, memory: Optional[JobMemory],
+                key: bytes) -> bytes:
+        """The response bytes for `resource`; the job's phase noted in `memory`."""
         if not scope.secrets:
             data = wire.get_response(resource)
             if data is not None:
+                if memory is not None:
+                    memory.seen((route.name, route.version, key), resource.phase)
                 return data
         response = pb.GetTaskResponse()
         fill_resource(response.resource, resource, f"{route.connector.name}.get")
         masker = current() if scope.secrets else None
         if masker is not None:
             mask_resource(response.resource, masker)
+        if memory is not None:
+            memory.seen((route.name, route.version, key), response.resource.phase)
         return response.SerializeToString()  # type: ignore[no-any-return]
+
+    def _shielded(self, memory: JobMemory, route: Route, request: pb.GetTaskRequest,
+                  scope: Scope, exc: Exception) -> Resource:
+        """The last known state instead of a transient failure, or `exc` raised again."""
+        answer = memory.shield((route.name, route.version, request.resource_meta), exc)
+        if answer is None:
+            raise exc
+        if self.on_shielded is not None:
+            self.on_shielded(scope.label)
+        logger.warning("%s.get failed (%s); answering the last known phase",
+                       route.connector.name, type(exc).__name__)
+        return Resource(phase=answer[0], message=answer[1])
 
     async def delete(self, request: pb.DeleteTaskRequest, scope: Scope) -> pb.DeleteTaskResponse:
         """DeleteTask: cancel the job; connectors make this idempotent."""
         route = self._start(request, scope)
-        await route.delete(resource_meta=self._meta(route, request.resource_meta),
-                           **self._kwargs(request, "delete", scope))
+        meta, rule = self._meta(route, request.resource_meta)
+        await route.delete(resource_meta=meta, **self._kwargs(request, "delete", scope, rule))
         return pb.DeleteTaskResponse()
 
     def _start(self, request: Any, scope: Scope) -> Route:
@@ -225,19 +338,20 @@ class Dispatcher:
         return self.route(category.name, category.version, scope)
 
     @staticmethod
-    def _kwargs(request: Any, operation: str, scope: Scope) -> dict[str, str]:
-        kwargs, scope.secrets = connection_kwargs(request, operation)
+    def _kwargs(request: Any, operation: str, scope: Scope,
+                rule: Optional[Rule] = None) -> dict[str, str]:
+        kwargs, scope.secrets = connection_kwargs(request, operation, rule)
         return kwargs
 
     async def get_metrics(
         self, request: pb.GetTaskMetricsRequest, scope: Scope
     ) -> pb.GetTaskMetricsResponse:
         """GetTaskMetrics; NotImplementedError when the connector has no `get_metrics`."""
-        connector, meta = self._prepare(request, scope, "get_metrics")
+        connector, meta, extra = self._prepare(request, scope, "get_metrics")
         response = await call_method(
             connector, "get_metrics", executor=self.executor, resource_meta=meta,
             queries=list(request.queries), start_time=request.start_time,
-            end_time=request.end_time, step=request.step,
+            end_time=request.end_time, step=request.step, **extra,
         )
         if not isinstance(response, pb.GetTaskMetricsResponse):
             raise ContractError(
@@ -250,10 +364,10 @@ class Dispatcher:
         self, request: pb.GetTaskLogsRequest, scope: Scope
     ) -> AsyncIterator[pb.GetTaskLogsResponse]:
         """GetTaskLogs: the messages of one response or of a generator of pages."""
-        connector, meta = self._prepare(request, scope, "get_logs")
+        connector, meta, extra = self._prepare(request, scope, "get_logs")
         result = await call_method(
             connector, "get_logs", executor=self.executor, resource_meta=meta,
-            token=request.token, lines=request.lines,
+            token=request.token, lines=request.lines, **extra,
         )
         where = f"{connector.name}.get_logs"
         if inspect.isasyncgen(result):
@@ -272,7 +386,9 @@ class Dispatcher:
 
     def _prepare(
         self, request: Any, scope: Scope, optional: str
-    ) -> tuple[AsyncConnector, ResourceMeta]:
+    ) -> tuple[AsyncConnector, ResourceMeta, dict[str, str]]:
+        """The connector, the meta, and the connections file's values for a call whose
+        request has no connection (those the method accepts)."""
         route = self._start(request, scope)
         connector = route.connector
         if not implements(connector, optional):
@@ -280,35 +396,51 @@ class Dispatcher:
                 f"connector {connector.name!r} (task type {route.name!r}) does not "
                 f"implement {optional}"
             )
-        return connector, self._meta(route, request.resource_meta)
+        meta, rule = self._meta(route, request.resource_meta)
+        extra: dict[str, str] = {}
+        if rule is not None:
+            from connector_cli.connections import accepted
+
+            extra = accepted(getattr(connector, optional),
+                             self._kwargs(request, optional, scope, rule))
+        return connector, meta, extra
 
 
-def connection_kwargs(request: Any, operation: str) -> tuple[dict[str, str], Mapping[str, str]]:
-    """A request's connection as keyword arguments, and its secrets (for masking).
+def connection_kwargs(request: Any, operation: str, rule: Optional[Rule] = None,
+                      ) -> tuple[dict[str, str], Mapping[str, str]]:
+    """A request's connection, filled in from the connections file's `rule`, as keyword
+    arguments, and its secrets (for masking).
 
-    A key that is both a secret and a config, or that would replace one of the method's
-    own arguments, is INVALID_ARGUMENT naming the key (never the value); so are more
-    secrets than `connector_cli.masking` bounds. Secrets become the current task's mask.
+    A key the request carries (as a secret or a config) keeps the request's value; the
+    rule fills the keys it lacks. A key that is both a secret and a config, or that would
+    replace one of the method's own arguments, is INVALID_ARGUMENT naming the key (never
+    the value); so are more secrets than `connector_cli.masking` bounds. Secrets become
+    the current task's mask.
     """
-    if not request.HasField("connection"):
+    secrets: Mapping[str, str] = _NO_SECRETS
+    configs: Mapping[str, str] = _NO_SECRETS
+    if operation in _WITH_CONNECTION and request.HasField("connection"):
+        secrets, configs = request.connection.secrets, request.connection.configs
+    if rule is not None:
+        from connector_cli.connections import fill
+
+        secrets, configs = fill(secrets, configs, rule)
+    if not secrets and not configs:
         return {}, _NO_SECRETS
-    conn = request.connection
-    if not conn.secrets and not conn.configs:
-        return {}, _NO_SECRETS
-    if conn.secrets:
-        activate(conn.secrets)
-    if conn.configs:
-        check_configs(conn.configs)
+    if secrets:
+        activate(secrets)
+    if configs:
+        check_configs(configs)
     from connector_cli.sdk.secrets import Connection  # only requests with a connection
 
-    kwargs = Connection(secrets=conn.secrets, configs=conn.configs).kwargs()
+    kwargs = Connection(secrets=secrets, configs=configs).kwargs()
     taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
     if taken:
         raise UsageError(
             f"connection key {taken[0]!r} clashes with an argument of the connector's "
             f"{operation} method; rename it"
         )
-    return kwargs, conn.secrets
+    return kwargs, secrets
 
 
 def fill_resource(out: pb.Resource, resource: Any, where: str) -> None:

@@ -39,6 +39,15 @@ class UnknownStateError(ConnectorError, ValueError):
     """`convert_to_flyte_phase` was given an external state it does not know."""
 
 
+class TransientError(ConnectorError):
+    """A connector could not reach its service for now (a timeout, a dropped connection,
+    HTTP 429 or 5xx): the call may well succeed later.
+
+    Raised from `get`, the daemon keeps answering the job's last known phase for up to
+    `serve --get-error-grace` before it returns the error (gRPC UNAVAILABLE).
+    """
+
+
 class PluginLoadError(ConnectorError):
     """A plugin or `--modules` entry could not be loaded (start-up failure)."""
 

@@ -36,7 +36,7 @@ def test_the_readme_links_it() -> None:
 # Lower layers never import higher ones; a folder may import its own layer and below.
 LAYERS = [
     {"errors", "_version", "record", "shutdown"},
-    {"sdk", "literals", "config", "signing"},
+    {"sdk", "literals", "config", "signing", "connections", "shield", "offload"},
     {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking",
      "task_requests"},
     {"daemon", "run", "authoring"},

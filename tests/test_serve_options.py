@@ -15,7 +15,7 @@ from connector_cli.config import DiscoveryConfig, ServerConfig, options
 # A value other than the default for each kind of option.
 _OTHER: dict[Any, Any] = {
     "text": "127.0.0.1", "count": 3, "seconds": 7.5, "bytes": 2_000_000, "file": "/k/x.pem",
-    "dir": "/state", "flag": True,
+    "dir": "/state", "flag": True, "time": "2030-01-01T00:00:00Z",
 }
 
 

@@ -61,6 +61,7 @@ _TYPES: dict[str, dict[str, Any]] = {
     "bytes": {"type": click.IntRange(min=1024)},
     "file": {"metavar": "FILE"},
     "dir": {"metavar": "DIR"},
+    "time": {"metavar": "TIME"},
     "flag": {"is_flag": True},
     "processes": {"type": _Processes()},
 }

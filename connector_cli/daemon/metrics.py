@@ -32,7 +32,12 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "plugins_loaded": ("gauge", "Plugins and modules that loaded.", ()),
     "plugins_failed": ("gauge", "Plugins and modules that failed to load.", ()),
     "plugin_failure": ("gauge", "1 for each plugin that failed to load.", ("plugin", "reason")),
+    "get_shielded": ("counter", ("GetTask answered with the job's last state while its status "
+                     "check failed transiently."), ("task_type",)),
+    "connections_reload_failures": ("counter", ("Changed connections files that could not be "
+                                    "loaded (the last good one stays)."), ()),
 }
+
 
 
 class _Tally:
@@ -74,6 +79,7 @@ class Metrics:
         self._inputs: dict[str, _Tally] = {}
         self._in_flight: dict[str, int] = {}
         self._plugins: tuple[int, list[tuple[str, str]]] = (0, [])
+        self._events: dict[tuple[str, str], int] = {}
         self._registry: Optional[Any] = None
 
     @property
@@ -107,6 +113,11 @@ class Metrics:
             tally = self._inputs[task_type] = _Tally(BYTES_BUCKETS)
         tally.observe(size)
 
+    def event(self, name: str, task_type: str = "") -> None:
+        """Count one `name` event (a counter family of `FAMILIES`)."""
+        key = (name, task_type)
+        self._events[key] = self._events.get(key, 0) + 1
+
     def plugins(self, loaded: int, failed: Iterable[tuple[str, str]]) -> None:
         """Plugin load results: how many loaded, and each failed (plugin, reason)."""
         self._plugins = (loaded, list(failed))
@@ -121,6 +132,7 @@ class Metrics:
             "inputs": [[key, *tally(t)] for key, t in list(self._inputs.items())],
             "in_flight": dict(self._in_flight),
             "plugins": [self._plugins[0], self._plugins[1]],
+            "events": [[*key, n] for key, n in list(self._events.items())],
         }
 
     def absorb(self, snapshot: dict[str, Any], live: bool = True) -> None:
@@ -134,6 +146,8 @@ class Metrics:
             mine.merge(_restore(BYTES_BUCKETS, count, total, buckets))
         for operation, n in snapshot["in_flight"].items():
             self._in_flight[operation] = self._in_flight.get(operation, 0) + (n if live else 0)
+        for name, task_type, n in snapshot.get("events", ()):
+            self._events[(name, task_type)] = self._events.get((name, task_type), 0) + n
         loaded, failed = snapshot["plugins"]
         self._plugins = (max(loaded, self._plugins[0]), [tuple(f) for f in failed])
 
@@ -156,6 +170,8 @@ class Metrics:
         rows["plugins_loaded"] = [([], loaded)]
         rows["plugins_failed"] = [([], len(failed))]
         rows["plugin_failure"] = [([plugin, reason], 1) for plugin, reason in failed]
+        for (name, task_type), n in list(self._events.items()):
+            rows[name].append(([task_type] if FAMILIES[name][2] else [], n))
         for name, data in rows.items():
             yield _family(name, data)
 

@@ -152,7 +152,7 @@ class ConnectorServer:
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
         server = grpc.aio.server(options=grpc_options(config))
-        tasks = TaskService(self.registry, self._executor, self._metrics, signer)
+        tasks = TaskService(self.registry, self._executor, self._metrics, signer, config)
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self.gate = RequestGate(config.inflight_budget)
@@ -191,8 +191,9 @@ class ConnectorServer:
     def _signer(self) -> Any:
         """The resource meta signer from the key options; `StartupError` when a key file is
         unusable. Without a key file and with no signing connector, none is needed."""
-        needed = any(r.connector.sign_resource_meta for r in self.registry.registrations())
         config = self.config
+        needed = bool(config.connections or config.sign_foreign_metas) or any(
+            r.connector.sign_resource_meta for r in self.registry.registrations())
         if not (needed or config.meta_key_file or config.previous_meta_key_file):
             return None
         from connector_cli.signing import load_signer

@@ -28,8 +28,10 @@ from connector_cli.dispatch import ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
+from connector_cli.shield import is_transient
 
 if TYPE_CHECKING:
+    from connector_cli.config import ServerConfig
     from connector_cli.signing import MetaSigner
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,9 @@ class MetricsSink(Protocol):
     def inputs(self, task_type: str, size: int) -> None:
         """A CreateTask carried `size` bytes of inputs."""
 
+    def event(self, name: str, task_type: str = "") -> None:
+        """Count one `name` event (a shielded GetTask, a failed connections reload)."""
+
 
 class NoMetrics:
     """Stands in for `connector_cli.daemon.metrics.Metrics` when metrics are off."""
@@ -65,6 +70,9 @@ class NoMetrics:
     def inputs(self, task_type: str, size: int) -> None:
         """Do nothing."""
 
+    def event(self, name: str, task_type: str = "") -> None:
+        """Do nothing."""
+
 
 def status_for(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
     """The one mapping from an exception to a status code and a short, unmasked detail."""
@@ -76,6 +84,9 @@ def status_for(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.UNIMPLEMENTED, str(exc) or f"{where} is not implemented"
     if isinstance(exc, ContractError):
         return grpc.StatusCode.INTERNAL, str(exc)
+    if is_transient(exc):
+        text = bounded(str(exc), MAX_DETAIL)
+        return grpc.StatusCode.UNAVAILABLE, f"{where} failed: {type(exc).__name__}: {text}"
     text = bounded(str(exc))
     return grpc.StatusCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {text}".rstrip(": ")
 
@@ -188,10 +199,11 @@ class TaskService(_Base, AsyncConnectorServiceServicer):
     def __init__(
         self, registry: ConnectorRegistry, executor: Optional[Executor],
         metrics: Optional[MetricsSink] = None, signer: Optional[MetaSigner] = None,
+        config: Optional[ServerConfig] = None,
     ) -> None:
         super().__init__(registry, executor, metrics)
         self.dispatch = Dispatcher(registry, executor, on_inputs=self.metrics.inputs,
-                                   signer=signer)
+                                   signer=signer, **_features(config, self.metrics))
         self.deletes: set[asyncio.Future[Any]] = set()
         self.draining = asyncio.Event()  # set when the daemon drains: log streams end
 
@@ -243,6 +255,34 @@ class MetadataService(_Base, ConnectorMetadataServiceServicer):
                 connector=self.registry.get_connector_metadata(request.name)
             )
         return response
+
+
+def _features(config: Optional[ServerConfig], metrics: MetricsSink) -> dict[str, Any]:
+    """The dispatcher's options for what the daemon adds around connectors (connections,
+    transient failures, large answers, signing foreign metas), from the serve options."""
+    from connector_cli.config import ServerConfig
+    from connector_cli.shield import JobMemory
+
+    config = config or ServerConfig()
+    features: dict[str, Any] = {
+        "max_response_bytes": config.max_response_bytes,
+        "sign_foreign": config.sign_foreign_metas,
+        "unsigned_until": config.unsigned_metas_until,
+    }
+    if config.get_error_grace > 0:
+        features["memory"] = JobMemory(config.get_error_grace)
+        features["on_shielded"] = lambda task_type: metrics.event("get_shielded", task_type)
+    if config.connections:
+        from connector_cli.connections import ConnectionsSource
+        from connector_cli.errors import StartupError, UsageError
+
+        try:
+            features["connections"] = ConnectionsSource(
+                config.connections,
+                on_failure=lambda: metrics.event("connections_reload_failures"))
+        except UsageError as exc:
+            raise StartupError(f"cannot start: {exc}") from None
+    return features
 
 
 def service_names() -> Iterable[str]:
