@@ -24,7 +24,7 @@ from flyte.connectors import ConnectorRegistry as FlyteRegistry
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
-from connector_cli.errors import ResourceMetaError
+from connector_cli.errors import ResourceMetaError, TransientError
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
 
@@ -104,7 +104,12 @@ class FlyteSdkConnector(AsyncConnector):
         """The Flyte connector's get, its Resource converted by Flyte's own rules."""
         from flyte.connectors._connector import get_resource_proto
 
-        resource = await self.inner.get(resource_meta=resource_meta.value, **kwargs)
+        try:
+            resource = await self.inner.get(resource_meta=resource_meta.value, **kwargs)
+        except RuntimeError as exc:
+            if _http_transient(exc):
+                raise TransientError(str(exc)) from exc
+            raise
         try:
             proto = await get_resource_proto(resource)
         except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
@@ -150,6 +155,19 @@ class FlyteSdkConnector(AsyncConnector):
     def __repr__(self) -> str:
         return (f"<Flyte SDK {type(self.inner).__name__} {self.name!r} serving "
                 f"{self.task_type_name!r} v{self.task_type_version}>")
+
+
+# The reason phrases of HTTP 429 and 5xx: flyteplugins-databricks (and connectors written
+# like it) raise RuntimeError("... with error: <reason>") for any status but 200.
+_TRANSIENT_REASONS = ("Too Many Requests", "Internal Server Error", "Bad Gateway",
+                      "Service Unavailable", "Gateway Timeout")
+
+
+def _http_transient(exc: RuntimeError) -> bool:
+    """True for a Flyte SDK connector's RuntimeError that reports HTTP 429 or 5xx by its
+    reason phrase. Connection errors, timeouts and clients' own status errors (aiohttp,
+    google-api-core) are recognised by `connector_cli.shield.is_transient` directly."""
+    return str(exc).rstrip().endswith(_TRANSIENT_REASONS)
 
 
 def _declared_meta(cls: type) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution
 
-from connector_cli.errors import ConnectorError
+from connector_cli.errors import ConnectorError, TransientError
 from connector_cli.sdk.connector import AsyncConnector, Resource
 from connector_cli.sdk.resource_meta import ResourceMeta, check_meta_path
 from flyte_connector_sql import cleanup, jobfiles, process
@@ -132,8 +132,12 @@ class SQLConnector(AsyncConnector):
             # Lost, not failed: the query may well succeed when Flyte retries the task.
             return Resource(phase=TaskExecution.RETRYABLE_FAILED, message=message,
                             custom_info=info)
+        message = _progress(status)
+        if meta.engine == POSTGRESQL and state == jobfiles.RUNNING:
+            doing = _server_activity(meta, status, password_from(kwargs))
+            message = f"{message}; server: {doing}" if doing else message
         return Resource(phase=_PHASES.get(str(state), TaskExecution.RUNNING),
-                        message=_progress(status), custom_info=info)
+                        message=message, custom_info=info)
 
     def _succeeded(self, meta: SQLMeta, status: dict[str, Any], info: dict[str, Any]) -> Resource:
         from connector_cli.literals import StructuredDataset
@@ -203,6 +207,31 @@ class SQLConnector(AsyncConnector):
             raise ConnectorError(
                 f"SQL job {meta.job_id}: backend {backend_pid} is still running after cancel"
             )
+
+
+def _server_activity(meta: SQLMeta, status: dict[str, Any], password: Optional[str]) -> str:
+    """What the query's backend is doing, asked of the server the meta names. A server
+    that cannot be reached is a `TransientError`: the daemon answers the last known phase
+    for a while (`serve --get-error-grace`) instead of failing the poll. Anything else
+    (no password, refused credentials) just leaves the detail out."""
+    import psycopg
+
+    from flyte_connector_sql.postgres import activity, unreachable
+
+    backend_pid = status.get("backend_pid", meta.backend_pid)
+    if not meta.dsn or not isinstance(backend_pid, int):
+        return ""
+    try:
+        # the worker names its session after the job directory
+        return activity(meta.dsn, password, backend_pid, Path(meta.job_dir).name)
+    except psycopg.Error as exc:
+        reason = scrub(_first_line(exc), password)
+        if isinstance(exc, psycopg.OperationalError) and unreachable(exc):
+            raise TransientError(
+                f"SQL job {meta.job_id}: cannot reach the PostgreSQL server to check the "
+                f"query: {reason}") from None
+        log.debug("SQL job %s: no activity from the server (%s)", meta.job_id, reason)
+        return ""
 
 
 def _running(meta: SQLMeta) -> bool:

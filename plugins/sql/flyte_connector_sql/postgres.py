@@ -1,4 +1,5 @@
-"""Daemon-side PostgreSQL calls: cancel a job's backend and check that it is gone.
+"""Daemon-side PostgreSQL calls: what a job's backend is doing, cancel it and check that
+it is gone.
 
 A backend is matched by pid *and* the job's `application_name`, so a recycled backend
 pid that now serves someone else is never cancelled.
@@ -34,6 +35,34 @@ def backend_running(conn: Any, backend_pid: int, job_id: str) -> bool:
         {"pid": backend_pid, "app": APP_NAME_PREFIX + job_id},
     ).fetchone()
     return bool(row and row[0])
+
+
+_AUTH_WORDS = ("authentication", "password", "role ", "permission", "does not exist")
+
+
+def activity(dsn: str, password: Optional[str], backend_pid: int, job_name: str) -> str:
+    """What the job's backend is doing, e.g. 'active, waiting on Timeout:PgSleep'; '' when
+    the server no longer lists it. Raises psycopg's errors (see `unreachable`)."""
+    with connect(dsn, password, timeout=2) as conn:
+        row = conn.execute(
+            f"SELECT state, wait_event_type, wait_event FROM pg_stat_activity {_MATCH}",
+            {"pid": backend_pid, "app": APP_NAME_PREFIX + job_name},
+        ).fetchone()
+    if not row:
+        return ""
+    state, kind, event = row
+    return f"{state}, waiting on {kind}:{event}" if event else str(state or "")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when a connection failed because the server cannot be reached or does not
+    take connections now (down, restarting, shutting down, full): a later try may work.
+    Refused credentials are not that."""
+    text = str(exc).lower()
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is not None:
+        return str(sqlstate)[:2] in ("08", "53", "57")
+    return not any(word in text for word in _AUTH_WORDS)
 
 
 def cancel_backend(dsn: str, password: Optional[str], backend_pid: int, job_id: str,

@@ -105,12 +105,31 @@ class PgServer:
                     "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
                     "-E", "UTF8", "--no-sync", "--no-instructions")
         pwfile.unlink()
+        self.resume()
+        self._bootstrap()
+
+    def resume(self) -> None:
+        """Start the (initialised) server and wait until it takes connections."""
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c shared_buffers=16MB -c max_connections=40")
         self._check(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
                     str(self.root / "server.log"), "-o", options, "-w", "-t", "60", "start")
-        self._bootstrap()
+
+    def refuse_new_connections(self) -> None:
+        """A smart shutdown: new connections are refused at once, running sessions go on,
+        and the server exits when the last one ends (an outage for everyone but them)."""
+        self._check(str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "smart",
+                    "-W", "stop")
+
+    def wait_stopped(self, timeout: float = 30) -> None:
+        """Wait until the server has exited."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while (self.datadir / "postmaster.pid").exists():
+            assert time.monotonic() < deadline, "PostgreSQL did not stop"
+            time.sleep(0.1)
 
     def _own(self, path: Path) -> None:
         if self.account is not None:
