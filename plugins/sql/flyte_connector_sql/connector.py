@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from flyteidl2.core.execution_pb2 import TaskExecution
+from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
 from connector_cli.errors import ConnectorError, TransientError
 from connector_cli.sdk.connector import AsyncConnector, Resource
@@ -118,34 +118,41 @@ class SQLConnector(AsyncConnector):
             state = status.get("state")
         cancelled = (job_dir / jobfiles.CANCELLED).exists()
         info = _info(resource_meta, status)
+        # The link goes out from the first answer: the backend shows what a poll returns
+        # only when the phase changes, so a link added later stays hidden until the end.
+        links = [TaskLog(name="SQL worker log", uri=(job_dir / jobfiles.LOG).absolute().as_uri())]
         if state == jobfiles.SUCCEEDED:
-            return self._succeeded(resource_meta, status, info)
+            return self._succeeded(resource_meta, status, info, links)
         if cancelled or state == jobfiles.ABORTED:
-            return Resource(phase=TaskExecution.ABORTED, message="cancelled", custom_info=info)
+            return Resource(phase=TaskExecution.ABORTED, message="cancelled", custom_info=info,
+                            log_links=links)
         if state == jobfiles.FAILED:
             message = scrub(str(status.get("message", "the query failed")),
                             password_from(kwargs))
-            return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info)
+            return Resource(phase=TaskExecution.FAILED, message=message, custom_info=info,
+                            log_links=links)
         if not _running(resource_meta):
             tail = scrub(jobfiles.log_tail(job_dir), password_from(kwargs))
             message = "the SQL worker exited unexpectedly" + (f": {tail}" if tail else "")
             # Lost, not failed: the query may well succeed when Flyte retries the task.
             return Resource(phase=TaskExecution.RETRYABLE_FAILED, message=message,
-                            custom_info=info)
+                            custom_info=info, log_links=links)
         message = _progress(status)
         if meta.engine == POSTGRESQL and state == jobfiles.RUNNING:
             doing = _server_activity(meta, status, password_from(kwargs))
             message = f"{message}; server: {doing}" if doing else message
         return Resource(phase=_PHASES.get(str(state), TaskExecution.RUNNING),
-                        message=message, custom_info=info)
+                        message=message, custom_info=info, log_links=links)
 
-    def _succeeded(self, meta: SQLMeta, status: dict[str, Any], info: dict[str, Any]) -> Resource:
+    def _succeeded(self, meta: SQLMeta, status: dict[str, Any], info: dict[str, Any],
+                   links: list[TaskLog]) -> Resource:
         from connector_cli.literals import StructuredDataset
 
         rows = int(status.get("rows", 0))
         uri = f"{meta.job_uri}/{status['result']}"
         return Resource(
             phase=TaskExecution.SUCCEEDED, message=f"{rows} rows", custom_info=info,
+            log_links=links,
             outputs={"row_count": rows, "result": StructuredDataset(uri=uri, format=meta.format)},
         )
 

@@ -88,3 +88,18 @@ async def test_past_the_grace_the_error_reaches_the_caller(
     assert failed.value.code == "UNAVAILABLE"
     assert "cannot reach the PostgreSQL server" in str(failed.value)
     assert own_pg.password not in str(failed.value)
+
+
+async def test_the_log_link_comes_with_the_first_answer(tmp_path: Path) -> None:
+    """The backend shows a poll's links only when the phase changes: a link first sent
+    mid-RUNNING would stay hidden until the task ends."""
+    from sql_testlib import SLOW_SQLITE
+
+    async with serve_in_background(plugins=["sql"]) as daemon:
+        meta = await daemon.client.create(template(query=SLOW_SQLITE), str(tmp_path))
+        first = await daemon.client.get(SQL, meta)
+        await daemon.client.delete(SQL, meta)
+    assert first.phase in (TaskExecution.INITIALIZING, TaskExecution.RUNNING)
+    assert [link.name for link in first.log_links] == ["SQL worker log"]
+    assert first.log_links[0].uri.startswith("file://") and \
+        first.log_links[0].uri.endswith("/worker.log")
