@@ -230,11 +230,13 @@ def test_references_between_objects_resolve(name: str) -> None:
     c = container(name)
     assert pod["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
     secret = one("Secret")
-    refs = [e["secretRef"] for e in c.get("envFrom", []) if "secretRef" in e]
-    assert any(r["name"] == secret["metadata"]["name"] for r in refs)
-    assert all(r.get("optional") for r in refs), "the daemon must start without the example"
-    assert secret["stringData"] and all(k.startswith("FLYTE_SECRET_") for k in secret["stringData"])
-    assert not any(secret["stringData"].values()), "the example must not carry a value"
+    assert not c.get("envFrom"), "credentials are files the connections file names"
+    mounted = {v["name"]: v for v in pod["volumes"]}
+    assert mounted["credentials"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert mounted["credentials"]["secret"]["optional"], "the daemon must start without it"
+    assert mounted["connections"]["configMap"]["name"] == one("ConfigMap")["metadata"]["name"]
+    assert secret["stringData"] and not any(secret["stringData"].values()), \
+        "the example must not carry a value"
     volumes = {v["name"] for v in pod["volumes"]}
     claims = {t["metadata"]["name"] for t in workload(name)["spec"].get("volumeClaimTemplates", [])}
     assert not volumes & claims
@@ -610,7 +612,10 @@ def daemon_with_workload_args(request: pytest.FixtureRequest, tmp_path: Path) ->
     env.update({var: str(path) for var, path in states.items()})
     key = tmp_path / "meta.key"  # stands in for the mounted Secret
     key.write_text(os.urandom(32).hex())
-    args = [f"--meta-key-file={key}" if a.startswith("--meta-key-file=") else a
+    connections = tmp_path / "connections.yaml"  # the ConfigMap's file, as mounted
+    connections.write_text(one("ConfigMap")["data"]["connections.yaml"])
+    moved = {"--meta-key-file=": key, "--connections=": connections}
+    args = [next((f"{o}{p}" for o, p in moved.items() if a.startswith(o)), a)
             for a in c.get("args", [])]
     argv = [sys.executable, "-m", "connector_cli", "serve", *args,
             "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
