@@ -227,3 +227,71 @@ async def test_databricks_takes_its_token_from_the_connections_file(
     assert fake.bad_tokens == 0
     for token in (ALPHA, BETA, ROTATED):
         assert token not in log
+
+
+# -- masking and the lookup for services without a connection ---------------------------
+
+
+
+def _echo_registry(registry: Any) -> Any:
+    from dataclasses import dataclass
+
+    from connector_cli import AsyncConnector, Resource
+    from connector_cli import ResourceMeta as Meta
+
+    @dataclass
+    class Handle(Meta):
+        job: str
+
+    class Echo(AsyncConnector):
+        """Says what it was given: the daemon must mask it."""
+
+        name = "Echo"
+        task_type_name = "echo"
+        metadata_type = Handle
+
+        async def create(self, task_template: Any, output_prefix: str, inputs: Any = None,
+                         task_execution_metadata: Any = None, **kwargs: Any) -> Handle:
+            logging.getLogger("echo").warning("creating with %s", kwargs)
+            return Handle(job="j")
+
+        async def get(self, resource_meta: Handle, **kwargs: Any) -> Resource:
+            if kwargs.get("fail"):
+                raise RuntimeError(f"cannot log in with {kwargs['api_key']}")
+            return Resource(phase=TaskExecution.RUNNING, message=f"using {kwargs}")
+
+        async def delete(self, resource_meta: Handle, **kwargs: Any) -> None:
+            return None
+
+    registry.register(Echo())
+    return registry
+
+
+async def test_values_from_the_file_are_masked_like_the_requests_secrets(
+        registry: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from connector_cli.client import connection
+    from connector_cli.errors import RemoteError
+    from connector_cli.run.task_files import make_template
+    from connector_cli.testing import serve_in_background
+
+    key = write_secret(tmp_path / "api-key", SECRET)
+    path = tmp_path / "connections.yaml"
+    path.write_text(f"connections:\n  - task_type: echo\n    secrets: {{api_key: {{file: "
+                    f"{key}}}}}\n    configs: {{region: eu}}\n")
+    _echo_registry(registry)
+    from connector_cli.masking import MaskingFilter
+
+    caplog.handler.addFilter(MaskingFilter())  # as the daemon's own log handler has
+    with caplog.at_level(logging.DEBUG):
+        async with serve_in_background(registry, connections=str(path)) as daemon:
+            meta = await daemon.client.create(make_template("echo"), "/tmp/out")
+            running = await daemon.client.get(("echo", 0), meta)
+            with pytest.raises(RemoteError) as failed:
+                await daemon.client.get(("echo", 0), meta,
+                                        connection=connection(configs={"fail": "yes"}))
+            found = daemon.server._services[0].dispatch.connection("echo")  # type: ignore
+            assert found is not None and found.secrets == {"api_key": SECRET}
+            assert daemon.server._services[0].dispatch.connection("other") is None  # type: ignore
+    assert "'region': 'eu'" in running.message and "'api_key': '****'" in running.message
+    assert SECRET not in str(failed.value) and "****" in str(failed.value)
+    assert SECRET not in caplog.text and "creating with" in caplog.text
