@@ -41,8 +41,8 @@ class Option(Record):
 
     `kind` names the value's type for the CLI (see `connector_cli.cli.serve_command`):
     text, port, port-or-off (0 means None), count (>= 1), seconds (>= 0), bytes (>= 1024),
-    file, dir, time (ISO 8601), flag, processes, or a tuple of choices. `c0` is the Flyte SDK server's
-    spelling, accepted as a hidden alias. `per_worker`: not handed to `--processes`
+    file, dir, time (ISO 8601), flag, processes, or a tuple of choices. `c0` is the Flyte
+    SDK server's spelling, accepted as a hidden alias. `per_worker`: not handed to `--processes`
     workers as it is (the supervisor sets it per worker, or acts on it itself). `env`:
     also read from FLYTE_CONNECTOR_<NAME>."""
 

@@ -26,6 +26,12 @@ FORGED = json.dumps({
 }).encode()
 
 
+def _iso(moment: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat()
+
+
 def counter_request() -> tuple[object, object]:
     template = make_template("flyte_counter", inputs={"n": int, "label": str},
                              outputs={"total": int, "label": str, "ratio": float, "ok": bool})
@@ -71,7 +77,7 @@ async def test_the_migration_window_accepts_unsigned_metas_until_it_closes() -> 
     template, inputs = counter_request()
     plain = CounterMeta(job_id="job-3-abc-none", n=3, label="abc").encode()
     async with serve_in_background(modules=[FLYTE_STYLE], sign_foreign_metas=True,
-                                   unsigned_metas_until=time.time() + 3600) as daemon:
+                                   accept_unsigned_metas_until=_iso(time.time() + 3600)) as daemon:
         async with Stubs(daemon.address) as stubs:
             await stubs.create(template, inputs, secrets={"api_key": SECRET})
             assert (await stubs.get("flyte_counter", plain)).phase > 0
@@ -80,7 +86,7 @@ async def test_the_migration_window_accepts_unsigned_metas_until_it_closes() -> 
                 await stubs.get("flyte_counter", forged)
     assert bad_signature.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     async with serve_in_background(modules=[FLYTE_STYLE], sign_foreign_metas=True,
-                                   unsigned_metas_until=time.time() - 1) as daemon:
+                                   accept_unsigned_metas_until=_iso(time.time() - 1)) as daemon:
         async with Stubs(daemon.address) as stubs:
             with pytest.raises(grpc.aio.AioRpcError) as closed:
                 await stubs.get("flyte_counter", plain)
