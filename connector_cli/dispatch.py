@@ -35,8 +35,9 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli import wire
-from connector_cli.errors import LiteralError, UsageError
-from connector_cli.masking import activate, check_configs, current, mask_resource
+from connector_cli.connection_args import connection_kwargs
+from connector_cli.errors import LiteralError
+from connector_cli.masking import current, mask_resource
 from connector_cli.offload import DEFAULT_MAX_RESPONSE_BYTES, fit
 from connector_cli.sdk.connector import (
     AsyncConnector,
@@ -58,14 +59,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNKNOWN_TASK_TYPE = "unknown"
-_RESERVED = {
-    "create": frozenset({"task_template", "output_prefix", "inputs", "task_execution_metadata"}),
-    "get": frozenset({"resource_meta"}),
-    "delete": frozenset({"resource_meta"}),
-    "get_metrics": frozenset({"resource_meta", "queries", "start_time", "end_time", "step"}),
-    "get_logs": frozenset({"resource_meta", "token", "lines"}),
-}
-_WITH_CONNECTION = frozenset({"create", "get", "delete"})
 _NO_SECRETS: Mapping[str, str] = {}
 
 
@@ -404,43 +397,6 @@ class Dispatcher:
             extra = accepted(getattr(connector, optional),
                              self._kwargs(request, optional, scope, rule))
         return connector, meta, extra
-
-
-def connection_kwargs(request: Any, operation: str, rule: Optional[Rule] = None,
-                      ) -> tuple[dict[str, str], Mapping[str, str]]:
-    """A request's connection, filled in from the connections file's `rule`, as keyword
-    arguments, and its secrets (for masking).
-
-    A key the request carries (as a secret or a config) keeps the request's value; the
-    rule fills the keys it lacks. A key that is both a secret and a config, or that would
-    replace one of the method's own arguments, is INVALID_ARGUMENT naming the key (never
-    the value); so are more secrets than `connector_cli.masking` bounds. Secrets become
-    the current task's mask.
-    """
-    secrets: Mapping[str, str] = _NO_SECRETS
-    configs: Mapping[str, str] = _NO_SECRETS
-    if operation in _WITH_CONNECTION and request.HasField("connection"):
-        secrets, configs = request.connection.secrets, request.connection.configs
-    if rule is not None:
-        from connector_cli.connections import fill
-
-        secrets, configs = fill(secrets, configs, rule)
-    if not secrets and not configs:
-        return {}, _NO_SECRETS
-    if secrets:
-        activate(secrets)
-    if configs:
-        check_configs(configs)
-    from connector_cli.sdk.secrets import Connection  # only requests with a connection
-
-    kwargs = Connection(secrets=secrets, configs=configs).kwargs()
-    taken = sorted(kwargs.keys() & (_RESERVED[operation] | {"executor"}))
-    if taken:
-        raise UsageError(
-            f"connection key {taken[0]!r} clashes with an argument of the connector's "
-            f"{operation} method; rename it"
-        )
-    return kwargs, secrets
 
 
 def fill_resource(out: pb.Resource, resource: Any, where: str) -> None:
