@@ -197,7 +197,7 @@ class SQLConnector(AsyncConnector):
             stop_worker()
             return
         try:
-            gone = cancel_backend(dsn, password, backend_pid, meta.job_id, stop_worker)
+            gone = cancel_backend(dsn, password, backend_pid, job_dir.name, stop_worker)
         except psycopg.Error as exc:
             reason = scrub(_first_line(exc), password)
             log.warning("SQL job %s: no control connection (%s); using the worker's cancel",

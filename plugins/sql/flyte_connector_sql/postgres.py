@@ -28,11 +28,11 @@ def connect(dsn: str, password: Optional[str], timeout: int = 3) -> Any:
     )
 
 
-def backend_running(conn: Any, backend_pid: int, job_id: str) -> bool:
+def backend_running(conn: Any, backend_pid: int, job_name: str) -> bool:
     """True while the job's backend still exists in pg_stat_activity."""
     row = conn.execute(
         f"SELECT count(*) FROM pg_stat_activity {_MATCH}",
-        {"pid": backend_pid, "app": APP_NAME_PREFIX + job_id},
+        {"pid": backend_pid, "app": APP_NAME_PREFIX + job_name},
     ).fetchone()
     return bool(row and row[0])
 
@@ -65,7 +65,7 @@ def unreachable(exc: BaseException) -> bool:
     return not any(word in text for word in _AUTH_WORDS)
 
 
-def cancel_backend(dsn: str, password: Optional[str], backend_pid: int, job_id: str,
+def cancel_backend(dsn: str, password: Optional[str], backend_pid: int, job_name: str,
                    stop_worker: Any, timeout: float = 1.0) -> bool:
     """Cancel the job's query on the server, stop its worker, make sure the backend ends.
 
@@ -73,13 +73,13 @@ def cancel_backend(dsn: str, password: Optional[str], backend_pid: int, job_id: 
     client side, which closes the session; if the backend is still there after
     `timeout` seconds, `pg_terminate_backend`. Returns True once the backend is gone.
     """
-    args = {"pid": backend_pid, "app": APP_NAME_PREFIX + job_id}
+    args = {"pid": backend_pid, "app": APP_NAME_PREFIX + job_name}
     with connect(dsn, password) as conn:
         conn.execute(f"SELECT pg_cancel_backend(pid) FROM pg_stat_activity {_MATCH}", args)
         stop_worker()
-        if wait_until(lambda: not backend_running(conn, backend_pid, job_id), timeout):
+        if wait_until(lambda: not backend_running(conn, backend_pid, job_name), timeout):
             return True
         log.info("backend %d of SQL job %s ignored the cancel; terminating it",
-                 backend_pid, job_id)
+                 backend_pid, job_name)
         conn.execute(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity {_MATCH}", args)
-        return wait_until(lambda: not backend_running(conn, backend_pid, job_id), timeout)
+        return wait_until(lambda: not backend_running(conn, backend_pid, job_name), timeout)

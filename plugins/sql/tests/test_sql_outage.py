@@ -103,3 +103,32 @@ async def test_the_log_link_comes_with_the_first_answer(tmp_path: Path) -> None:
     assert [link.name for link in first.log_links] == ["SQL worker log"]
     assert first.log_links[0].uri.startswith("file://") and \
         first.log_links[0].uri.endswith("/worker.log")
+
+
+async def test_delete_cancels_the_query_on_the_server_for_a_job_under_the_output_prefix(
+        tmp_path: Path, own_pg: PgServer) -> None:
+    """The worker names its session after the job directory (`sql-<id>` under a local
+    output prefix): the daemon's cancel must match that name. The worker is frozen first,
+    so its own cancel on SIGTERM cannot stand in for the daemon's."""
+    import json
+    import os
+    import signal
+
+    from connector_cli.signing import unsigned_payload
+
+    conn = connection(secrets={"sql_password": own_pg.password})
+    query = template(query="SELECT 1 FROM pg_sleep(30)", database=own_pg.dsn)
+    async with serve_in_background(plugins=["sql"]) as daemon:
+        meta = await daemon.client.create(query, str(tmp_path), connection=conn)
+        await running(daemon, meta, conn)
+        worker = json.loads(unsigned_payload(meta))["pid"]
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            await daemon.client.delete(SQL, meta, connection=conn)
+        finally:
+            try:
+                os.kill(worker, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    log = (own_pg.root / "server.log").read_text(errors="replace")
+    assert "canceling statement due to user request" in log
