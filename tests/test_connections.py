@@ -295,3 +295,22 @@ async def test_values_from_the_file_are_masked_like_the_requests_secrets(
     assert "'region': 'eu'" in running.message and "'api_key': '****'" in running.message
     assert SECRET not in str(failed.value) and "****" in str(failed.value)
     assert SECRET not in caplog.text and "creating with" in caplog.text
+
+
+def test_serve_refuses_to_start_on_a_broken_file_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    path = tmp_path / "connections.yaml"
+    path.write_text("connections:\n  - task_type: t\n    secrets: {k: hunter2-inline}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--metrics-port", "0", "--plugins", "shell", "--connections", str(path)],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+        env=cli_env(FLYTE_CONNECTOR_STATE_DIR=str(tmp_path / "state")))
+    errors = [line for line in done.stderr.splitlines() if "Error" in line]
+    assert done.returncode == 1, done.stderr
+    assert len(errors) == 1 and "connections[0].secrets.k" in errors[0], done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr

@@ -151,8 +151,9 @@ class ConnectorServer:
         signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
-        server = grpc.aio.server(options=grpc_options(config))
+        # before the grpc server exists: a bad connections file stops start-up cleanly
         tasks = TaskService(self.registry, self._executor, self._metrics, signer, config)
+        server = grpc.aio.server(options=grpc_options(config))
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self.gate = RequestGate(config.inflight_budget)
