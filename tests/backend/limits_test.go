@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"testing"
-	"time"
 )
 
 // Scenario 7: a GetTask answer larger than grpc-go's 4 MiB receive limit.
@@ -16,11 +15,13 @@ func bulkyTask(t *testing.T, size int, runningFirst, toFile bool) Task {
 	}
 }
 
-// Today the daemon answers inline whatever the size, so the plugin's GetTask fails with
-// RESOURCE_EXHAUSTED on every poll. When `serve --max-response-bytes` spills outputs to
-// <output_prefix>/outputs.pb, flip this test: the backend should then conclude Success
-// with the outputs read from the file.
-func TestOutputsOver4MiB_TodayGetTaskExhaustsTheErrorBudget(t *testing.T) {
+// `serve --max-response-bytes` (default 4 MiB, grpc-go's receive limit) never sends a
+// larger answer: a SUCCEEDED task's outputs go to <output_prefix>/outputs.pb, which the
+// backend reads, and the answer carries none; where that cannot be written the task fails
+// for good with a message naming the size and the limit. Before, every such GetTask failed
+// with RESOURCE_EXHAUSTED until the error budget was spent (or, after a RUNNING answer,
+// the task hung in Running).
+func TestOutputsOver4MiBGoToOutputsPb(t *testing.T) {
 	p := plugin(t, DefaultDeployment(shared(t).Address))
 	ctx := context.Background()
 
@@ -31,20 +32,26 @@ func TestOutputsOver4MiB_TodayGetTaskExhaustsTheErrorBudget(t *testing.T) {
 		t.Fatalf("output of %d bytes, want %d", len(text), 4<<20-4096)
 	}
 
-	// Over it, first answer: the task fails once the budget of 5 errors is spent.
-	item, out := p.Run(ctx, bulkyTask(t, 5<<20, false, false), poll, within)
-	expect(t, out, PermanentFailure, CacheFailed, "failed to get task from connector with rpc error: "+
-		"code = ResourceExhausted", "received message larger than max")
-	if item.SyncFailures != p.MaxSystemFailures+1 {
-		t.Fatalf("%d GetTask errors before failing, want %d", item.SyncFailures, p.MaxSystemFailures+1)
+	// Over it, as the first answer and after a RUNNING one: read from outputs.pb.
+	for _, runningFirst := range []bool{false, true} {
+		item, out := p.Run(ctx, bulkyTask(t, 5<<20, runningFirst, false), poll, within)
+		expect(t, out, Success, "")
+		if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 5<<20 {
+			t.Fatalf("output of %d bytes, want %d", len(text), 5<<20)
+		}
+		if item.SyncFailures != 0 {
+			t.Fatalf("%d GetTask errors", item.SyncFailures)
+		}
 	}
 
-	// Over it after a RUNNING answer: the cache keeps the last resource it read, so the
-	// backend goes on reporting Running although every GetTask fails: the task hangs.
-	item, out = p.Run(ctx, bulkyTask(t, 5<<20, true, false), poll, 3*time.Second)
-	expect(t, out, Running, "")
-	if item.SyncFailures <= p.MaxSystemFailures {
-		t.Fatalf("only %d GetTask errors in 3 s", item.SyncFailures)
+	// An output prefix the daemon cannot write to: a permanent failure that says why.
+	task := bulkyTask(t, 5<<20, false, false)
+	task.OutputPrefix = "nope://bucket/prefix"
+	item, out := p.Run(ctx, task, poll, within)
+	expect(t, out, PermanentFailure, "", "over the 4194304-byte limit", "--max-response-bytes",
+		"nope://bucket/prefix/outputs.pb")
+	if item.SyncFailures != 0 {
+		t.Fatalf("%d GetTask errors", item.SyncFailures)
 	}
 }
 
