@@ -65,6 +65,12 @@ class DiscoveryReport:
         return f"DiscoveryReport(loaded={self.loaded!r}, failed={self.failed!r})"
 
     @property
+    def modules_loaded(self) -> int:
+        """How many distinct plugin modules loaded: an entry point and a `--modules` entry
+        naming the same module are one plugin."""
+        return len({(o.target or o.name).partition(":")[0].strip() for o in self.loaded})
+
+    @property
     def missing(self) -> list[PluginFailure]:
         """Names the user asked for that do not exist: a `--modules` module that is not
         there, or a `--plugins` name that is not installed. A usage error, not a broken

@@ -253,6 +253,8 @@ class Dispatcher:
 
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
+            if self.on_inputs is not None:  # 0 bytes, as the Flyte SDK server records it
+                self.on_inputs(scope.label, 0)
             return None if connector.raw_inputs else inputs_to_python(None, interface)
         inputs = request.inputs
         if self.on_inputs is not None:

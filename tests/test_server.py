@@ -67,7 +67,7 @@ async def test_health_serving_then_not_serving_while_draining() -> None:
     async with serve_in_background(fresh_registry(), grace_period=5) as daemon:
         channel = grpc.aio.insecure_channel(daemon.address)
         health = health_pb2_grpc.HealthStub(channel)
-        for name in ["", *SERVICES]:
+        for name in ["", *SERVICES, "grpc.health.v1.Health"]:  # the last as on c0
             reply = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
             assert reply.status == SERVING, name
         with pytest.raises(grpc.aio.AioRpcError) as info:
@@ -133,23 +133,27 @@ async def test_metrics_endpoint(plugin_path: Path) -> None:
     expected = [
         'flyte_connector_requests_success_total{operation="create",task_type="echo"} 1.0',
         'flyte_connector_requests_success_total{operation="get",task_type="echo"} 1.0',
-        'flyte_connector_requests_failure_total{error_code="INVALID_ARGUMENT",operation="get",task_type="echo"} 1.0',
-        'flyte_connector_requests_failure_total{error_code="NOT_FOUND",operation="get",task_type="unknown"} 1.0',
+        'flyte_connector_requests_failure_total{error_code="500",grpc_code="INVALID_ARGUMENT",operation="get",task_type="echo"} 1.0',
+        'flyte_connector_requests_failure_total{error_code="404",grpc_code="NOT_FOUND",operation="get",task_type="nope"} 1.0',
         'flyte_connector_requests_total{code="OK",operation="list_connectors",task_type=""} 1.0',
         'flyte_connector_request_latency_seconds_count{operation="get",task_type="echo"} 2.0',
+        'flyte_connector_request_duration_seconds_count{operation="get",task_type="echo"} 2.0',
         'flyte_connector_requests_in_flight{operation="get"} 0.0',
         "flyte_connector_plugins_loaded 1.0",
         "flyte_connector_plugins_failed 0.0",
         'flyte_connector_input_literal_bytes_count{task_type="echo"} 1.0',
+        'flyte_connector_input_size_bytes_count{task_type="echo"} 1.0',
     ]
     missing = [line for line in expected if line not in text]
     assert not missing, missing
     samples = [line for line in text.splitlines() if line and not line.startswith("#")]
     series = exported_series()
     names = {line.split("{")[0].split(" ")[0] for line in samples}
-    assert names <= set(series), names - set(series)
+    ours = {name for name in names if name.startswith("flyte_connector_")}
+    assert ours <= set(series), ours - set(series)
+    assert "process_resident_memory_bytes" in names and "python_info" in names
     assert set(re.findall(r'operation="(\w+)"', text)) <= set(OPERATIONS)
-    inf = 'flyte_connector_request_latency_seconds_bucket{le="+Inf",operation="get",task_type="echo"} 2.0'
+    inf = 'flyte_connector_request_duration_seconds_bucket{le="+Inf",operation="get",task_type="echo"} 2.0'
     assert inf in text
 
 
@@ -306,3 +310,44 @@ async def test_docs_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert "serves ['Hello']" in capsys.readouterr().out
     assert resource.phase == TaskExecution.SUCCEEDED and resource.message == "greeted"
 
+
+
+def test_ready_in_is_the_time_to_the_first_possible_answer() -> None:
+    """The figure covers the interpreter, imports and plugin loading, not just the bind:
+    a client polling from the moment the process is launched gets its first answer no
+    sooner than the figure says (and not much later)."""
+    from tests.helpers.flyte_support import free_port
+
+    port = free_port()
+    launched = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port), "--metrics-port", "0", "--plugins", "shell,sql"],
+        stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=REPO)
+    try:
+        while time.monotonic() - launched < 60:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    ConnectorMetadataServiceStub(channel).ListConnectors(
+                        pb.ListConnectorsRequest(), timeout=1)
+                break
+            except grpc.RpcError:
+                time.sleep(0.01)
+        first_answer = time.monotonic() - launched
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[1]
+    ready = float(re.search(r"ready in ([\d.]+)s", log).group(1))  # type: ignore[union-attr]
+    assert first_answer - 0.25 <= ready <= first_answer + 0.01, (ready, first_answer)
+
+
+async def test_unknown_task_types_keep_their_name_as_a_label_up_to_a_bound() -> None:
+    from connector_cli.daemon.servicers import MAX_UNKNOWN_LABELS
+
+    async with serve_in_background(fresh_registry(), metrics_port=0) as daemon:
+        for i in range(MAX_UNKNOWN_LABELS + 5):
+            with pytest.raises(ConnectorNotFound):
+                await daemon.client.get((f"nope{i}", 0), b"{}")
+        text = await asyncio.to_thread(scrape, daemon.metrics_url)
+    labels = set(re.findall(r'requests_failure_total\{[^}]*task_type="([^"]+)"', text))
+    assert labels == {f"nope{i}" for i in range(MAX_UNKNOWN_LABELS)} | {"unknown"}

@@ -150,11 +150,12 @@ def serve_command(**params: Any) -> None:
 
 def _server(config: ServerConfig, discovery: DiscoveryConfig) -> ConnectorServer:
     """The daemon for `config`, serving what discovery loads (not started yet)."""
-    from connector_cli.daemon.server import ConnectorServer
+    from connector_cli.daemon.server import ConnectorServer, process_started
     from connector_cli.sdk.registry import ConnectorRegistry
 
     registry = ConnectorRegistry()
-    return ConnectorServer(registry, config, _load(registry, discovery, config.strict))
+    report = _load(registry, discovery, config.strict)
+    return ConnectorServer(registry, config, report, launched=process_started())
 
 
 def _load(registry: ConnectorRegistry, discovery: DiscoveryConfig,

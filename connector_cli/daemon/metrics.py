@@ -1,9 +1,14 @@
 """Prometheus metrics of one daemon, on its own `CollectorRegistry`.
 
-Series names keep the ones Flyte's connector dashboards already use
-(`flyte_connector_requests_success_total`, `..._failure_total`,
-`..._request_latency_seconds`, `..._input_literal_bytes`) and add requests by status code,
-in-flight requests and plugin load results.
+The series the Flyte SDK's server (`c0`) exports keep its names, types and label values,
+so its dashboards and alerts keep working: `flyte_connector_requests_success_total`,
+`..._requests_failure_total` (`error_code` "404" for an unknown task type, "500" for any
+other failure, as `c0` labels them, and beside it our `grpc_code`), and the summaries
+`..._request_latency_seconds` and `..._input_literal_bytes`. Ours sit beside them:
+requests by status code, latency and input size as histograms
+(`..._request_duration_seconds`, `..._input_size_bytes`), in-flight requests and plugin
+load results. `metrics_http` adds prometheus_client's default registry (process_*,
+python_*, a connector's own metrics) on the same endpoint, as `c0` serves it.
 
 Recording sits on the request hot path, so it is plain integer arithmetic on the event
 loop thread (no locks, no label lookups); a custom collector turns the tallies into metric
@@ -14,6 +19,8 @@ its exposition code) is imported by the first scrape (`metrics_http`), never at 
 
 from __future__ import annotations
 
+import os
+import time
 from bisect import bisect_left
 from typing import Any, Iterable, Iterator, Optional
 
@@ -21,13 +28,16 @@ PREFIX = "flyte_connector_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BYTES_BUCKETS = tuple(float(4**i) for i in range(3, 14))
 _REQUEST = ("task_type", "operation")
+_FAILURE_DOC = ("Failed requests: error_code as the Flyte SDK server labels them (404 unknown "
+                "task type, else 500), grpc_code the status.")
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "requests_success": ("counter", "Successful requests.", _REQUEST),
-    "requests_failure": ("counter", "Failed requests, by gRPC status code.",
-                         (*_REQUEST, "error_code")),
+    "requests_failure": ("counter", _FAILURE_DOC, (*_REQUEST, "error_code", "grpc_code")),
     "requests": ("counter", "Requests, by gRPC status code (OK included).", (*_REQUEST, "code")),
-    "request_latency_seconds": ("histogram", "Time to answer a request.", _REQUEST),
-    "input_literal_bytes": ("histogram", "Size of CreateTask inputs.", ("task_type",)),
+    "request_latency_seconds": ("summary", "Time to answer a request.", _REQUEST),
+    "request_duration_seconds": ("histogram", "Time to answer a request.", _REQUEST),
+    "input_literal_bytes": ("summary", "Size of CreateTask inputs.", ("task_type",)),
+    "input_size_bytes": ("histogram", "Size of CreateTask inputs.", ("task_type",)),
     "requests_in_flight": ("gauge", "Requests being answered now.", ("operation",)),
     "plugins_loaded": ("gauge", "Plugins and modules that loaded.", ()),
     "plugins_failed": ("gauge", "Plugins and modules that failed to load.", ()),
@@ -37,19 +47,28 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "connections_reload_failures": ("counter", ("Changed connections files that could not be "
                                     "loaded (the last good one stays)."), ()),
 }
+# The Flyte SDK server's error_code label: http.HTTPStatus values, 404 only for NOT_FOUND.
+C0_ERROR_CODES = {"NOT_FOUND": "404"}
+C0_OTHER_ERROR = "500"
 
+
+def _created_series() -> bool:
+    """prometheus_client's own switch for the `_created` samples of counters and summaries."""
+    value = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False")
+    return value.lower() not in ("true", "1", "t")
 
 
 class _Tally:
     """Count, sum and per-bucket counts (not cumulative) of observed values."""
 
-    __slots__ = ("count", "total", "buckets", "bounds")
+    __slots__ = ("count", "total", "buckets", "bounds", "created")
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+    def __init__(self, bounds: tuple[float, ...], created: Optional[float] = None) -> None:
         self.count = 0
         self.total = 0.0
         self.bounds = bounds
         self.buckets = [0] * (len(bounds) + 1)
+        self.created = time.time() if created is None else created
 
     def observe(self, value: float) -> None:
         self.count += 1
@@ -57,6 +76,7 @@ class _Tally:
         self.buckets[bisect_left(self.bounds, value)] += 1
 
     def merge(self, other: _Tally) -> None:
+        self.created = min(self.created, other.created)
         self.count += other.count
         self.total += other.total
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets)]
@@ -125,7 +145,7 @@ class Metrics:
     def snapshot(self) -> dict[str, Any]:
         """The tallies as JSON data: what one `serve --processes` worker hands the parent."""
         def tally(t: _Tally) -> list[Any]:
-            return [t.count, t.total, t.buckets]
+            return [t.count, t.total, t.buckets, t.created]
 
         return {
             "requests": [[*key, *tally(t)] for key, t in list(self._requests.items())],
@@ -137,13 +157,15 @@ class Metrics:
 
     def absorb(self, snapshot: dict[str, Any], live: bool = True) -> None:
         """Add a worker's `snapshot` to these tallies (in-flight only when it is `live`)."""
-        for operation, task_type, code, count, total, buckets in snapshot["requests"]:
-            key = (operation, task_type, code)
-            mine = self._requests.setdefault(key, _Tally(LATENCY_BUCKETS))
-            mine.merge(_restore(LATENCY_BUCKETS, count, total, buckets))
-        for task_type, count, total, buckets in snapshot["inputs"]:
-            mine = self._inputs.setdefault(task_type, _Tally(BYTES_BUCKETS))
-            mine.merge(_restore(BYTES_BUCKETS, count, total, buckets))
+        for operation, task_type, code, *tally in snapshot["requests"]:
+            theirs = _restore(LATENCY_BUCKETS, *tally)
+            mine = self._requests.setdefault((operation, task_type, code),
+                                             _Tally(LATENCY_BUCKETS, theirs.created))
+            mine.merge(theirs)
+        for task_type, *tally in snapshot["inputs"]:
+            theirs = _restore(BYTES_BUCKETS, *tally)
+            mine = self._inputs.setdefault(task_type, _Tally(BYTES_BUCKETS, theirs.created))
+            mine.merge(theirs)
         for operation, n in snapshot["in_flight"].items():
             self._in_flight[operation] = self._in_flight.get(operation, 0) + (n if live else 0)
         for name, task_type, n in snapshot.get("events", ()):
@@ -156,15 +178,20 @@ class Metrics:
         rows: dict[str, list[tuple[list[str], Any]]] = {name: [] for name in FAMILIES}
         latency: dict[tuple[str, str], _Tally] = {}
         for (operation, task_type, code), tally in list(self._requests.items()):
-            rows["requests"].append(([task_type, operation, code], tally.count))
+            rows["requests"].append(([task_type, operation, code], tally))
             if code == "OK":
-                rows["requests_success"].append(([task_type, operation], tally.count))
+                rows["requests_success"].append(([task_type, operation], tally))
             else:
-                rows["requests_failure"].append(([task_type, operation, code], tally.count))
-            merged = latency.setdefault((task_type, operation), _Tally(LATENCY_BUCKETS))
+                error = C0_ERROR_CODES.get(code, C0_OTHER_ERROR)
+                rows["requests_failure"].append(([task_type, operation, error, code], tally))
+            merged = latency.get((task_type, operation))
+            if merged is None:
+                merged = latency[(task_type, operation)] = _Tally(LATENCY_BUCKETS, tally.created)
             merged.merge(tally)
-        rows["request_latency_seconds"] = [(list(k), t) for k, t in latency.items()]
-        rows["input_literal_bytes"] = [([k], t) for k, t in list(self._inputs.items())]
+        rows["request_latency_seconds"] = rows["request_duration_seconds"] = [
+            (list(k), t) for k, t in latency.items()]
+        rows["input_literal_bytes"] = rows["input_size_bytes"] = [
+            ([k], t) for k, t in list(self._inputs.items())]
         rows["requests_in_flight"] = [([op], n) for op, n in list(self._in_flight.items())]
         loaded, failed = self._plugins
         rows["plugins_loaded"] = [([], loaded)]
@@ -172,12 +199,14 @@ class Metrics:
         rows["plugin_failure"] = [([plugin, reason], 1) for plugin, reason in failed]
         for (name, task_type), n in list(self._events.items()):
             rows[name].append(([task_type] if FAMILIES[name][2] else [], n))
+        created = _created_series()
         for name, data in rows.items():
-            yield _family(name, data)
+            yield _family(name, data, created)
 
 
-def _restore(bounds: tuple[float, ...], count: int, total: float, buckets: list[int]) -> _Tally:
-    tally = _Tally(bounds)
+def _restore(bounds: tuple[float, ...], count: int, total: float, buckets: list[int],
+             created: float) -> _Tally:
+    tally = _Tally(bounds, created)
     tally.count, tally.total, tally.buckets = count, total, list(buckets)
     return tally
 
@@ -196,7 +225,6 @@ class MergedMetrics:
     def collect(self) -> Iterator[Any]:
         """Read every worker's latest snapshot and yield the summed families."""
         import json
-        import os
 
         total, live = Metrics(), set(self.live())
         for name in sorted(os.listdir(self.directory)):
@@ -211,30 +239,44 @@ class MergedMetrics:
         yield from total.collect()
 
 
-
-def _family(name: str, rows: list[tuple[list[str], Any]]) -> Any:
+def _family(name: str, rows: list[tuple[list[str], Any]], created: bool) -> Any:
+    """One metric family; counters and summaries carry `_created` as prometheus_client's own
+    metrics (and so the Flyte SDK server's) do, unless it is switched off."""
     from prometheus_client.core import (
         CounterMetricFamily,
         GaugeMetricFamily,
         HistogramMetricFamily,
+        SummaryMetricFamily,
     )
+    from prometheus_client.samples import Sample
 
     kind, doc, labels = FAMILIES[name]
     cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
-           "histogram": HistogramMetricFamily}[kind]
+           "histogram": HistogramMetricFamily, "summary": SummaryMetricFamily}[kind]
     family = cls(PREFIX + name, doc, labels=list(labels))
     for values, value in rows:
-        if kind == "histogram":
-            family.add_metric(values, value.histogram(), value.total)
-        else:
+        if kind == "gauge":
             family.add_metric(values, value)
+        elif kind == "counter" and isinstance(value, _Tally):
+            family.add_metric(values, value.count, created=value.created if created else None)
+        elif kind == "counter":  # an event count of ours (no c0 counterpart, no _created)
+            family.add_metric(values, value)
+        elif kind == "summary":
+            family.add_metric(values, value.count, value.total)
+            if created:
+                family.samples.append(Sample(family.name + "_created",
+                                             dict(zip(labels, values)), value.created))
+        else:
+            family.add_metric(values, value.histogram(), value.total)
     return family
 
 
 def exported_series() -> dict[str, set[str]]:
     """Every sample name /metrics can carry, with its label names (for checking
     dashboards and alert rules against what the daemon really exports)."""
-    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
+                "summary": ("_count", "_sum", "_created"),
+                "histogram": ("_bucket", "_sum", "_count")}
     series = {}
     for name, (kind, _doc, labels) in FAMILIES.items():
         for suffix in suffixes[kind]:

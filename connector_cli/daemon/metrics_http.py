@@ -5,6 +5,12 @@ resolves at once), but prometheus_client's exposition code (about 150 ms of impo
 http.server, email and wsgiref, and a few MiB) is imported only by the first scrape, in a
 worker thread, so it neither delays the first gRPC answer nor weighs on a daemon that is
 never scraped. No extra thread waits for connections.
+
+Beside the daemon's own collector the endpoint serves prometheus_client's default
+registry, as the Flyte SDK's server does: the process_* and python_* collectors, and any
+metric a connector registers there itself. A default-registry family with one of the
+daemon's own names (the Flyte SDK declares `c0`'s series at import) is left out: the
+daemon's figures are the ones that count its requests.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from connector_cli.daemon.addresses import passive_address
 
@@ -62,6 +68,7 @@ class MetricsEndpoint:
             if self._registry is None:
                 self._registry = CollectorRegistry(auto_describe=False)
                 self._registry.register(self.collector)
+                self._registry.register(DefaultRegistry(self.collector))
         encoder, content_type = choose_encoder(accept)
         return encoder(self._registry), content_type
 
@@ -96,3 +103,21 @@ class MetricsEndpoint:
                 accept = value.strip()
         body, content_type = await asyncio.to_thread(self.render, accept)
         return "200 OK", body, content_type
+
+
+class DefaultRegistry:
+    """prometheus_client's default registry, minus the families `own` also yields."""
+
+    def __init__(self, own: Any) -> None:
+        self.own = own
+        self._names: Optional[set[str]] = None
+
+    def collect(self) -> Iterator[Any]:
+        """The default registry's families whose names the daemon does not export."""
+        from prometheus_client import REGISTRY
+
+        if self._names is None:
+            self._names = {family.name for family in self.own.collect()}
+        for family in REGISTRY.collect():
+            if family.name not in self._names:
+                yield family

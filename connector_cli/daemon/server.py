@@ -25,6 +25,7 @@ import grpc.aio
 
 from connector_cli.config import ServerConfig
 from connector_cli.daemon.addresses import bind_error, check_free, host_port
+from connector_cli.daemon.health import SERVICE as HEALTH_SERVICE
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
@@ -99,11 +100,30 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
     )
 
 
+def process_started() -> Optional[float]:
+    """When this process started, as a `time.monotonic()` instant (Linux: /proc), or None.
+
+    /proc/self/stat gives the start in clock ticks since boot (CLOCK_BOOTTIME), so the
+    process's age includes interpreter start-up and every import before ours."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf(
+            "SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return time.monotonic() - max(age, 0.0)
+
+
 class ConnectorServer:
     """One daemon: connector services, health, reflection and metrics over `registry`.
 
     `signer` (a `connector_cli.signing.MetaSigner`) replaces the one the config's key
-    options describe, e.g. an ephemeral one in tests."""
+    options describe, e.g. an ephemeral one in tests. `launched` is the `time.monotonic()`
+    instant start-up began (the CLI passes the process's start, `process_started()`), so
+    the "ready in" figure covers imports and plugin loading, not only the bind."""
 
     def __init__(
         self,
@@ -111,8 +131,10 @@ class ConnectorServer:
         config: Optional[ServerConfig] = None,
         plugin_report: Optional[DiscoveryReport] = None,
         signer: Optional[MetaSigner] = None,
+        launched: Optional[float] = None,
     ) -> None:
         self.registry = registry
+        self.launched = launched
         self.signer = signer
         self.config = config or ServerConfig()
         self.plugin_report = plugin_report
@@ -146,7 +168,7 @@ class ConnectorServer:
 
         The /metrics port is bound last; prometheus_client is imported by the first scrape
         (see `metrics_http`), so it never delays the first ListConnectors answer."""
-        started = time.perf_counter()
+        started = time.monotonic() if self.launched is None else self.launched
         config = self.config
         signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
@@ -169,7 +191,7 @@ class ConnectorServer:
         self._server = server
         self._stopped = asyncio.Event()
         await server.start()
-        for name in ("", *service_names()):
+        for name in ("", *service_names(), HEALTH_SERVICE):
             await self._health.set(name, SERVING)
         if config.worker_state:
             from connector_cli.daemon.worker_link import WorkerLink
@@ -179,7 +201,7 @@ class ConnectorServer:
             "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs on %s",
             self.address, "TLS" if config.tls else "plaintext",
             plural(len(self.registry), "task type"), plural(config.workers, "worker"),
-            time.perf_counter() - started, loop_name(),
+            time.monotonic() - started, loop_name(),
         )
         if self._metrics is not None and self._link is None:
             try:
@@ -210,7 +232,8 @@ class ConnectorServer:
         metrics = Metrics()
         report = self.plugin_report
         if report is not None:
-            metrics.plugins(len(report.loaded), [(f.origin.name, f.reason) for f in report.failed])
+            failed = [(f.origin.name, f.reason) for f in report.failed]
+            metrics.plugins(report.modules_loaded, failed)
         return metrics
 
     def _bind(self, server: grpc.aio.Server) -> int:

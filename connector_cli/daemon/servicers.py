@@ -24,7 +24,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 )
 
 from connector_cli.daemon.streams import until_draining
-from connector_cli.dispatch import ContractError, Dispatcher, Scope
+from connector_cli.dispatch import UNKNOWN_TASK_TYPE, ContractError, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, bounded
 from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_DETAIL = 400
+# Task types no connector serves get their own metrics label, as on the Flyte SDK server,
+# up to this many distinct names (then UNKNOWN_TASK_TYPE): a caller cannot grow /metrics.
+MAX_UNKNOWN_LABELS = 64
+MAX_LABEL_LENGTH = 100
 OPERATIONS = (
     "create", "get", "delete", "get_metrics", "get_logs", "list_connectors", "get_connector"
 )
@@ -105,6 +109,15 @@ class _Base:
         self.in_flight = 0
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._unknown: set[str] = set()
+
+    def unknown_label(self, task_type: str) -> str:
+        """The metrics label of a task type no connector serves (bounded in number)."""
+        name = task_type[:MAX_LABEL_LENGTH]
+        if name in self._unknown or len(self._unknown) < MAX_UNKNOWN_LABELS:
+            self._unknown.add(name)
+            return name
+        return UNKNOWN_TASK_TYPE
 
 
 class _Call:
@@ -142,6 +155,8 @@ class _Call:
         else:
             status, detail = status_for(exc, f"{self.operation} for task type "
                                               f"{self.task_type!r}")
+            if status is grpc.StatusCode.NOT_FOUND and self.scope.label == UNKNOWN_TASK_TYPE:
+                self.scope.label = self.service.unknown_label(self.task_type)
             self._end(status.name)
             await _abort(self.context, self.operation, self.scope, exc, status, detail)
 

@@ -85,11 +85,12 @@ def start_ours(tmp: Path, *args: str, **env: str) -> Process:
     return Process(argv, tmp / f"ours-{port}.log", **env).ready(f"127.0.0.1:{port}")
 
 
-def start_c0(tmp: Path, *args: str, **env: str) -> Process:
-    """The Flyte SDK's own connector server, `c0`, on free loopback ports (and only there)."""
+def start_c0(tmp: Path, *args: str, metrics_port: int = 0, **env: str) -> Process:
+    """The Flyte SDK's own connector server, `c0`, on free loopback ports (and only there);
+    /metrics on `metrics_port` when given."""
     port = free_port()
     argv = [sys.executable, str(C0_LOOPBACK), "--port", str(port),
-            "--prometheus_port", str(free_port()), *args]
+            "--prometheus_port", str(metrics_port or free_port()), *args]
     c0 = Process(argv, tmp / f"c0-{port}.log", **env).ready(f"127.0.0.1:{port}")
     listening = listening_addresses(c0.proc.pid)
     assert listening and all(host in ("127.0.0.1", "::1") for host, _ in listening), listening
