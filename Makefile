@@ -10,7 +10,7 @@ BENCH ?=
 FUZZ_EXAMPLES ?= 5000
 SOAK_SECONDS ?= 180
 
-.PHONY: install install-flyte serve test lint bench clean fuzz soak
+.PHONY: install install-flyte serve test lint bench clean fuzz soak dist
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,8 +64,18 @@ fuzz: install  # the daemon fuzz tests with many more examples (FUZZ_EXAMPLES, d
 soak: install  # drive a real daemon for SOAK_SECONDS; prints RSS slope, fds and job files
 	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS)
 
+# Wheels of the core and of each bundled plugin, for installing without a package index
+# (docs/getting-started.md): `pip install dist/*.whl`, or copy them into an image.
+DIST ?= dist
+dist: install
+	rm -rf $(DIST) build
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps \
+		--no-build-isolation -w $(DIST) . $(addprefix ./,$(PLUGIN_DIRS))
+	rm -rf build $(addsuffix /build,$(PLUGIN_DIRS))
+	@ls $(DIST)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info dist
 
 .PHONY: docs
 docs: install
