@@ -44,6 +44,7 @@ from tests.helpers.deploy_manifests import (
     serve_params,
     workload,
 )
+from tests.helpers.dockerfile import build_arg, dockerfile_instructions, final_stage
 
 BACKEND_CONFIG = REPO / "deploy" / "flyte" / "connector-service.yaml"
 # Keys of the backend's connector plugin config (flyteplugins .../webapi/connector/config.go:
@@ -53,7 +54,6 @@ PLUGIN_KEYS = {"webApi", "resourceConstraints", "defaultConnector", "connectors"
                "connectorForTaskTypes", "supportedTaskTypes", "pollInterval"}
 DEPLOYMENT_KEYS = {"endpoint", "insecure", "defaultServiceConfig", "timeouts", "defaultTimeout"}
 TIMEOUT_KEYS = {"CreateTask", "GetTask", "DeleteTask", "ListConnectors"}
-DOCKERFILE = REPO / "Dockerfile"
 SECRET_EXAMPLE = "secret.example.yaml"
 PLUGIN_DIRS = sorted(p.parent.relative_to(REPO).as_posix()
                      for p in REPO.glob("plugins/*/pyproject.toml"))
@@ -97,33 +97,6 @@ def prestop_seconds(c: dict[str, Any]) -> int:
     command = hook["exec"]["command"]
     assert command[0] == "sleep" and len(command) == 2, command
     return int(command[1])
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    lines, buffer = [], ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        if not buffer and (not raw.strip() or raw.lstrip().startswith("#")):
-            continue
-        if raw.rstrip().endswith("\\"):
-            buffer += raw.rstrip()[:-1] + " "
-            continue
-        lines.append(buffer + raw)
-        buffer = ""
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip()) for line in lines]
-
-
-def final_stage() -> list[tuple[str, str]]:
-    instructions = dockerfile_instructions()
-    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
-    return instructions[last_from:]
-
-
-def build_arg(name: str) -> str:
-    for op, rest in dockerfile_instructions():
-        if op == "ARG" and rest.split("=", 1)[0] == name:
-            return rest.split("=", 1)[1].strip().strip('"')
-    raise AssertionError(f"Dockerfile has no ARG {name}")
 
 
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
