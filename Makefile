@@ -34,7 +34,7 @@ install-flyte: $(FLYTE_STAMP)
 serve: install
 	exec $(BIN)/python scripts/foreground.py $(BIN)/flyte-connector serve $(SERVE_ARGS)
 
-test: install install-flyte postgres slurm
+test: install install-flyte postgres slurm helm
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-backend
 
@@ -46,6 +46,15 @@ test-backend: install install-flyte
 		cd tests/backend && FLYTE_CONNECTOR_BIN=$(abspath $(BIN))/flyte-connector \
 			go test -count=1 -timeout 10m -v ./...; \
 	else echo "skipped: the Flyte backend suite (tests/backend) needs go on PATH"; fi
+
+# helm for the chart's tests (helm lint, helm template), built from source with Go into
+# .venv/bin: where Go or the module proxy cannot be had, those tests are skipped.
+HELM_VERSION ?= v3.16.4
+.PHONY: helm
+helm: install
+	@test -x $(BIN)/helm || { command -v go >/dev/null 2>&1 && \
+		GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); } || \
+		echo "warning: could not install helm (needs Go); the Helm chart's tests will be skipped" >&2
 
 lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy, configured in pyproject.toml
 	$(BIN)/ruff check connector_cli plugins tests bench docs/examples scripts

@@ -1,11 +1,13 @@
-"""The container image and Kubernetes manifests agree with each other and with the CLI.
+"""The container image and the Helm chart's production layout agree with each other and
+with the CLI.
 
-No Docker engine or cluster runs here: the Dockerfile and manifests are parsed, their
-invariants checked against the real `flyte-connector serve` command, and each workload's
-own arguments are used to start a real daemon that answers the probes' health checks.
-Two workloads: the scaled Deployment `flyte-connector` for connectors whose job state is
-all in resource_meta, and the one-replica StatefulSet `flyte-connector-local` for the
-bundled local-job connectors (shell, sql), whose jobs live on the daemon's pod.
+No Docker engine or cluster runs here: the Dockerfile is parsed and the chart rendered by
+the real `helm` (tests/fixtures/helm/host-local.yaml), their invariants checked against
+the real `flyte-connector serve` command, and each workload's own arguments are used to
+start a real daemon that answers the probes' health checks. Two workloads: the scaled
+Deployment `flyte-connector` for connectors whose job state is all in resource_meta, and
+the one-replica StatefulSet `flyte-connector-local` for the bundled local-job connectors
+(shell, sql), whose jobs live on the daemon's pod.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import yaml
 from connector_cli._version import __version__
 from tests.conftest import REPO
 from tests.helpers.deploy_manifests import (
-    K8S,
     LOCAL,
     SCALED,
     WORKLOAD_KINDS,
@@ -38,6 +39,7 @@ from tests.helpers.deploy_manifests import (
     container_env,
     deployed_params,
     manifests,
+    named,
     one,
     pod_spec,
     serve_command,
@@ -54,7 +56,6 @@ PLUGIN_KEYS = {"webApi", "resourceConstraints", "defaultConnector", "connectors"
                "connectorForTaskTypes", "supportedTaskTypes", "pollInterval"}
 DEPLOYMENT_KEYS = {"endpoint", "insecure", "defaultServiceConfig", "timeouts", "defaultTimeout"}
 TIMEOUT_KEYS = {"CreateTask", "GetTask", "DeleteTask", "ListConnectors"}
-SECRET_EXAMPLE = "secret.example.yaml"
 PLUGIN_DIRS = sorted(p.parent.relative_to(REPO).as_posix()
                      for p in REPO.glob("plugins/*/pyproject.toml"))
 
@@ -62,10 +63,14 @@ PLUGIN_DIRS = sorted(p.parent.relative_to(REPO).as_posix()
 # ---------------------------------------------------------------- helpers
 
 def service_of(name: str) -> dict[str, Any]:
-    """The one Service whose selector picks this workload's pods (and no other's)."""
+    """The one headless gRPC Service whose selector picks this workload's pods (and no
+    other's): what the backend's dns:/// endpoint names. (The metrics Service selects the
+    pods of both workloads, the ClusterIP Service the Deployment's.)"""
     labels = {n: workload(n)["spec"]["template"]["metadata"]["labels"] for n in WORKLOAD_KINDS}
     picks = [s for s in manifests()["Service"]
-             if s["spec"]["selector"].items() <= labels[name].items()]
+             if s["spec"]["selector"].items() <= labels[name].items()
+             and s["spec"].get("clusterIP") == "None"
+             and "grpc" in {p["name"] for p in s["spec"]["ports"]}]
     assert len(picks) == 1, f"{len(picks)} Services select the pods of {name}"
     for other, other_labels in labels.items():
         if other != name:
@@ -152,8 +157,8 @@ def quantity(value: Any) -> float:
 def test_every_manifest_parses_and_the_needed_kinds_exist() -> None:
     kinds = manifests()
     for kind in ("Deployment", "StatefulSet", "Service", "HorizontalPodAutoscaler",
-                 "PodDisruptionBudget", "ServiceAccount", "Secret", "Kustomization"):
-        assert kind in kinds, f"no {kind} in deploy/kubernetes"
+                 "PodDisruptionBudget", "ServiceAccount", "Secret"):
+        assert kind in kinds, f"no {kind} rendered"
     assert {w["metadata"]["name"] for k in ("Deployment", "StatefulSet") for w in kinds[k]} == (
         set(WORKLOAD_KINDS))
     for name in WORKLOAD_KINDS:
@@ -162,16 +167,11 @@ def test_every_manifest_parses_and_the_needed_kinds_exist() -> None:
     assert one("PodDisruptionBudget")["apiVersion"] == "policy/v1"
 
 
-def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
-    kustomization = one("Kustomization")
-    listed = set(kustomization["resources"])
-    expected = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", SECRET_EXAMPLE}
-    assert listed == expected
-    pinned = {i["name"]: i for i in kustomization["images"]}
+def test_the_image_is_the_release_of_this_package_by_default() -> None:
+    chart = yaml.safe_load((REPO / "deploy" / "helm" / "flyte-connector" / "Chart.yaml").read_text())
+    assert chart["appVersion"] == chart["version"] == __version__
     for name in WORKLOAD_KINDS:
-        image = container(name)["image"]
-        assert image.split(":")[0] in pinned, f"kustomization.yaml does not set {name}'s image"
-        assert str(pinned[image.split(":")[0]]["newTag"]) == __version__
+        assert container(name)["image"] == f"flyte-connector:{__version__}"
 
 
 @pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
@@ -202,19 +202,19 @@ def test_references_between_objects_resolve(name: str) -> None:
     pod = pod_spec(name)
     c = container(name)
     assert pod["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
-    secret = one("Secret")
+    secrets = {s["metadata"]["name"] for s in manifests()["Secret"]}
+    for volume in pod["volumes"]:
+        if "secret" in volume and not volume["secret"].get("optional"):
+            assert volume["secret"]["secretName"] in secrets, volume
     assert not c.get("envFrom"), "credentials are files the connections file names"
     mounted = {v["name"]: v for v in pod["volumes"]}
-    assert mounted["credentials"]["secret"]["secretName"] == secret["metadata"]["name"]
     assert mounted["credentials"]["secret"]["optional"], "the daemon must start without it"
-    assert mounted["connections"]["configMap"]["name"] == one("ConfigMap")["metadata"]["name"]
-    assert secret["stringData"] and not any(secret["stringData"].values()), \
-        "the example must not carry a value"
+    maps = {m["metadata"]["name"] for m in manifests()["ConfigMap"]}
+    assert mounted["connections"]["configMap"]["name"] in maps
     volumes = {v["name"] for v in pod["volumes"]}
     claims = {t["metadata"]["name"] for t in workload(name)["spec"].get("volumeClaimTemplates", [])}
     assert not volumes & claims
     assert {m["name"] for m in c["volumeMounts"]} <= volumes | claims
-    container_env(c)  # every ConfigMap reference resolves to a generated key
 
 
 @pytest.mark.parametrize("name", list(WORKLOAD_KINDS))
@@ -225,7 +225,11 @@ def test_ports_agree_with_the_cli_the_service_and_the_probes(name: str) -> None:
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": grpc_port, "metrics": metrics_port}
     service_ports = {p["name"]: p for p in service_of(name)["spec"]["ports"]}
-    assert set(service_ports) == {"grpc", "metrics"}
+    assert set(service_ports) == {"grpc"}
+    metrics = named("Service", f"{SCALED}-metrics")
+    assert metrics["spec"]["selector"].items() <= (
+        workload(name)["spec"]["template"]["metadata"]["labels"].items())
+    service_ports.update({p["name"]: p for p in metrics["spec"]["ports"]})
     for port_name, port in service_ports.items():
         target = port["targetPort"]
         assert (ports[target] if isinstance(target, str) else target) == ports[port_name]
@@ -282,7 +286,9 @@ def test_termination_grace_outlasts_the_drain(name: str) -> None:
 def test_scaling_and_disruption_budget_leave_room_to_drain() -> None:
     hpa = one("HorizontalPodAutoscaler")["spec"]
     assert "replicas" not in workload(SCALED)["spec"], "the HPA owns the replica count"
-    assert hpa["minReplicas"] > one("PodDisruptionBudget")["spec"]["minAvailable"] >= 1
+    budget = one("PodDisruptionBudget")["spec"]
+    assert "minAvailable" not in budget and budget["maxUnavailable"] == 1
+    assert hpa["minReplicas"] > budget["maxUnavailable"], "a drain keeps a replica serving"
     assert hpa["maxReplicas"] >= hpa["minReplicas"]
     assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
     assert workload(LOCAL)["spec"]["replicas"] == 1
@@ -445,7 +451,7 @@ def test_backend_config_routes_every_bundled_task_type_to_the_local_connector() 
 def test_backend_config_points_at_the_service_and_waits_less_than_the_drain(name: str) -> None:
     connector = backend_deployment(name)
     service = service_of(name)
-    namespace = one("Kustomization")["namespace"]
+    namespace = service["metadata"]["namespace"]
     port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
     service_name = service["metadata"]["name"]
     assert connector["endpoint"] == f"dns:///{service_name}.{namespace}.svc.cluster.local:{port}"
@@ -461,7 +467,7 @@ def test_backend_config_points_at_the_service_and_waits_less_than_the_drain(name
 
 # ---------------------------------------------------------------- alerting rules
 
-ALERT_RULES = REPO / "deploy" / "prometheus" / "flyte-connector-rules.yaml"
+ALERT_RULES = REPO / "deploy" / "helm" / "flyte-connector" / "files" / "alert-rules.yaml"
 TARGET_LABELS = {"instance", "job", "le"}
 
 
@@ -586,7 +592,7 @@ def daemon_with_workload_args(request: pytest.FixtureRequest, tmp_path: Path) ->
     key = tmp_path / "meta.key"  # stands in for the mounted Secret
     key.write_text(os.urandom(32).hex())
     connections = tmp_path / "connections.yaml"  # the ConfigMap's file, as mounted
-    connections.write_text(one("ConfigMap")["data"]["connections.yaml"])
+    connections.write_text(named("ConfigMap", f"{SCALED}-connections")["data"]["connections.yaml"])
     moved = {"--meta-key-file=": key, "--connections=": connections}
     args = [next((f"{o}{p}" for o, p in moved.items() if a.startswith(o)), a)
             for a in c.get("args", [])]

@@ -1,5 +1,7 @@
-"""The Kubernetes manifests under deploy/kubernetes: objects, workloads, their containers and
-what `flyte-connector serve` makes of each container's args and environment."""
+"""The Kubernetes objects the Helm chart renders for the production layout
+(tests/fixtures/helm/host-local.yaml: the scaled Deployment and the one-replica
+StatefulSet of the local-job connectors): workloads, their containers and what
+`flyte-connector serve` makes of each container's args and environment."""
 
 from __future__ import annotations
 
@@ -7,11 +9,10 @@ import os
 from typing import Any
 
 import click
-import yaml
 
-from tests.conftest import REPO
+from tests.helpers.helm import render
 
-K8S = REPO / "deploy" / "kubernetes"
+DEPLOYED = "host-local"
 
 SCALED, LOCAL = "flyte-connector", "flyte-connector-local"
 WORKLOAD_KINDS = {SCALED: "Deployment", LOCAL: "StatefulSet"}
@@ -24,13 +25,8 @@ def serve_command() -> click.Command:
 
 
 def manifests() -> dict[str, list[dict[str, Any]]]:
-    """Every Kubernetes object under deploy/kubernetes, by kind."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            assert isinstance(doc, dict) and doc.get("kind"), f"{path.name}: not an object"
-            found.setdefault(doc["kind"], []).append({**doc, "__file__": path.name})
-    return found
+    """Every object the chart renders for the production layout, by kind."""
+    return render(DEPLOYED)
 
 
 def one(kind: str) -> dict[str, Any]:
@@ -55,18 +51,10 @@ def pod_spec(name: str) -> dict[str, Any]:
 
 
 def container(name: str = SCALED) -> dict[str, Any]:
-    containers = pod_spec(name)["containers"]
+    """The daemon's container (additionalContainers may sit beside it)."""
+    containers = [c for c in pod_spec(name)["containers"] if c["name"] == "connector"]
     assert len(containers) == 1
     return containers[0]
-
-
-def generated_config_maps() -> dict[str, dict[str, str]]:
-    """The ConfigMaps kustomization.yaml generates, as name -> data (literals only)."""
-    found = {}
-    for generator in one("Kustomization").get("configMapGenerator", []):
-        assert set(generator) <= {"name", "literals", "options"}, "only literals are read here"
-        found[generator["name"]] = dict(lit.split("=", 1) for lit in generator["literals"])
-    return found
 
 
 def serve_params(args: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -88,18 +76,8 @@ def serve_params(args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def container_env(c: dict[str, Any]) -> dict[str, str]:
-    """The container's environment, ConfigMap references resolved against the generator."""
-    config_maps = generated_config_maps()
-    env = {}
-    for entry in c.get("env", []):
-        if "value" in entry:
-            env[entry["name"]] = str(entry["value"])
-        elif "configMapKeyRef" in entry.get("valueFrom", {}):
-            ref = entry["valueFrom"]["configMapKeyRef"]
-            assert not ref.get("optional"), f"{entry['name']}: a missing ConfigMap must stop the pod"
-            assert ref["key"] in config_maps.get(ref["name"], {}), f"{entry['name']}: {ref}"
-            env[entry["name"]] = config_maps[ref["name"]][ref["key"]]
-    return env
+    """The container's environment (plain values only)."""
+    return {e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e}
 
 
 def deployed_params(name: str = SCALED) -> dict[str, Any]:
