@@ -32,8 +32,11 @@ import yaml
 from connector_cli._version import __version__
 from tests.conftest import REPO
 from tests.helpers.deploy_manifests import (
+    DEPLOYMENT_KEYS,
     LOCAL,
+    PLUGIN_KEYS,
     SCALED,
+    TIMEOUT_KEYS,
     WORKLOAD_KINDS,
     container,
     container_env,
@@ -49,13 +52,6 @@ from tests.helpers.deploy_manifests import (
 from tests.helpers.dockerfile import build_arg, dockerfile_instructions, final_stage
 
 BACKEND_CONFIG = REPO / "deploy" / "flyte" / "connector-service.yaml"
-# Keys of the backend's connector plugin config (flyteplugins .../webapi/connector/config.go:
-# Config and Deployment json tags) and the RPC names it looks up in `timeouts` (client.go,
-# plugin.go). A misspelt key is silently ignored by the backend, so spell-check them here.
-PLUGIN_KEYS = {"webApi", "resourceConstraints", "defaultConnector", "connectors",
-               "connectorForTaskTypes", "supportedTaskTypes", "pollInterval"}
-DEPLOYMENT_KEYS = {"endpoint", "insecure", "defaultServiceConfig", "timeouts", "defaultTimeout"}
-TIMEOUT_KEYS = {"CreateTask", "GetTask", "DeleteTask", "ListConnectors"}
 PLUGIN_DIRS = sorted(p.parent.relative_to(REPO).as_posix()
                      for p in REPO.glob("plugins/*/pyproject.toml"))
 

@@ -81,7 +81,7 @@ def test_the_generated_key_is_kept_across_upgrades_and_uninstalls() -> None:
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert len(base64.b64decode(secret["data"]["key"])) >= 32
     template = (CHART / "templates" / "secrets.yaml").read_text()
-    assert 'lookup "v1" "Secret"' in template and '$existing.data "key"' in template
+    assert 'lookup "v1" "Secret"' in template and "toYaml $existing.data" in template
 
 
 def test_both_workloads_share_the_key_when_the_deployment_signs_too() -> None:
@@ -99,3 +99,16 @@ def test_an_existing_key_secret_is_used_and_none_generated() -> None:
     [local] = objects["StatefulSet"]
     volumes = {v["name"]: v for v in local["spec"]["template"]["spec"]["volumes"]}
     assert volumes["meta-key"]["secret"]["secretName"] == "team-key"
+
+
+def test_a_connections_rule_narrowed_by_project_makes_the_deployment_sign() -> None:
+    """The daemon wraps such a task's resource_meta in an envelope signed with the key, so
+    every replica needs the same one; broad rules alone change nothing."""
+    narrowed = render("", "connections.enabled=true", "connections.rules[0].task_type=x",
+                      "connections.rules[0].project=analytics")
+    [deployment] = narrowed["Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--meta-key-file=/etc/flyte-connector/meta-key/key" in args
+    key_secret(narrowed)
+    broad = render("", "connections.enabled=true", "connections.rules[0].task_type=x")
+    assert not [s for s in broad.get("Secret", []) if "meta-key" in s["metadata"]["name"]]

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers.deploy_manifests import serve_params
+from tests.conftest import REPO
+from tests.helpers.deploy_manifests import DEPLOYMENT_KEYS, PLUGIN_KEYS, TIMEOUT_KEYS, serve_params
 from tests.helpers.helm import CHART, VALUES, render, run_helm, values_files
 
 FILES = values_files()
@@ -234,3 +235,44 @@ def test_optional_objects_stay_off_by_default() -> None:
                  "PrometheusRule", "ConfigMap", "Secret", "ClusterRole"):
         assert kind not in objects, kind
     assert objects["PodDisruptionBudget"][0]["spec"]["maxUnavailable"] == 1
+
+
+BACKEND = {"flyte2": "deploy/flyte/flyte2-from-flyteconnector.yaml",
+           "flyte1": "deploy/flyte/flyte1-from-flyteconnector.yaml"}
+
+
+@pytest.mark.parametrize("generation", sorted(BACKEND))
+def test_the_backend_blocks_for_a_flyteconnector_switch_point_at_the_charts_services(
+        generation: str) -> None:
+    config = yaml.safe_load((REPO / BACKEND[generation]).read_text())
+    plugin = config["plugins"]["connector-service"]
+    assert set(plugin) <= PLUGIN_KEYS
+    default = plugin["defaultConnector"]
+    assert set(default) <= DEPLOYMENT_KEYS and set(default["timeouts"]) <= TIMEOUT_KEYS
+    routed = {t for t, p in config["tasks"]["task-plugins"]["default-for-task-types"].items()
+              if p == "connector-service"}
+    assert routed == {"databricks", "bigquery_query_job_task", "snowflake"}
+    services = objects_named(render("c0-style"), "Service")
+    if generation == "flyte2":  # no k8s:// resolver: the headless Service, dns:///
+        headless = services["flyteconnector-headless"]
+        assert headless["spec"]["clusterIP"] == "None"
+        assert default["endpoint"] == (
+            "dns:///flyteconnector-headless.flyte.svc.cluster.local:8000")
+    else:
+        assert default["endpoint"] == "k8s://flyteconnector.flyte:8000"
+        assert services["flyteconnector"]["spec"]["ports"][0]["port"] == 8000
+    assert "round_robin" in default["defaultServiceConfig"]
+    grace = serve_params(connector(daemon(render("c0-style")))["args"], {})["grace_period"]
+    for wait in (default["defaultTimeout"], *default["timeouts"].values()):
+        assert 0 < int(str(wait).rstrip("s")) <= grace
+
+
+def test_the_three_cloud_task_types_are_what_their_plugins_serve() -> None:
+    pytest.importorskip("flyteplugins.databricks", reason="needs the flyte-test extra")
+    from connector_cli.discovery import discover
+    from connector_cli.sdk.registry import ConnectorRegistry
+
+    registry = ConnectorRegistry()
+    assert not discover(registry, (), ("databricks", "bigquery", "snowflake")).failed
+    assert {t for t, _ in registry.categories()} == {
+        "databricks", "bigquery_query_job_task", "snowflake"}

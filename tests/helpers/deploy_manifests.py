@@ -15,6 +15,13 @@ from tests.helpers.helm import render
 DEPLOYED = "host-local"
 
 SCALED, LOCAL = "flyte-connector", "flyte-connector-local"
+# Keys of the backend's connector plugin config (flyteplugins .../webapi/connector/config.go:
+# Config and Deployment json tags) and the RPC names it looks up in `timeouts` (client.go,
+# plugin.go). A misspelt key is silently ignored by the backend, so spell-check them here.
+PLUGIN_KEYS = {"webApi", "resourceConstraints", "defaultConnector", "connectors",
+               "connectorForTaskTypes", "supportedTaskTypes", "pollInterval"}
+DEPLOYMENT_KEYS = {"endpoint", "insecure", "defaultServiceConfig", "timeouts", "defaultTimeout"}
+TIMEOUT_KEYS = {"CreateTask", "GetTask", "DeleteTask", "ListConnectors"}
 WORKLOAD_KINDS = {SCALED: "Deployment", LOCAL: "StatefulSet"}
 
 

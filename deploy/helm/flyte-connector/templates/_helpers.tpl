@@ -119,9 +119,22 @@ annotations:
 {{- toYaml $probe -}}
 {{- end -}}
 
-{{/* Whether a signing connector runs here, so the resource_meta key Secret is needed. */}}
+{{/* Whether the Deployment signs resource_meta: a signing connector of your own
+     (metaKey.enabled), or a connections rule narrowed by project or domain (the daemon
+     wraps such a task's meta in a signed envelope). */}}
+{{- define "fc.deploymentSigns" -}}
+{{- $signs := .Values.metaKey.enabled -}}
+{{- if .Values.connections.enabled -}}
+{{- range .Values.connections.rules -}}
+{{- if or .project .domain -}}{{- $signs = true -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $signs }}true{{ end -}}
+{{- end -}}
+
+{{/* Whether a signing connector runs anywhere here, so the key Secret is needed. */}}
 {{- define "fc.metaKeyNeeded" -}}
-{{- if or .Values.metaKey.enabled .Values.localConnectors.enabled }}true{{ end -}}
+{{- if or (include "fc.deploymentSigns" .) .Values.localConnectors.enabled }}true{{ end -}}
 {{- end -}}
 
 {{- define "fc.metaKeySecret" -}}

@@ -4,7 +4,7 @@
 {{- $v := $root.Values -}}
 {{- $local := .local -}}
 {{- $component := ternary "local" "daemon" $local -}}
-{{- $keyed := or $local $v.metaKey.enabled -}}
+{{- $keyed := or $local (include "fc.deploymentSigns" $root) -}}
 {{- $serve := deepCopy $v.serve -}}
 {{- if $local }}
 {{- $_ := set $serve "plugins" $v.localConnectors.plugins }}
