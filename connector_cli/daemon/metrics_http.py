@@ -68,7 +68,7 @@ class MetricsEndpoint:
             if self._registry is None:
                 self._registry = CollectorRegistry(auto_describe=False)
                 self._registry.register(self.collector)
-                self._registry.register(DefaultRegistry(self.collector))
+                self._registry.register(DefaultRegistry())
         encoder, content_type = choose_encoder(accept)
         return encoder(self._registry), content_type
 
@@ -106,18 +106,14 @@ class MetricsEndpoint:
 
 
 class DefaultRegistry:
-    """prometheus_client's default registry, minus the families `own` also yields."""
-
-    def __init__(self, own: Any) -> None:
-        self.own = own
-        self._names: Optional[set[str]] = None
+    """prometheus_client's default registry, minus the families the daemon exports."""
 
     def collect(self) -> Iterator[Any]:
         """The default registry's families whose names the daemon does not export."""
         from prometheus_client import REGISTRY
 
-        if self._names is None:
-            self._names = {family.name for family in self.own.collect()}
+        from connector_cli.daemon.metrics import FAMILIES, PREFIX
+
         for family in REGISTRY.collect():
-            if family.name not in self._names:
+            if not (family.name.startswith(PREFIX) and family.name[len(PREFIX):] in FAMILIES):
                 yield family
