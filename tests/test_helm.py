@@ -276,3 +276,11 @@ def test_the_three_cloud_task_types_are_what_their_plugins_serve() -> None:
     assert not discover(registry, (), ("databricks", "bigquery", "snowflake")).failed
     assert {t for t, _ in registry.categories()} == {
         "databricks", "bigquery_query_job_task", "snowflake"}
+
+
+@pytest.mark.parametrize(("sets", "mounted"), [((), False), (("rbac.enabled=true",), True),
+                                               (("serviceAccount.automountToken=true",), True)])
+def test_the_api_token_is_mounted_only_when_asked(sets: tuple[str, ...], mounted: bool) -> None:
+    objects = render("", *sets)
+    assert daemon(objects)["spec"]["template"]["spec"]["automountServiceAccountToken"] is mounted
+    assert objects["ServiceAccount"][0]["automountServiceAccountToken"] is mounted

@@ -148,3 +148,11 @@ annotations:
 {{- define "fc.credentialsSecret" -}}
 {{- .Values.connections.credentials.secretName | default (printf "%s-credentials" (include "fc.name" .)) -}}
 {{- end -}}
+
+{{- define "fc.automountToken" -}}
+{{- if kindIs "bool" .Values.serviceAccount.automountToken -}}
+{{- .Values.serviceAccount.automountToken -}}
+{{- else -}}
+{{- .Values.rbac.enabled -}}
+{{- end -}}
+{{- end -}}

@@ -30,7 +30,7 @@ metadata:
     {{- end }}
 spec:
   serviceAccountName: {{ include "fc.name" $root }}
-  automountServiceAccountToken: {{ $v.rbac.enabled }}
+  automountServiceAccountToken: {{ include "fc.automountToken" $root }}
   # preStop pause + the daemon's --grace-period + margin to exit.
   terminationGracePeriodSeconds: {{ add $v.preStopSeconds ($v.serve.gracePeriod | default 25) 10 }}
   {{- with $v.priorityClassName }}
