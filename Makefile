@@ -23,7 +23,7 @@ install: $(STAMP)
 # The Flyte SDK and the flyteplugins-* connectors the tests serve: only `make test` pays for them.
 FLYTE_STAMP := $(VENV)/.installed-flyte
 $(FLYTE_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,flyte,flyte-test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,flyte,flyte-test,flyte1,flytekit]'
 	touch $@
 
 install-flyte: $(FLYTE_STAMP)

@@ -41,8 +41,9 @@ class Option(Record):
 
     `kind` names the value's type for the CLI (see `connector_cli.cli.serve_command`):
     text, port, port-or-off (0 means None), count (>= 1), seconds (>= 0), bytes (>= 1024),
-    file, dir, time (ISO 8601), flag, processes, or a tuple of choices. `c0` is the Flyte
-    SDK server's spelling, accepted as a hidden alias. `per_worker`: not handed to `--processes`
+    file, dir, time (ISO 8601), flag, processes, apis (a comma list of API generations),
+    or a tuple of choices. `c0` is the Flyte SDK server's spelling, accepted as a hidden
+    alias. `per_worker`: not handed to `--processes`
     workers as it is (the supervisor sets it per worker, or acts on it itself). `env`:
     also read from FLYTE_CONNECTOR_<NAME>."""
 
@@ -140,6 +141,10 @@ class ServerConfig:
     timeout: Optional[float] = option(
         None, "Stop by itself after this many seconds, as after SIGTERM (c0's --timeout).",
         "seconds", per_worker=True, env=False)  # FLYTE_CONNECTOR_TIMEOUT is `test`'s
+    api: Optional[tuple[str, ...]] = option(
+        None, "API generations to serve on the port: v2 (Flyte 2's connector API), v1 (Flyte "
+        "1's agent API, needs flyte-connector[flyte1]), or v1,v2. Default: v2, and v1 when "
+        "the flyteidl package is installed.", "apis")
     worker_state: Optional[str] = option(None, "", "dir", per_worker=True, hidden=True)
 
     def __post_init__(self) -> None:
@@ -156,6 +161,8 @@ class ServerConfig:
             raise UsageError("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
         if self.max_inflight_bytes is not None and self.max_inflight_bytes < 1:
             raise UsageError("max_inflight_bytes must be positive")
+        if self.api is not None and (not self.api or set(self.api) - {"v1", "v2"}):
+            raise UsageError(f"api must name v1, v2 or both, got {','.join(self.api)!r}")
         if self.tls_client_ca and not self.tls_cert:
             raise UsageError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key as well")
         if self.get_error_grace < 0:

@@ -52,6 +52,21 @@ class _Processes(click.ParamType):
         self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
 
 
+class _Apis(click.ParamType):
+    """'v1,v2' (commas or spaces) -> ('v1', 'v2'): the API generations to serve."""
+
+    name = "v1,v2"
+
+    def convert(self, value: object, param: Optional[click.Parameter],
+                ctx: Optional[click.Context]) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        names = tuple(sorted({v.lower() for v in str(value).replace(",", " ").split()}))
+        if not names or set(names) - {"v1", "v2"}:
+            self.fail(f"{value!r}: name v1, v2 or both (v1,v2)", param, ctx)
+        return names
+
+
 _TYPES: dict[str, dict[str, Any]] = {
     "text": {},
     "port": {"type": PORT},
@@ -64,6 +79,7 @@ _TYPES: dict[str, dict[str, Any]] = {
     "time": {"metavar": "TIME"},
     "flag": {"is_flag": True},
     "processes": {"type": _Processes()},
+    "apis": {"type": _Apis()},
 }
 
 
@@ -106,11 +122,14 @@ def config_from_params(params: dict[str, Any]) -> tuple[ServerConfig, DiscoveryC
 @modules_option
 @plugins_option
 @server_options
+@click.argument("pyflyte_server", metavar="[connector]", required=False,
+                type=click.Choice(("connector", "agent")))
 def serve_command(**params: Any) -> None:
     """Serve the installed connectors to Flyte over gRPC until SIGTERM/SIGINT.
 
-    Also accepts the Flyte SDK server's (c0) spellings --prometheus_port, --worker and
-    --timeout, so a c0 command line works by changing the command name alone.
+    Also accepts the spellings --prometheus_port, --worker and --timeout of the Flyte SDK's
+    server (c0) and of flytekit's (`pyflyte serve connector`, whose `connector` word is
+    taken too), so either command line works by changing the command name alone.
 
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.

@@ -23,6 +23,8 @@ def worker_argv(config: ServerConfig, discovery: DiscoveryConfig, port: int,
         if spec.per_worker or value == default:
             continue
         flag = "--" + name.replace("_", "-")
+        if isinstance(value, tuple):
+            value = ",".join(value)
         argv += [flag] if spec.kind == "flag" else [flag, str(value)]
     for module in discovery.modules:
         argv += ["--modules", module]

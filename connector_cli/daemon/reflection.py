@@ -19,9 +19,13 @@ from connector_cli.daemon.requests import BuiltOnFirstCall
 SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 
 
-def lazy_reflection(names: Sequence[str], draining: asyncio.Event) -> BuiltOnFirstCall:
-    """Reflection listing `names`, built by its first call; its streams end at `draining`."""
-    return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names), draining))
+def lazy_reflection(names: Sequence[str], draining: asyncio.Event,
+                    modules: Sequence[str] = ()) -> BuiltOnFirstCall:
+    """Reflection listing `names`, built by its first call, which first imports `modules`
+    (descriptors of services that are themselves built by their first call); its streams
+    end at `draining`."""
+    return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names), draining,
+                                                       tuple(modules)))
 
 
 class _Collect:
@@ -37,11 +41,16 @@ class _Collect:
         """The generic handler above serves the same methods."""
 
 
-def _build(names: Sequence[str], draining: asyncio.Event) -> grpc.GenericRpcHandler:
+def _build(names: Sequence[str], draining: asyncio.Event,
+           modules: Sequence[str] = ()) -> grpc.GenericRpcHandler:
+    import importlib
+
     from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
     from connector_cli.daemon.streams import draining_streams
 
+    for module in modules:
+        importlib.import_module(module)
     collect = _Collect()
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
         reflection.aio.ReflectionServicer(names), collect

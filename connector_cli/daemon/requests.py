@@ -235,6 +235,24 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
     return handle
 
 
+def _bidi(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
+    """A stream-stream handler over raw bytes: each request message parsed by `gate`."""
+
+    async def handle(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+        async def parsed() -> AsyncIterator[Any]:
+            async for data in requests:
+                try:
+                    yield gate.parse(cls, data, method)
+                except _Refused as refused:
+                    await _refuse(context, refused)
+                    raise
+
+        async for item in handler(parsed(), context):
+            yield item
+
+    return handle
+
+
 class BuiltOnFirstCall(grpc.GenericRpcHandler):
     """The handler of service `name`, made by `build` when one of its methods is first
     called: a service nobody calls before the daemon is ready (health, reflection) costs
@@ -269,8 +287,11 @@ def raw_handler(service: Any, servicer: Any, gate: RequestGate) -> grpc.GenericR
         serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
         impl = getattr(servicer, method.name)
         if method.client_streaming:
-            raise ValueError(f"{service.full_name}.{method.name} streams requests")
-        if method.server_streaming:
+            if not method.server_streaming:
+                raise ValueError(f"{service.full_name}.{method.name} streams only requests")
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _bidi(gate, cls, method.name, impl), response_serializer=serialize)
+        elif method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _stream(gate, cls, method.name, impl), response_serializer=serialize)
         else:

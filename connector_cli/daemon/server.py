@@ -29,7 +29,8 @@ from connector_cli.daemon.health import SERVICE as HEALTH_SERVICE
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
-from connector_cli.daemon.servicers import MetadataService, TaskService, service_names
+from connector_cli.daemon.servicers import MetadataService, TaskService
+from connector_cli.daemon.servicers_v1 import api_label, served_apis, service_names_for
 from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
 
@@ -152,6 +153,7 @@ class ConnectorServer:
         self._stopping = False
         self._link: Any = None
         self._endpoint: Any = None
+        self.apis: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -179,7 +181,13 @@ class ConnectorServer:
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self.gate = RequestGate(config.inflight_budget)
-        self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining)
+        try:
+            self.apis = served_apis(config.api)
+        except StartupError:
+            self._executor.shutdown(wait=False)
+            raise
+        self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining,
+                                     self.apis)
         try:
             if config.metrics_port:
                 check_free(config.host, config.metrics_port, "metrics")
@@ -191,17 +199,17 @@ class ConnectorServer:
         self._server = server
         self._stopped = asyncio.Event()
         await server.start()
-        for name in ("", *service_names(), HEALTH_SERVICE):
+        for name in ("", *service_names_for(self.apis), HEALTH_SERVICE):
             await self._health.set(name, SERVING)
         if config.worker_state:
             from connector_cli.daemon.worker_link import WorkerLink
 
             self._link = WorkerLink(config.worker_state, self._metrics)
         logger.info(
-            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs on %s",
+            "flyte-connector listening on %s (%s, %s, %s) ready in %.2fs on %s; %s",
             self.address, "TLS" if config.tls else "plaintext",
             plural(len(self.registry), "task type"), plural(config.workers, "worker"),
-            time.monotonic() - started, loop_name(),
+            time.monotonic() - started, loop_name(), api_label(self.apis),
         )
         if self._metrics is not None and self._link is None:
             try:
@@ -364,7 +372,7 @@ class ConnectorServer:
 
 def _add_services(
     server: grpc.aio.Server, tasks: TaskService, metadata: MetadataService, gate: RequestGate,
-    draining: asyncio.Event,
+    draining: asyncio.Event, apis: tuple[str, ...] = ("v2",),
 ) -> Any:
     """Register connector services, health and reflection; returns the health service.
 
@@ -378,10 +386,18 @@ def _add_services(
     from connector_cli.daemon.reflection import SERVICE as REFLECTION
     from connector_cli.daemon.reflection import lazy_reflection
 
-    services = service_pb2.DESCRIPTOR.services_by_name
-    add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
-    add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
+    if "v2" in apis:
+        services = service_pb2.DESCRIPTOR.services_by_name
+        add_raw_service(server, services["AsyncConnectorService"], tasks, gate)
+        add_raw_service(server, services["ConnectorMetadataService"], metadata, gate)
+    modules: tuple[str, ...] = ()
+    if "v1" in apis:
+        from connector_cli.daemon.servicers_v1 import DESCRIPTOR_MODULE, v1_handlers
+
+        server.add_generic_rpc_handlers(v1_handlers(tasks, metadata, gate))
+        modules = (DESCRIPTOR_MODULE,)
     health = LazyHealth(gate)
-    reflection = lazy_reflection((*service_names(), HEALTH, REFLECTION), draining)
+    reflection = lazy_reflection((*service_names_for(apis), HEALTH, REFLECTION), draining,
+                                 modules)
     server.add_generic_rpc_handlers((health, reflection))
     return health

@@ -42,7 +42,8 @@ MAX_DETAIL = 400
 MAX_UNKNOWN_LABELS = 64
 MAX_LABEL_LENGTH = 100
 OPERATIONS = (
-    "create", "get", "delete", "get_metrics", "get_logs", "list_connectors", "get_connector"
+    "create", "get", "delete", "get_metrics", "get_logs", "list_connectors", "get_connector",
+    "execute_sync", "list_agents", "get_agent",  # Flyte 1's agent API (servicers_v1)
 )
 
 

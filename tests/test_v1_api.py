@@ -1,0 +1,246 @@
+"""Flyte 1's agent API (`flyteidl.service.*`) on the daemon's port, beside Flyte 2's.
+
+Real daemons on 127.0.0.1:0, called with flyteidl's and flyteidl2's own generated stubs;
+`make test` installs the `flyte1` extra (the `flyteidl` package).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("flyteidl.service.agent_pb2", reason="needs the flyte1 extra")
+
+import grpc
+from flyteidl.admin import agent_pb2 as v1
+from flyteidl.core import literals_pb2
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.execution_pb2 import TaskExecution
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from connector_cli import v1_messages
+from connector_cli.errors import StartupError
+from connector_cli.testing import serve_in_background
+from tests.helpers.flyte1_support import (
+    V1Stubs,
+    primitives,
+    v1_inputs,
+    v1_template,
+    wire_differences,
+)
+from tests.helpers.flyte_support import Stubs
+
+DAEMON = "tests.fixtures.connectors.daemon_connectors"
+FLYTE_STYLE = "tests.fixtures.connectors.flyte_style"
+
+# Every field one generation has and the other does not, on the messages the daemon
+# converts by their wire bytes (v1 on the left, v2 on the right). Each is handled by name
+# in connector_cli/v1_messages.py or dropped; anything else is read field for field.
+EXPECTED_DIFFERENCES = {
+    ("CreateTaskRequest", "CreateTaskRequest"): [
+        "CreateTaskRequest.connection only in v2",
+        "CreateTaskRequest.inputs.context only in v2",
+        "CreateTaskRequest.inputs.literals.value.artifact_id only in v2",
+        "CreateTaskRequest.task_execution_metadata.overrides only in v1",
+        "CreateTaskRequest.template.container.data_config.file_input_layout only in v2",
+        "CreateTaskRequest.template.extended_resources.gpu_accelerator.accelerator_model only in v2",
+        "CreateTaskRequest.template.extended_resources.gpu_accelerator.device_class only in v2",
+        "CreateTaskRequest.template.interface.inputs.variables.value.artifact_partial_id.time_partition.granularity = 5 only in v2",
+        "CreateTaskRequest.template.interface.inputs.variables.value.artifact_partial_id.time_partition.key only in v2",
+        "CreateTaskRequest.template.metadata.cache_max_age only in v2",
+        "CreateTaskRequest.template.metadata.code_bundle_uri only in v2",
+        "CreateTaskRequest.template.metadata.debuggable only in v2",
+        "CreateTaskRequest.template.metadata.image_build_run only in v2",
+        "CreateTaskRequest.template.metadata.is_entrypoint only in v2",
+        "CreateTaskRequest.template.metadata.log_links only in v2",
+        "CreateTaskRequest.template.metadata.produces_artifacts only in v2",
+        "CreateTaskRequest.template.metadata.retries.backoff only in v2",
+        "CreateTaskRequest.template.metadata.timeouts only in v2",
+        "CreateTaskRequest.template.reuse_policy only in v2",
+        "CreateTaskRequest.template.worker_kind only in v2",
+    ],
+    ("GetTaskResponse", "GetTaskResponse"): [
+        "GetTaskResponse.resource.agent_error only in v1",
+        "GetTaskResponse.resource.log_links.icon_uri only in v2",
+        "GetTaskResponse.resource.log_links.link_type only in v2",
+        "GetTaskResponse.resource.log_links.ready only in v2",
+        "GetTaskResponse.resource.outputs.literals.value.artifact_id only in v2",
+        "GetTaskResponse.resource.outputs.produced_artifacts only in v2",
+        "GetTaskResponse.resource.state only in v1",
+    ],
+    ("CreateTaskResponse", "CreateTaskResponse"): [],
+    ("GetTaskMetricsResponse", "GetTaskMetricsResponse"): [],
+    ("GetTaskMetricsRequest", "GetTaskMetricsRequest"): [
+        "GetTaskMetricsRequest.task_type only in v1"],
+    ("GetTaskLogsRequest", "GetTaskLogsRequest"): ["GetTaskLogsRequest.task_type only in v1"],
+    ("GetTaskLogsResponse", "GetTaskLogsResponse"): [
+        "GetTaskLogsResponse.body.structured_lines.short_pod_name only in v2"],
+}
+
+
+@pytest.mark.parametrize("names", sorted(EXPECTED_DIFFERENCES))
+def test_v1_and_v2_messages_differ_on_the_wire_only_where_the_conversion_says(
+        names: tuple[str, str]) -> None:
+    old = v1.DESCRIPTOR.message_types_by_name[names[0]]
+    new = pb.DESCRIPTOR.message_types_by_name[names[1]]
+    assert wire_differences(old, new) == EXPECTED_DIFFERENCES[names]
+
+
+def test_a_v1_literal_map_is_a_v2_inputs_byte_for_byte() -> None:
+    """map<string, Literal> entries (key = 1, value = 2) are NamedLiteral (name = 1,
+    value = 2): the same bytes, read by either generation."""
+    inputs = v1_inputs(n=3, label="abc", ratio=0.5, flag=True)
+    v2 = v1_messages.recast(inputs, __import__("flyteidl2.task.common_pb2",
+                                               fromlist=["Inputs"]).Inputs)
+    assert {n.name for n in v2.literals} == {"n", "label", "ratio", "flag"}
+    back = v1_messages.recast(v2, literals_pb2.LiteralMap)
+    assert back == inputs
+
+
+def test_a_resource_gets_the_deprecated_state_of_its_phase() -> None:
+    expected = {TaskExecution.QUEUED: v1.PENDING, TaskExecution.RUNNING: v1.RUNNING,
+                TaskExecution.SUCCEEDED: v1.SUCCEEDED, TaskExecution.FAILED: v1.PERMANENT_FAILURE,
+                TaskExecution.RETRYABLE_FAILED: v1.RETRYABLE_FAILURE,
+                TaskExecution.ABORTED: v1.PERMANENT_FAILURE}
+    for phase, state in expected.items():
+        resource = v1_messages.resource(pb.Resource(phase=phase, message="m"))
+        assert (resource.phase, resource.state, resource.message) == (phase, state, "m")
+
+
+def test_a_v1_request_without_a_category_uses_the_deprecated_task_type() -> None:
+    request = v1.GetTaskRequest(task_type="echo", resource_meta=b"x")
+    assert v1_messages.get_request(request).task_category == pb.TaskCategory(name="echo")
+
+
+async def test_both_generations_list_every_connector_with_its_categories() -> None:
+    async with serve_in_background(modules=[DAEMON, FLYTE_STYLE], plugins=["shell"]) as daemon:
+        async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
+            agents = await old.agents()
+            connectors = await new.list()
+            one = await old.meta.GetAgent(v1.GetAgentRequest(name="Counter Connector"))
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await old.meta.GetAgent(v1.GetAgentRequest(name="Countr Connector"))
+    assert {name: cats for name, (cats, _) in agents.items()} == connectors
+    assert ("shell", 0) in connectors["Shell"] and "Counter Connector" in agents
+    assert not any(sync for _, sync in agents.values())
+    assert one.agent.supported_task_types == ["flyte_counter"]
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "did you mean 'Counter Connector'" in (missing.value.details() or "")
+
+
+async def test_a_shell_task_runs_create_get_delete_through_v1_and_v2(tmp_path) -> None:
+    template = v1_template("shell", custom={"script": 'echo "hello $FLYTE_INPUT_NAME"'},
+                           inputs={"name": "str"}, outputs={"exit_code": "int"})
+    async with serve_in_background(plugins=["shell"]) as daemon:
+        async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
+            meta = await old.create(template, v1_inputs(name="flyte1"))
+            resource = await _poll_v1(old, "shell", meta)
+            also = await new.get("shell", meta)  # the same handle, through v2
+            await old.delete("shell", meta)
+            v2_template = pb.CreateTaskRequest.FromString(
+                v1.CreateTaskRequest(template=template).SerializeToString()).template
+            meta2 = await new.create(v2_template, v1_messages.create_request(
+                v1.CreateTaskRequest(inputs=v1_inputs(name="flyte2"))).inputs)
+            resource2 = await _poll_v1(old, "shell", meta2)
+            await new.delete("shell", meta2)
+    assert (resource.phase, resource.state) == (TaskExecution.SUCCEEDED, v1.SUCCEEDED)
+    assert primitives(resource.outputs) == {"exit_code": 0}
+    assert also.phase == TaskExecution.SUCCEEDED
+    assert [n.name for n in also.outputs.literals] == ["exit_code"]
+    assert resource2.phase == TaskExecution.SUCCEEDED
+
+
+async def test_a_flyte_sdk_connector_runs_create_get_delete_through_v1() -> None:
+    template = v1_template("flyte_inputs", inputs={"n": "int", "label": "str"},
+                           outputs={"seen": "int"})
+    async with serve_in_background(modules=[FLYTE_STYLE]) as daemon:
+        async with V1Stubs(daemon.address) as old:
+            meta = await old.create(template, v1_inputs(n=3, label="abc"))
+            resource = await old.get("flyte_inputs", meta)
+            await old.delete("flyte_inputs", meta)
+    assert b"builtins.int:3" in meta and b"builtins.str:abc" in meta
+    assert resource.phase == TaskExecution.SUCCEEDED and resource.state == v1.SUCCEEDED
+    assert primitives(resource.outputs) == {"seen": 2}
+
+
+async def test_v1_status_codes_logs_metrics_and_health() -> None:
+    async with serve_in_background(modules=[DAEMON, FLYTE_STYLE]) as daemon:
+        async with V1Stubs(daemon.address) as old:
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await old.get("no_such_type", b"x")
+            with pytest.raises(grpc.aio.AioRpcError) as garbage:
+                await old.get("flyte_frame", b"\xff not json")
+            frame = v1_template("flyte_frame", inputs={"rows": "int"})
+            meta = await old.create(frame, v1_inputs(rows=2))
+            pages = [p async for p in old.tasks.GetTaskLogs(v1.GetTaskLogsRequest(
+                task_category=v1.TaskCategory(name="flyte_frame"), resource_meta=meta))]
+            with pytest.raises(grpc.aio.AioRpcError) as no_metrics:
+                await old.tasks.GetTaskMetrics(v1.GetTaskMetricsRequest(
+                    task_category=v1.TaskCategory(name="flyte_frame"), resource_meta=meta))
+            health = health_pb2_grpc.HealthStub(old.channel)
+            statuses = [(await health.Check(health_pb2.HealthCheckRequest(service=name))).status
+                        for name in ("flyteidl.service.AsyncAgentService",
+                                     "flyteidl.service.SyncAgentService",
+                                     "flyteidl.service.AgentMetadataService")]
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert pages[0].body.structured_lines[0].message == "2 rows"
+    assert no_metrics.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert statuses == [health_pb2.HealthCheckResponse.SERVING] * 3
+
+
+async def test_api_option_turns_either_generation_off() -> None:
+    async with serve_in_background(modules=[DAEMON], api=("v2",)) as daemon:
+        async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
+            assert "Echo" in str(await new.list())
+            with pytest.raises(grpc.aio.AioRpcError) as off:
+                await old.agents()
+    assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    async with serve_in_background(modules=[DAEMON], api=("v1",)) as daemon:
+        async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
+            assert await old.agents()
+            with pytest.raises(grpc.aio.AioRpcError) as off:
+                await new.list()
+    assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_execute_task_sync_refuses_an_async_connector() -> None:
+    template = v1_template("echo")
+    async with serve_in_background(modules=[DAEMON]) as daemon:
+        async with V1Stubs(daemon.address) as old:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await old.execute_sync(template)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "call CreateTask instead" in (refused.value.details() or "")
+
+
+def test_asking_for_v1_without_flyteidl_names_the_fix() -> None:
+    from tests.conftest import run_python
+
+    code = (
+        "import sys\n"
+        "sys.modules['flyteidl'] = None\n"  # as if the package were not installed
+        "from connector_cli.daemon.servicers_v1 import served_apis\n"
+        "print(served_apis(None))\n"
+        "try:\n"
+        "    served_apis(('v1', 'v2'))\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = run_python(code)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "('v2',)", result.stdout + result.stderr
+    assert lines[1].startswith(StartupError.__name__) and "flyte-connector[flyte1]" in lines[1]
+
+
+async def _poll_v1(stubs: V1Stubs, task_type: str, meta: bytes, timeout: float = 20) -> object:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        resource = await stubs.get(task_type, meta)
+        if resource.phase in (TaskExecution.SUCCEEDED, TaskExecution.FAILED,
+                              TaskExecution.RETRYABLE_FAILED, TaskExecution.ABORTED):
+            return resource
+        assert loop.time() < deadline, resource
+        await asyncio.sleep(0.1)
