@@ -29,6 +29,7 @@ IMPORT_ERROR = "import-error"
 REGISTRATION_ERROR = "registration-error"
 NO_CONNECTORS = "no-connectors"
 NEEDS_FLYTE_SDK = "needs-flyte-sdk"
+NEEDS_FLYTEKIT = "needs-flytekit"
 
 
 class PluginFailure(Record):
@@ -99,7 +100,23 @@ def discover(
         module_name, _, attr = spec.partition(":")
         origin = Origin("module", module_name, spec)
         _load_isolated(registry, report, origin, module_name, attr)
+    if plugins is None or "flytekit" in plugins:
+        _flytekit_built_ins(registry, report)
     return report
+
+
+def _flytekit_built_ins(registry: ConnectorRegistry, report: DiscoveryReport) -> None:
+    """flytekit's own connectors (sensor, webhook), which `pyflyte serve connector` always
+    serves: loaded once a flytekit connector is, as the plugin named `flytekit`."""
+    if not any(getattr(row.connector, "sdk", "") == "flytekit"
+               for row in registry.registrations()):
+        return
+    import importlib_metadata
+
+    version = importlib_metadata.version("flytekit")
+    for module_name in foreign.FLYTEKIT_BUILT_INS:
+        origin = Origin("entry-point", "flytekit", module_name, "flytekit", version)
+        _load_isolated(registry, report, origin, module_name, "", optional=True)
 
 
 Refuse = Literal["missing", "modules", "any"]
@@ -148,7 +165,11 @@ def _load_entry_points(
 
     wanted_keys = {_normalize(w) for w in wanted} if wanted is not None else None
     seen: set[str] = set()
-    for ep in sorted(importlib_metadata.entry_points(group=group), key=lambda e: e.name):
+    points = sorted(importlib_metadata.entry_points(group=group), key=lambda e: e.name)
+    if group == ENTRY_POINT_GROUP and wanted_keys != set():
+        kit = importlib_metadata.entry_points(group=foreign.FLYTEKIT_GROUP)
+        points += sorted(kit, key=lambda e: e.name)
+    for ep in points:
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
         keys = {_normalize(ep.name)} | ({_normalize(dist_name)} if dist_name else set())
@@ -159,9 +180,10 @@ def _load_entry_points(
             "entry-point", ep.name, ep.value, dist_name, dist.version if dist is not None else None
         )
         module_name, _, attr = ep.value.partition(":")
-        _load_isolated(registry, report, origin, module_name.strip(), attr.strip())
+        _load_isolated(registry, report, origin, module_name.strip(), attr.strip(),
+                       optional=ep.group == foreign.FLYTEKIT_GROUP)
     for name in sorted(wanted or ()):
-        if _normalize(name) not in seen:
+        if _normalize(name) not in seen and _normalize(name) != "flytekit":
             report.failed.append(
                 PluginFailure(
                     Origin("entry-point", name),
@@ -181,8 +203,12 @@ def _load_isolated(
     origin: Origin,
     module_name: str,
     attr: str,
+    optional: bool = False,
 ) -> None:
-    """Import one plugin into `registry`; on any failure roll back and record it."""
+    """Import one plugin into `registry`; on any failure roll back and record it.
+
+    An `optional` plugin (one of flytekit's `flytekit.plugins`, most of which are type
+    plugins, not connectors) that registers no connectors is neither loaded nor failed."""
     snapshot = registry.snapshot()
     before = foreign.before_import()
 
@@ -195,6 +221,8 @@ def _load_isolated(
             target = _resolve(module, attr) if attr else module
             if not foreign.adopt(module_name, target, before, add):
                 _register_target(target, made, origin, add)
+        if not made and optional:
+            return
         if not made:
             raise _NoConnectors(
                 f"{origin.target or module_name} registered no connectors; register them at "
@@ -270,6 +298,11 @@ def _classify(exc: Exception, module_name: str) -> tuple[str, str]:
         return NEEDS_FLYTE_SDK, (
             f"{module_name!r} is written for the Flyte SDK, which is not installed; "
             f"install it with: {foreign.INSTALL_HINT}"
+        )
+    if foreign.needs_flytekit(exc):
+        return NEEDS_FLYTEKIT, (
+            f"{module_name!r} is written for flytekit (Flyte 1), which is not installed; "
+            f"install it with: {foreign.FLYTEKIT_HINT}"
         )
     if isinstance(exc, _NoAttribute):
         return NOT_FOUND, str(exc)

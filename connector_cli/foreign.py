@@ -1,9 +1,11 @@
-"""Recognise plugins written against the Flyte SDK's `flyte.connectors` API.
+"""Recognise plugins written against another SDK: the Flyte SDK's `flyte.connectors` API
+or flytekit's connector API (Flyte 1).
 
 Discovery calls `before_import` before importing a plugin and `adopt` after; both look at
-`sys.modules` only, so the core never imports `flyte`. When the plugin turns out to be a
-Flyte SDK plugin, the adapter (`connector_cli.adapters.flyte_sdk`) is imported and
-registers a wrapper for each of its connectors.
+`sys.modules` only, so the core never imports `flyte` or `flytekit`. When the plugin turns
+out to be one of theirs, the matching adapter (`connector_cli.adapters.flyte_sdk` or
+`connector_cli.adapters.flytekit`) is imported and registers a wrapper for each of its
+connectors.
 """
 
 from __future__ import annotations
@@ -13,29 +15,57 @@ from typing import Any, Callable
 
 FLYTE_MODULE = "flyte.connectors"
 INSTALL_HINT = "pip install 'flyte-connector[flyte]'"
+FLYTEKIT_MODULE = "flytekit.extend.backend.base_connector"
+FLYTEKIT_HINT = "pip install 'flyte-connector[flytekit]'"
+FLYTEKIT_GROUP = "flytekit.plugins"
+"""flytekit's entry-point group: `import flytekit` loads every plugin in it, and
+`pyflyte serve connector` serves the connectors they register."""
+FLYTEKIT_BUILT_INS = ("flytekit.sensor.sensor_engine", "flytekit.extras.webhook.connector")
+"""flytekit's own connectors, which `pyflyte serve connector` always serves."""
 
 
 def before_import() -> frozenset[int]:
-    """Which Flyte SDK connectors are registered before a plugin's import (ids)."""
-    if FLYTE_MODULE not in sys.modules:
-        return frozenset()
-    from connector_cli.adapters import flyte_sdk
+    """Which foreign connectors are registered before a plugin's import (ids)."""
+    ids: frozenset[int] = frozenset()
+    if FLYTE_MODULE in sys.modules:
+        from connector_cli.adapters import flyte_sdk
 
-    return frozenset(id(c) for c in flyte_sdk.registered())
+        ids |= frozenset(id(c) for c in flyte_sdk.registered())
+    if FLYTEKIT_MODULE in sys.modules:
+        from connector_cli.adapters import flytekit
+
+        ids |= frozenset(id(c) for c in flytekit.registered())
+    return ids
 
 
 def adopt(module_name: str, target: Any, before: frozenset[int],
           add: Callable[[Any], None]) -> bool:
-    """`add` (register) a wrapper of each Flyte SDK connector a plugin provides; False
-    when it is not a Flyte SDK plugin."""
-    if FLYTE_MODULE not in sys.modules:
-        return False
-    from connector_cli.adapters import flyte_sdk
+    """`add` (register) a wrapper of each foreign connector a plugin provides; False when
+    it is neither a Flyte SDK nor a flytekit plugin."""
+    if FLYTE_MODULE in sys.modules:
+        from connector_cli.adapters import flyte_sdk
 
-    return flyte_sdk.adopt(module_name, target, before, add)
+        if flyte_sdk.adopt(module_name, target, before, add):
+            return True
+    if FLYTEKIT_MODULE in sys.modules:
+        from connector_cli.adapters import flytekit
+
+        return flytekit.adopt(module_name, target, before, add)
+    return False
 
 
 def needs_flyte(exc: BaseException) -> bool:
     """True when an import failed because the Flyte SDK (`flyte`) is not installed."""
+    return _missing(exc, "flyte")
+
+
+def needs_flytekit(exc: BaseException) -> bool:
+    """True when an import failed because flytekit (or Flyte 1's `flyteidl`) is not
+    installed."""
+    return _missing(exc, "flytekit") or _missing(exc, "flyteidl")
+
+
+def _missing(exc: BaseException, package: str) -> bool:
     name = getattr(exc, "name", None) or ""
-    return isinstance(exc, ModuleNotFoundError) and (name == "flyte" or name.startswith("flyte."))
+    return isinstance(exc, ModuleNotFoundError) and (
+        name == package or name.startswith(package + "."))

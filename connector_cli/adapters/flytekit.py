@@ -1,0 +1,311 @@
+"""Serve connectors written for flytekit (Flyte 1's SDK), unchanged.
+
+The only module of this package that imports `flytekit`. Discovery imports it when a plugin
+turns out to be a flytekit one (see `connector_cli.foreign`): a module that registers in
+flytekit's `ConnectorRegistry`, or an `AsyncConnectorBase` / `SyncConnectorBase` subclass.
+Each is wrapped in a `FlytekitConnector`, one of ours, so the daemon serves, lists and
+counts it like any other, through both API generations.
+
+The wrapper keeps `pyflyte serve connector`'s semantics: flytekit's model objects
+(`TaskTemplate`, `LiteralMap`, `TaskExecutionMetadata`) built from the v1 messages, plain
+`def` methods on a worker thread and `async def` ones awaited (flytekit's
+`mirror_async_methods`), outputs converted by flytekit's own `Resource.to_flyte_idl` (its
+type engine), `resource_meta` encoded and decoded by the connector's own `metadata_type`
+(bytes identical to flytekit's server, so a task in flight survives the switch both ways),
+secrets looked up by the connector itself (`get_connector_secret`). Every call runs on an
+event loop of the connector's own (`own_loop`), so one that blocks inside `async def`
+cannot stall the daemon. A `SyncConnectorBase` connector (`is_sync`) answers Flyte 1's
+ExecuteTaskSync; through Flyte 2, which has no sync call, its `create` runs `do` and
+hands the result back as the meta that `get` then returns. Differences from flytekit's
+server are listed in docs/migrating-from-flytekit.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import threading
+import types
+from typing import Any, Callable, ClassVar, Iterable
+
+from flyteidl.admin import agent_pb2 as v1
+from flyteidl.core import literals_pb2, tasks_pb2
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.execution_pb2 import TaskExecution
+from flytekit.extend.backend.base_connector import (
+    ConnectorBase,
+    SyncConnectorBase,
+)
+from flytekit.extend.backend.base_connector import ConnectorRegistry as KitRegistry
+
+from connector_cli.errors import ResourceMetaError
+from connector_cli.sdk.connector import AsyncConnector
+from connector_cli.sdk.resource_meta import ResourceMeta
+from connector_cli.v1_messages import recast
+
+logger = logging.getLogger(__name__)
+
+SDK = "flytekit"
+
+
+class FlytekitMeta(ResourceMeta):
+    """Our handle on a flytekit `ResourceMeta`, encoded and decoded by the connector's own
+    `metadata_type`: exactly the bytes flytekit's server stores."""
+
+    kit_type: ClassVar[Any] = object
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def encode(self) -> bytes:
+        """The flytekit meta's own encoding."""
+        data: bytes = self.value.encode()
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes) -> FlytekitMeta:
+        """Decode with the connector's `metadata_type`; bad bytes are INVALID_ARGUMENT."""
+        try:
+            return cls(cls.kit_type.decode(data))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means bad bytes
+            raise ResourceMetaError(
+                f"resource_meta is not a valid {getattr(cls.kit_type, '__name__', 'meta')} "
+                f"({type(exc).__name__}); send the bytes CreateTask returned"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"FlytekitMeta({self.value!r})"
+
+
+class SyncResult(ResourceMeta):
+    """What a sync connector's `do` answered (a v1 `Resource`), carried as the meta when
+    Flyte 2 calls it as create -> get."""
+
+    def __init__(self, value: v1.Resource) -> None:
+        self.value = value
+
+    def encode(self) -> bytes:
+        """The v1 Resource's wire bytes."""
+        data: bytes = self.value.SerializeToString()
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes) -> SyncResult:
+        """Parse the v1 Resource; bad bytes are INVALID_ARGUMENT."""
+        try:
+            return cls(v1.Resource.FromString(data))
+        except Exception:  # noqa: BLE001 - DecodeError and friends: bad bytes
+            raise ResourceMetaError(
+                "resource_meta is not a sync connector's result; send the bytes CreateTask "
+                "returned"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"SyncResult(phase {self.value.phase})"
+
+
+class FlytekitConnector(AsyncConnector):
+    """One flytekit connector instance served as one of ours."""
+
+    sdk: ClassVar[str] = SDK
+    own_loop: ClassVar[bool] = True
+    raw_inputs: ClassVar[bool] = True
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = str(inner.name)  # type: ignore[misc]
+        self.task_type_name = inner.task_category.name  # type: ignore[misc]
+        self.task_type_version = inner.task_category.version  # type: ignore[misc]
+        self.is_sync = isinstance(inner, SyncConnectorBase)
+        if self.is_sync:
+            self.metadata_type = SyncResult  # type: ignore[misc]
+        else:
+            kit_type = inner.metadata_type
+            self.metadata_type = type(  # type: ignore[misc]
+                f"FlytekitMeta[{getattr(kit_type, '__name__', kit_type)}]",
+                (FlytekitMeta,), {"kit_type": kit_type, "__module__": __name__},
+            )
+        self._undefined_logged = False
+
+    async def create(
+        self, task_template: Any, output_prefix: str, inputs: Any = None,
+        task_execution_metadata: Any = None, **kwargs: Any,
+    ) -> ResourceMeta:
+        """flytekit's models from the request, then the connector's create (or `do`)."""
+        from flytekit.models.literals import LiteralMap
+        from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
+
+        template = TaskTemplate.from_flyte_idl(recast(task_template, tasks_pb2.TaskTemplate))
+        literals = recast(inputs, literals_pb2.LiteralMap) if inputs is not None else None
+        if self.is_sync:
+            result = await _mirror(
+                self.inner.do, task_template=template, output_prefix=output_prefix,
+                inputs=LiteralMap.from_flyte_idl(literals) if literals is not None else None,
+            )
+            return SyncResult(await self._proto(result))
+        metadata = v1.TaskExecutionMetadata()
+        if task_execution_metadata is not None:
+            metadata = recast(task_execution_metadata, v1.TaskExecutionMetadata)
+        meta = await _mirror(
+            self.inner.create, task_template=template, output_prefix=output_prefix,
+            inputs=LiteralMap.from_flyte_idl(literals or literals_pb2.LiteralMap()),
+            task_execution_metadata=TaskExecutionMetadata.from_flyte_idl(metadata),
+        )
+        if not callable(getattr(meta, "encode", None)):
+            from connector_cli.dispatch import ContractError
+
+            raise ContractError(
+                f"{self.name}.create returned {type(meta).__name__}; return its metadata_type"
+            )
+        return self.metadata_type(meta)  # type: ignore[call-arg]
+
+    async def get(self, resource_meta: Any, **kwargs: Any) -> pb.Resource:
+        """The connector's get, its Resource converted by flytekit's own `to_flyte_idl`."""
+        if self.is_sync:
+            proto = resource_meta.value
+        else:
+            proto = await self._proto(
+                await _mirror(self.inner.get, resource_meta=resource_meta.value))
+        resource: pb.Resource = recast(proto, pb.Resource)
+        if resource.phase == TaskExecution.UNDEFINED:
+            self._log_undefined()
+            resource.phase = TaskExecution.QUEUED
+        return resource
+
+    async def _proto(self, result: Any) -> v1.Resource:
+        """A flytekit Resource as the v1 message; outputs that cannot be converted fail
+        the task (a retried GetTask could not fix them), as in the Flyte SDK adapter."""
+        try:
+            proto: v1.Resource = await result.to_flyte_idl()
+        except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
+            logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
+            return v1.Resource(
+                phase=TaskExecution.FAILED,
+                message=f"the connector's result cannot be converted to Flyte literals: {exc}",
+            )
+        return proto
+
+    def _log_undefined(self) -> None:
+        if not self._undefined_logged:
+            self._undefined_logged = True
+            logger.warning(
+                "connector %r returned phase UNDEFINED; reporting it as QUEUED, because "
+                "Flyte fails a task on UNDEFINED (logged once)", self.name,
+            )
+
+    async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
+        """The connector's delete (nothing to cancel for a sync connector)."""
+        if not self.is_sync:
+            await _mirror(self.inner.delete, resource_meta=resource_meta.value)
+
+    async def get_metrics(self, resource_meta: Any, **kwargs: Any) -> Any:
+        """The connector's get_metrics, its v1 answer as the v2 message."""
+        if self.is_sync:
+            raise NotImplementedError(f"sync connector {self.name!r} has no metrics")
+        response = await _mirror(self.inner.get_metrics, resource_meta=resource_meta.value)
+        return recast(response, pb.GetTaskMetricsResponse)
+
+    async def get_logs(self, resource_meta: Any, **kwargs: Any) -> Any:
+        """The connector's get_logs, its v1 answer as the v2 message."""
+        if self.is_sync:
+            raise NotImplementedError(f"sync connector {self.name!r} has no logs")
+        response = await _mirror(self.inner.get_logs, resource_meta=resource_meta.value)
+        return recast(response, pb.GetTaskLogsResponse)
+
+    def __repr__(self) -> str:
+        return (f"<flytekit {type(self.inner).__name__} {self.name!r} serving "
+                f"{self.task_type_name!r} v{self.task_type_version}>")
+
+
+async def _mirror(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """flytekit's `mirror_async_methods`: await `async def`, run plain `def` on a thread."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(**kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(fn, **kwargs))
+
+
+_WRAPPERS: dict[int, FlytekitConnector] = {}
+_IMPORTED: dict[str, list[Any]] = {}
+_INSTANCES: dict[type, Any] = {}
+_LOCK = threading.Lock()
+
+
+def wrap(inner: Any) -> FlytekitConnector:
+    """The one wrapper of a flytekit connector instance (shared, so it keeps one loop)."""
+    with _LOCK:
+        found = _WRAPPERS.get(id(inner))
+        if found is None or found.inner is not inner:
+            found = _WRAPPERS[id(inner)] = FlytekitConnector(inner)
+        return found
+
+
+def registered() -> list[Any]:
+    """Every connector instance in flytekit's process-wide registry."""
+    return list(KitRegistry._REGISTRY.values())
+
+
+def is_kit_connector_class(target: Any) -> bool:
+    """A class subclassing flytekit's `AsyncConnectorBase` or `SyncConnectorBase`."""
+    return isinstance(target, type) and issubclass(target, ConnectorBase)
+
+
+def adopt(module_name: str, target: Any, before: Iterable[int],
+          add: Callable[[AsyncConnector], None]) -> bool:
+    """`add` (register, for discovery) a wrapper of each flytekit connector a plugin
+    provides: those its import registered in flytekit's registry (all of them, as `pyflyte
+    serve connector` serves them) plus, for a connector class nobody registered, an
+    instance. True when the target itself is taken care of."""
+    inners = _from_import(module_name, set(before))
+    if is_kit_connector_class(target):
+        inners += _for_class(target, inners)
+    elif isinstance(target, ConnectorBase) and target not in inners:
+        inners.append(target)
+    if not inners:
+        return False
+    for inner in inners:
+        add(wrap(inner))
+    return isinstance(target, (types.ModuleType, ConnectorBase)) or \
+        is_kit_connector_class(target)
+
+
+def _from_import(module_name: str, before: set[int]) -> list[Any]:
+    """What importing `module_name` registered (remembered for later registries); for a
+    module imported before discovery saw it (importing flytekit loads every plugin of
+    its `flytekit.plugins` group), the registered connectors defined in it."""
+    if module_name not in _IMPORTED:
+        new = [c for c in registered() if id(c) not in before]
+        mine = [c for c in new if _defined_in(type(c), module_name)]
+        if not mine:  # not flytekit's own or another plugin's, loaded along with flytekit
+            mine = [c for c in new if not _defined_in(type(c), "flytekit")
+                    and not _defined_in(type(c), "flytekitplugins")]
+        if not mine:
+            mine = [c for c in registered() if _defined_in(type(c), module_name)]
+        _IMPORTED[module_name] = mine
+    return list(_IMPORTED[module_name])
+
+
+def _defined_in(cls: type, module_name: str) -> bool:
+    module = cls.__module__
+    return module == module_name or module.startswith(module_name + ".")
+
+
+def _for_class(target: type, known: list[Any]) -> list[Any]:
+    """An instance for a connector class the plugin did not register itself."""
+    if any(type(c) is target for c in known):
+        return []
+    found = [c for c in registered() if type(c) is target]
+    if found:
+        return found
+    abstract = getattr(target, "__abstractmethods__", None)
+    if abstract:
+        from connector_cli.errors import RegistrationError
+
+        missing = ", ".join(sorted(abstract))
+        raise RegistrationError(f"{target.__qualname__} does not implement {missing}")
+    with _LOCK:
+        if target not in _INSTANCES:
+            _INSTANCES[target] = target()
+        return [_INSTANCES[target]]
