@@ -141,3 +141,48 @@ def _walk(d1: Any, d2: Any, path: str, out: list[str], seen: set) -> None:
                 out.extend(f"{where} = {n} only in v{1 if n in a else 2}" for n in sorted(a ^ b))
     numbers = {f.number for f in d1.fields}
     out.extend(f"{path}.{g.name} only in v2" for g in d2.fields if g.number not in numbers)
+
+
+def ready_v1(process: Any, address: str, timeout: float = 90.0) -> Any:
+    """Wait until a daemon subprocess (`flyte_support.Process`) answers ListAgents."""
+    import time
+
+    process.address = address
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise AssertionError(f"exited {process.proc.returncode}:\n{process.text()}")
+        try:
+            with grpc.insecure_channel(address) as channel:
+                AgentMetadataServiceStub(channel).ListAgents(v1.ListAgentsRequest(), timeout=2)
+            return process
+        except grpc.RpcError:
+            time.sleep(0.3)
+    process.stop()
+    raise AssertionError(f"not ready at {address}:\n{process.text()}")
+
+
+def start_pyflyte(tmp: Any, *args: str, **env: str) -> Any:
+    """flytekit's own server, `pyflyte serve connector`, on free loopback ports."""
+    import sys
+
+    from tests.helpers.flyte_support import Process, free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.helpers.pyflyte_loopback", "--port", str(port),
+            "--prometheus_port", str(free_port()), *args]
+    return ready_v1(Process(argv, tmp / f"pyflyte-{port}.log", **env), f"127.0.0.1:{port}")
+
+
+def start_ours_v1(tmp: Any, *args: str, **env: str) -> Any:
+    """`flyte-connector serve` with pyflyte's command line (`serve connector --port ...
+    --prometheus_port ... --worker ...`) on free loopback ports."""
+    import sys
+
+    from tests.helpers.flyte_support import Process, free_port
+
+    port = free_port()
+    env.setdefault("FLYTE_CONNECTOR_HOST", "127.0.0.1")
+    argv = [sys.executable, "-m", "connector_cli", "serve", "connector", "--port", str(port),
+            "--prometheus_port", str(free_port()), "--worker", "10", *args]
+    return ready_v1(Process(argv, tmp / f"ours-{port}.log", **env), f"127.0.0.1:{port}")
