@@ -11,8 +11,11 @@ import contextlib
 import http.server
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -27,7 +30,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 from connector_cli.discovery import NEEDS_FLYTEKIT, discover, inventory
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.testing import serve_in_background
-from tests.conftest import run_python
+from tests.conftest import REPO, cli_env, run_python
 from tests.helpers.flyte1_support import V1Stubs, primitives, v1_inputs, v1_template
 from tests.helpers.flyte_support import Stubs
 
@@ -62,6 +65,42 @@ def test_discovery_wraps_flytekit_connectors_and_serves_flytekits_own() -> None:
     again = ConnectorRegistry()
     discover(again, modules=[KIT], plugins=())
     assert again.get_connector("kit_counter") is registry.get_connector("kit_counter")
+
+
+@pytest.fixture(scope="module")
+def kit_dists(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fixtures/kit_dists installed by pip into a directory: packages with entry
+    points in flytekit's `flytekit.plugins` group, as flytekitplugins-* declare them."""
+    target = tmp_path_factory.mktemp("kit-site")
+    build = tmp_path_factory.mktemp("kit-build")
+    sources = []
+    for dist in sorted((REPO / "tests" / "fixtures" / "kit_dists").iterdir()):
+        subprocess.run(["cp", "-r", str(dist), str(build / dist.name)], check=True)
+        sources.append(str(build / dist.name))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-index", "--no-build-isolation", "--disable-pip-version-check",
+                    "--target", str(target), *sources], check=True, timeout=300)
+    return target
+
+
+def test_list_finds_flytekit_plugins_by_their_entry_points(kit_dists: Path) -> None:
+    """What `import flytekit` loads (the flytekit.plugins group) is discovered as plugins:
+    one with a connector is listed with origin flytekit, one without (a type plugin) is
+    neither loaded nor failed, and flytekit's own sensor and webhook come along."""
+    env = cli_env(PYTHONPATH=str(kit_dists), FLYTE_CONNECTOR_PLUGINS="fk-demo,fk-types,flytekit")
+    listed = subprocess.run([sys.executable, "-m", "connector_cli", "list", "--json"],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    rows = {row["name"]: row for row in data["connectors"]}
+    assert data["failed"] == []
+    assert set(rows) == {"Demo Connector", "Sensor", "Webhook Connector"}
+    demo = rows["Demo Connector"]
+    assert demo["sdk"] == "flytekit" and demo["task_types"] == [{"name": "demo", "version": 2}]
+    assert demo["source"]["description"] == "fk-demo 0.4.0"
+    text = subprocess.run([sys.executable, "-m", "connector_cli", "list"], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=REPO)
+    assert "fk-demo 0.4.0 (flytekit)" in " ".join(text.stdout.split()), text.stdout
 
 
 def test_without_flytekit_a_flytekit_plugin_names_the_fix() -> None:
