@@ -244,3 +244,24 @@ async def _poll_v1(stubs: V1Stubs, task_type: str, meta: bytes, timeout: float =
             return resource
         assert loop.time() < deadline, resource
         await asyncio.sleep(0.1)
+
+
+def test_the_flyte1_backend_configuration_uses_the_plugins_keys() -> None:
+    """deploy/flyte/connector-service-flyte1.yaml (shown in docs/migrating-from-flytekit.md)
+    uses only keys of the propeller's connector-service config (config.go's json tags)."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    config = yaml.safe_load((REPO / "deploy" / "flyte" / "connector-service-flyte1.yaml")
+                            .read_text())
+    plugin = config["plugins"]["connector-service"]
+    assert set(plugin) <= {"webApi", "resourceConstraints", "defaultConnector", "connectors",
+                           "connectorForTaskTypes", "supportedTaskTypes", "pollInterval"}
+    deployments = [plugin["defaultConnector"], *plugin["connectors"].values()]
+    for deployment in deployments:
+        assert set(deployment) <= {"endpoint", "insecure", "defaultServiceConfig", "timeouts",
+                                   "defaultTimeout"}
+        assert deployment["endpoint"].startswith(("k8s://", "dns:///"))
+    assert set(plugin["connectorForTaskTypes"].values()) <= set(plugin["connectors"])
+    assert "connector-service" in config["tasks"]["task-plugins"]["enabled-plugins"]
