@@ -7,6 +7,7 @@ Real daemons on 127.0.0.1:0, called with flyteidl's and flyteidl2's own generate
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -265,3 +266,32 @@ def test_the_flyte1_backend_configuration_uses_the_plugins_keys() -> None:
         assert deployment["endpoint"].startswith(("k8s://", "dns:///"))
     assert set(plugin["connectorForTaskTypes"].values()) <= set(plugin["connectors"])
     assert "connector-service" in config["tasks"]["task-plugins"]["enabled-plugins"]
+
+
+async def test_v1_calls_are_counted_drained_and_signed() -> None:
+    """Metrics label v1 calls with their task type and operation; a drain lets an
+    in-flight v1 GetTask finish; a tampered signed meta is refused before the connector."""
+    import urllib.request
+
+    slow = v1_template("slow", inputs={"seconds": "float"})
+    shell = v1_template("shell", custom={"script": "true"})
+    async with serve_in_background(modules=[DAEMON], plugins=["shell"], metrics_port=0,
+                                   grace_period=5.0) as daemon:
+        async with V1Stubs(daemon.address) as old:
+            await old.agents()
+            meta = await old.create(slow, v1_inputs(seconds=0.5))
+            shell_meta = await old.create(shell)
+            with pytest.raises(grpc.aio.AioRpcError) as tampered:
+                await old.get("shell", shell_meta[:-1] + bytes([shell_meta[-1] ^ 1]))
+            await old.delete("shell", shell_meta)
+            text = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(daemon.metrics_url, timeout=10).read().decode())
+            pending = asyncio.ensure_future(old.get("slow", meta))
+            await asyncio.sleep(0.1)
+            await daemon.server.stop()
+            drained = await pending
+    assert tampered.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert 'operation="list_agents"' in text
+    assert re.search(r'requests_success_total\{[^}]*task_type="slow"[^}]*operation="create"', text) or \
+        re.search(r'requests_success_total\{[^}]*operation="create"[^}]*task_type="slow"', text), text
+    assert (drained.phase, drained.message) == (TaskExecution.SUCCEEDED, "slept")
