@@ -22,8 +22,15 @@ install: $(STAMP)
 
 # The Flyte SDK and the flyteplugins-* connectors the tests serve: only `make test` pays for them.
 FLYTE_STAMP := $(VENV)/.installed-flyte
+# Unmodified flytekitplugins-* go to a directory of their own that only their tests put on
+# sys.path: installed into the venv, their flytekit.plugins entry points would make every
+# other test's discovery import flytekit.
+KIT_PLUGINS := $(VENV)/flytekit-plugins
 $(FLYTE_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,flyte,flyte-test,flyte1,flytekit]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-e '.[test,flyte,flyte-test,flyte1,flytekit,flytekit-test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --upgrade \
+		--target $(KIT_PLUGINS) flytekitplugins-openai==1.16.31 flytekitplugins-slurm==1.16.31
 	touch $@
 
 install-flyte: $(FLYTE_STAMP)
