@@ -295,3 +295,43 @@ async def test_v1_calls_are_counted_drained_and_signed() -> None:
     assert re.search(r'requests_success_total\{[^}]*task_type="slow"[^}]*operation="create"', text) or \
         re.search(r'requests_success_total\{[^}]*operation="create"[^}]*task_type="slow"', text), text
     assert (drained.phase, drained.message) == (TaskExecution.SUCCEEDED, "slept")
+
+
+def test_reflection_describes_the_v1_services_before_any_v1_call() -> None:
+    """A fresh daemon has not imported flyteidl (its handlers are built by their first
+    call); reflection imports the descriptors itself when asked."""
+    from tests.conftest import run_python
+
+    code = (
+        "import asyncio, sys\n"
+        "import grpc\n"
+        "from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc\n"
+        "from connector_cli.testing import serve_in_background\n"
+        "async def main():\n"
+        "    async with serve_in_background() as daemon:\n"
+        "        before = 'flyteidl.service.agent_pb2' in sys.modules\n"
+        "        async with grpc.aio.insecure_channel(daemon.address) as channel:\n"
+        "            stub = reflection_pb2_grpc.ServerReflectionStub(channel)\n"
+        "            asks = [reflection_pb2.ServerReflectionRequest(list_services=''),\n"
+        "                    reflection_pb2.ServerReflectionRequest(\n"
+        "                        file_containing_symbol='flyteidl.service.AsyncAgentService')]\n"
+        "            replies = [r async for r in stub.ServerReflectionInfo(iter(asks))]\n"
+        "    names = sorted(s.name for s in replies[0].list_services_response.service)\n"
+        "    described = bool(replies[1].file_descriptor_response.file_descriptor_proto)\n"
+        "    print(before, described, ' '.join(names))\n"
+        "asyncio.run(main())\n"
+    )
+    result = run_python(code)
+    before, described, *names = result.stdout.split()
+    assert (before, described) == ("False", "True"), result.stdout + result.stderr
+    assert {"flyteidl.service.AsyncAgentService", "flyteidl.service.SyncAgentService",
+            "flyteidl.service.AgentMetadataService",
+            "flyteidl2.connector.AsyncConnectorService"} <= set(names)
+
+
+def test_serve_processes_passes_the_api_choice_to_its_workers() -> None:
+    from connector_cli.cli.serve_processes import worker_argv
+
+    argv = worker_argv({"api": ("v1",), "host": "127.0.0.1"}, 8000, "/tmp/state")
+    assert argv[argv.index("--api") + 1] == "v1"
+    assert "--api" not in worker_argv({"api": None}, 8000, "/tmp/state")
