@@ -15,7 +15,7 @@ from connector_cli.config import DiscoveryConfig, ServerConfig, options
 # A value other than the default for each kind of option.
 _OTHER: dict[Any, Any] = {
     "text": "127.0.0.1", "count": 3, "seconds": 7.5, "bytes": 2_000_000, "file": "/k/x.pem",
-    "dir": "/state", "flag": True, "time": "2030-01-01T00:00:00Z",
+    "dir": "/state", "flag": True, "time": "2030-01-01T00:00:00Z", "apis": ("v1",),
 }
 
 
@@ -32,7 +32,9 @@ def _parse(argv: list[str]) -> tuple[ServerConfig, DiscoveryConfig]:
 
 def test_every_option_is_declared_once_and_on_the_command_line() -> None:
     names = [name for name, _default, _spec in options()]
-    params = {p.name for p in serve_command.params}
+    params = {p.name for p in serve_command.params if isinstance(p, click.Option)}
+    arguments = [p.name for p in serve_command.params if isinstance(p, click.Argument)]
+    assert arguments == ["pyflyte_server"]  # `pyflyte serve connector`'s word, taken as is
     assert set(names) <= params
     assert params - set(names) == {"modules", "plugins"} | {
         "c0_" + name for name, _d, spec in options() if spec.c0}
@@ -64,6 +66,17 @@ def test_c0_spellings_are_aliases() -> None:
     assert (config.metrics_port, config.workers, config.timeout) == (0, 4, 3.0)
     config, _ = _parse(["--metrics-port", "0"])
     assert config.metrics_port is None  # ours: 0 turns metrics off
+
+
+def test_pyflyte_serve_connectors_command_line_is_taken() -> None:
+    config, discovery = _parse(["connector", "--port", "8001", "--prometheus_port", "9091",
+                                "--worker", "10", "--timeout", "5", "--modules", "m"])
+    assert (config.port, config.metrics_port, config.workers, config.timeout) == (
+        8001, 9091, 10, 5.0)
+    assert discovery.modules == ("m",)
+    assert _parse(["--api", "v2, v1"])[0].api == ("v1", "v2")
+    with pytest.raises(click.BadParameter):
+        _parse(["--api", "v3"])
 
 
 def test_a_bad_value_is_a_usage_error() -> None:

@@ -331,7 +331,8 @@ def test_reflection_describes_the_v1_services_before_any_v1_call() -> None:
 
 def test_serve_processes_passes_the_api_choice_to_its_workers() -> None:
     from connector_cli.cli.serve_processes import worker_argv
+    from connector_cli.config import DiscoveryConfig, ServerConfig
 
-    argv = worker_argv({"api": ("v1",), "host": "127.0.0.1"}, 8000, "/tmp/state")
+    argv = worker_argv(ServerConfig(api=("v1",)), DiscoveryConfig(), 8000, "/tmp/state")
     assert argv[argv.index("--api") + 1] == "v1"
-    assert "--api" not in worker_argv({"api": None}, 8000, "/tmp/state")
+    assert "--api" not in worker_argv(ServerConfig(), DiscoveryConfig(), 8000, "/tmp/state")
