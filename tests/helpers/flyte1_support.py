@@ -163,15 +163,19 @@ def ready_v1(process: Any, address: str, timeout: float = 90.0) -> Any:
 
 
 def start_pyflyte(tmp: Any, *args: str, **env: str) -> Any:
-    """flytekit's own server, `pyflyte serve connector`, on free loopback ports."""
+    """flytekit's own server, `pyflyte serve connector`, on free loopback ports (and only
+    there: checked from /proc)."""
     import sys
 
-    from tests.helpers.flyte_support import Process, free_port
+    from tests.helpers.flyte_support import Process, free_port, listening_addresses
 
     port = free_port()
     argv = [sys.executable, "-m", "tests.helpers.pyflyte_loopback", "--port", str(port),
             "--prometheus_port", str(free_port()), *args]
-    return ready_v1(Process(argv, tmp / f"pyflyte-{port}.log", **env), f"127.0.0.1:{port}")
+    kit = ready_v1(Process(argv, tmp / f"pyflyte-{port}.log", **env), f"127.0.0.1:{port}")
+    listening = listening_addresses(kit.proc.pid)
+    assert listening and all(host in ("127.0.0.1", "::1") for host, _ in listening), listening
+    return kit
 
 
 def start_ours_v1(tmp: Any, *args: str, **env: str) -> Any:
@@ -185,4 +189,9 @@ def start_ours_v1(tmp: Any, *args: str, **env: str) -> Any:
     env.setdefault("FLYTE_CONNECTOR_HOST", "127.0.0.1")
     argv = [sys.executable, "-m", "connector_cli", "serve", "connector", "--port", str(port),
             "--prometheus_port", str(free_port()), "--worker", "10", *args]
-    return ready_v1(Process(argv, tmp / f"ours-{port}.log", **env), f"127.0.0.1:{port}")
+    ours = ready_v1(Process(argv, tmp / f"ours-{port}.log", **env), f"127.0.0.1:{port}")
+    from tests.helpers.flyte_support import listening_addresses
+
+    listening = listening_addresses(ours.proc.pid)
+    assert listening and all(host == "127.0.0.1" for host, _ in listening), listening
+    return ours
