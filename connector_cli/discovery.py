@@ -165,10 +165,10 @@ def _load_entry_points(
 
     wanted_keys = {_normalize(w) for w in wanted} if wanted is not None else None
     seen: set[str] = set()
-    points = sorted(importlib_metadata.entry_points(group=group), key=lambda e: e.name)
-    if group == ENTRY_POINT_GROUP and wanted_keys != set():
-        kit = importlib_metadata.entry_points(group=foreign.FLYTEKIT_GROUP)
-        points += sorted(kit, key=lambda e: e.name)
+    every = importlib_metadata.entry_points()  # one scan of the installed distributions
+    points = sorted(every.select(group=group), key=lambda e: e.name)
+    if group == ENTRY_POINT_GROUP:  # flytekit's plugins, as `import flytekit` loads them
+        points += sorted(every.select(group=foreign.FLYTEKIT_GROUP), key=lambda e: e.name)
     for ep in points:
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else None
