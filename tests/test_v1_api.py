@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import pytest
 
@@ -336,3 +337,35 @@ def test_serve_processes_passes_the_api_choice_to_its_workers() -> None:
     argv = worker_argv(ServerConfig(api=("v1",)), DiscoveryConfig(), 8000, "/tmp/state")
     assert argv[argv.index("--api") + 1] == "v1"
     assert "--api" not in worker_argv(ServerConfig(), DiscoveryConfig(), 8000, "/tmp/state")
+
+
+async def test_garbage_v1_bodies_are_invalid_argument_unary_and_streamed() -> None:
+    garbage = b"\x0a\xff\xff\xff\xff\x0f"  # a length prefix far past the end
+    async with serve_in_background(modules=[DAEMON]) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as unary:
+                await channel.unary_unary("/flyteidl.service.AsyncAgentService/GetTask")(
+                    garbage, timeout=10)
+
+            async def parts() -> Any:
+                yield garbage
+
+            call = channel.stream_stream("/flyteidl.service.SyncAgentService/ExecuteTaskSync")
+            with pytest.raises(grpc.aio.AioRpcError) as streamed:
+                async for _ in call(parts(), timeout=10):
+                    pass
+            empty = channel.stream_stream("/flyteidl.service.SyncAgentService/ExecuteTaskSync")
+
+            async def nothing() -> Any:
+                return
+                yield b""
+
+            with pytest.raises(grpc.aio.AioRpcError) as no_header:
+                async for _ in empty(nothing(), timeout=10):
+                    pass
+    assert unary.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid GetTaskRequest" in (unary.value.details() or "")
+    assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid ExecuteTaskSyncRequest" in (streamed.value.details() or "")
+    assert no_header.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "expects a header" in (no_header.value.details() or "")
