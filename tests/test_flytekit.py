@@ -259,3 +259,16 @@ async def test_a_bad_flytekit_meta_is_invalid_argument_on_both_apis() -> None:
                 errors.append(bad.value)
     assert [e.code() for e in errors] == [grpc.StatusCode.INVALID_ARGUMENT] * 2
     assert "not a valid KitMeta" in (errors[0].details() or "")
+
+
+async def test_flyte_connector_test_runs_a_flytekit_connector_in_process() -> None:
+    from connector_cli.testing import make_template, run_task
+
+    registry = ConnectorRegistry()
+    assert not discover(registry, modules=[KIT], plugins=()).failed
+    template = make_template("kit_counter", inputs={"n": int, "label": str},
+                             outputs={"total": int, "label": str})
+    result = await run_task(registry, template, {"n": 4, "label": "run"}, poll_interval=0.01)
+    assert result.phases == ["RUNNING", "SUCCEEDED"]
+    totals = {n.name: n.value.scalar.primitive for n in result.outputs.literals}
+    assert totals["total"].integer == 8
