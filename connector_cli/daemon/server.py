@@ -172,6 +172,7 @@ class ConnectorServer:
         (see `metrics_http`), so it never delays the first ListConnectors answer."""
         started = time.monotonic() if self.launched is None else self.launched
         config = self.config
+        self.apis = served_apis(config.api)
         signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
@@ -181,11 +182,6 @@ class ConnectorServer:
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self.gate = RequestGate(config.inflight_budget)
-        try:
-            self.apis = served_apis(config.api)
-        except StartupError:
-            self._executor.shutdown(wait=False)
-            raise
         self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining,
                                      self.apis)
         try:
