@@ -23,7 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from connector_cli import v1_messages
 from connector_cli.errors import StartupError
-from connector_cli.testing import serve_in_background
+from connector_cli.testing import registry_with, serve_in_background
+from tests.fixtures.connectors import daemon_connectors as dc
 from tests.helpers.flyte1_support import (
     V1Stubs,
     primitives,
@@ -33,7 +34,6 @@ from tests.helpers.flyte1_support import (
 )
 from tests.helpers.flyte_support import Stubs
 
-DAEMON = "tests.fixtures.connectors.daemon_connectors"
 FLYTE_STYLE = "tests.fixtures.connectors.flyte_style"
 
 # Every field one generation has and the other does not, on the messages the daemon
@@ -81,6 +81,12 @@ EXPECTED_DIFFERENCES = {
 }
 
 
+def ours() -> object:
+    """A registry with our own SDK's test connectors (the module may have been imported
+    by another test already, so they are registered here rather than by its import)."""
+    return registry_with(dc.EchoConnector(), dc.SlowConnector())
+
+
 @pytest.mark.parametrize("names", sorted(EXPECTED_DIFFERENCES))
 def test_v1_and_v2_messages_differ_on_the_wire_only_where_the_conversion_says(
         names: tuple[str, str]) -> None:
@@ -116,7 +122,7 @@ def test_a_v1_request_without_a_category_uses_the_deprecated_task_type() -> None
 
 
 async def test_both_generations_list_every_connector_with_its_categories() -> None:
-    async with serve_in_background(modules=[DAEMON, FLYTE_STYLE], plugins=["shell"]) as daemon:
+    async with serve_in_background(ours(), modules=[FLYTE_STYLE], plugins=["shell"]) as daemon:
         async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
             agents = await old.agents()
             connectors = await new.list()
@@ -167,7 +173,7 @@ async def test_a_flyte_sdk_connector_runs_create_get_delete_through_v1() -> None
 
 
 async def test_v1_status_codes_logs_metrics_and_health() -> None:
-    async with serve_in_background(modules=[DAEMON, FLYTE_STYLE]) as daemon:
+    async with serve_in_background(ours(), modules=[FLYTE_STYLE]) as daemon:
         async with V1Stubs(daemon.address) as old:
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await old.get("no_such_type", b"x")
@@ -193,13 +199,13 @@ async def test_v1_status_codes_logs_metrics_and_health() -> None:
 
 
 async def test_api_option_turns_either_generation_off() -> None:
-    async with serve_in_background(modules=[DAEMON], api=("v2",)) as daemon:
+    async with serve_in_background(ours(), api=("v2",)) as daemon:
         async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
             assert "Echo" in str(await new.list())
             with pytest.raises(grpc.aio.AioRpcError) as off:
                 await old.agents()
     assert off.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    async with serve_in_background(modules=[DAEMON], api=("v1",)) as daemon:
+    async with serve_in_background(ours(), api=("v1",)) as daemon:
         async with V1Stubs(daemon.address) as old, Stubs(daemon.address) as new:
             assert await old.agents()
             with pytest.raises(grpc.aio.AioRpcError) as off:
@@ -209,7 +215,7 @@ async def test_api_option_turns_either_generation_off() -> None:
 
 async def test_execute_task_sync_refuses_an_async_connector() -> None:
     template = v1_template("echo")
-    async with serve_in_background(modules=[DAEMON]) as daemon:
+    async with serve_in_background(ours()) as daemon:
         async with V1Stubs(daemon.address) as old:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await old.execute_sync(template)
@@ -276,7 +282,7 @@ async def test_v1_calls_are_counted_drained_and_signed() -> None:
 
     slow = v1_template("slow", inputs={"seconds": "float"})
     shell = v1_template("shell", custom={"script": "true"})
-    async with serve_in_background(modules=[DAEMON], plugins=["shell"], metrics_port=0,
+    async with serve_in_background(ours(), plugins=["shell"], metrics_port=0,
                                    grace_period=5.0) as daemon:
         async with V1Stubs(daemon.address) as old:
             await old.agents()
@@ -341,7 +347,7 @@ def test_serve_processes_passes_the_api_choice_to_its_workers() -> None:
 
 async def test_garbage_v1_bodies_are_invalid_argument_unary_and_streamed() -> None:
     garbage = b"\x0a\xff\xff\xff\xff\x0f"  # a length prefix far past the end
-    async with serve_in_background(modules=[DAEMON]) as daemon:
+    async with serve_in_background(ours()) as daemon:
         async with grpc.aio.insecure_channel(daemon.address) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as unary:
                 await channel.unary_unary("/flyteidl.service.AsyncAgentService/GetTask")(
