@@ -375,3 +375,22 @@ async def test_garbage_v1_bodies_are_invalid_argument_unary_and_streamed() -> No
     assert "not a valid ExecuteTaskSyncRequest" in (streamed.value.details() or "")
     assert no_header.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "expects a header" in (no_header.value.details() or "")
+
+
+async def test_v1_calls_get_their_secrets_from_the_connections_file(tmp_path) -> None:
+    """Flyte 1 requests carry no `connection`: with `--connections`, the daemon fills it in
+    for them as for Flyte 2 requests without one (the Flyte SDK counter needs `api_key`)."""
+    secret = "s3cr3t-counter-key"
+    (tmp_path / "key").write_text(secret + "\n")
+    (tmp_path / "connections.yaml").write_text(
+        "connections:\n  - task_type: flyte_counter\n"
+        f"    secrets: {{api_key: {{file: {tmp_path / 'key'}}}}}\n")
+    template = v1_template("flyte_counter", inputs={"n": "int", "label": "str"},
+                           outputs={"total": "int", "label": "str"})
+    async with serve_in_background(modules=[FLYTE_STYLE],
+                                   connections=str(tmp_path / "connections.yaml")) as daemon:
+        async with V1Stubs(daemon.address) as old:
+            meta = await old.create(template, v1_inputs(n=2, label="v1"))
+            phases = [(await old.get("flyte_counter", meta)).phase for _ in range(3)]
+    assert b"job-2-v1-" in meta
+    assert phases[-1] == TaskExecution.SUCCEEDED
