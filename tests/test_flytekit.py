@@ -118,7 +118,8 @@ def test_without_flytekit_a_flytekit_plugin_names_the_fix() -> None:
     assert "written for flytekit" in error and "pip install 'flyte-connector[flytekit]'" in error
 
 
-async def test_a_flytekit_connector_runs_through_v1_and_v2_with_logs_and_metrics() -> None:
+async def test_a_flytekit_connector_runs_through_v1_and_v2_with_logs_and_metrics(
+        caplog: pytest.LogCaptureFixture) -> None:
     from tests.fixtures.connectors.flytekit_style import KitMeta
 
     template = counter_template()
@@ -159,6 +160,9 @@ async def test_a_flytekit_connector_runs_through_v1_and_v2_with_logs_and_metrics
     assert {n.name for n in via_v2[1].outputs.literals} == {"total", "label"}
     assert logs[0].body.structured_lines[0].message == "counted to 3"
     assert metrics.results[0].metric == "count"
+    # flytekit's own logger reaches the daemon's handlers (format, masking)
+    assert any(r.name == "flytekit" and "polled 2 times" in r.getMessage()
+               for r in caplog.records)
 
 
 @contextlib.contextmanager
@@ -272,3 +276,21 @@ async def test_flyte_connector_test_runs_a_flytekit_connector_in_process() -> No
     assert result.phases == ["RUNNING", "SUCCEEDED"]
     totals = {n.name: n.value.scalar.primitive for n in result.outputs.literals}
     assert totals["total"].integer == 8
+
+
+async def test_flytekits_log_lines_come_out_in_the_daemons_format(tmp_path: Path) -> None:
+    """flytekit installs handlers of its own (rich text) at import; served by us, its
+    records go through the daemon's handlers: with --log-format json every line is JSON."""
+    from tests.helpers.flyte1_support import start_ours_v1
+
+    daemon = start_ours_v1(tmp_path, "--plugins", "none", "--modules", "flytekit_style",
+                           "--log-format", "json", _FSEC_KIT_TOKEN=TOKEN)
+    try:
+        async with V1Stubs(daemon.address) as old:
+            meta = await old.create(counter_template(), v1_inputs(n=1, label="json"))
+            await old.get("kit_counter", meta)
+    finally:
+        log = daemon.stop()
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert any(r["logger"] == "flytekit" and "polled 1 times" in r["message"] for r in records)
+    assert TOKEN not in log

@@ -48,6 +48,21 @@ from connector_cli.v1_messages import recast
 logger = logging.getLogger(__name__)
 
 SDK = "flytekit"
+FLYTEKIT_LOGGERS = ("flytekit", "user_space", "developer")
+
+
+def _route_logging() -> None:
+    """Send flytekit's log records through the daemon's handlers (its `--log-format`, its
+    secret masking) instead of the handlers flytekit installs on its own loggers at import
+    (rich or JSON text that bypasses both); flytekit's levels stay as configured."""
+    for name in FLYTEKIT_LOGGERS:
+        kit_logger = logging.getLogger(name)
+        for handler in list(kit_logger.handlers):
+            kit_logger.removeHandler(handler)
+        kit_logger.propagate = True
+
+
+_route_logging()
 
 
 class FlytekitMeta(ResourceMeta):
