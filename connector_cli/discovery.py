@@ -180,8 +180,11 @@ def _load_entry_points(
             "entry-point", ep.name, ep.value, dist_name, dist.version if dist is not None else None
         )
         module_name, _, attr = ep.value.partition(":")
+        kit = ep.group == foreign.FLYTEKIT_GROUP
+        if kit:
+            foreign.load_flytekit()  # once: flytekit itself, without its plugin group
         _load_isolated(registry, report, origin, module_name.strip(), attr.strip(),
-                       optional=ep.group == foreign.FLYTEKIT_GROUP)
+                       optional=kit)
     for name in sorted(wanted or ()):
         if _normalize(name) not in seen and _normalize(name) != "flytekit":
             report.failed.append(

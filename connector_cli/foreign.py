@@ -54,6 +54,15 @@ def adopt(module_name: str, target: Any, before: frozenset[int],
     return False
 
 
+def load_flytekit() -> None:
+    """Import the flytekit adapter, and flytekit without its `flytekit.plugins` (discovery
+    loads each of those in isolation); a broken flytekit shows in each plugin's own import."""
+    try:
+        from connector_cli.adapters import flytekit  # noqa: F401
+    except Exception:  # noqa: BLE001 - each flytekit plugin's import reports it
+        return
+
+
 def needs_flyte(exc: BaseException) -> bool:
     """True when an import failed because the Flyte SDK (`flyte`) is not installed."""
     return _missing(exc, "flyte")

@@ -84,16 +84,19 @@ def kit_dists(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_list_finds_flytekit_plugins_by_their_entry_points(kit_dists: Path) -> None:
-    """What `import flytekit` loads (the flytekit.plugins group) is discovered as plugins:
-    one with a connector is listed with origin flytekit, one without (a type plugin) is
-    neither loaded nor failed, and flytekit's own sensor and webhook come along."""
-    env = cli_env(PYTHONPATH=str(kit_dists), FLYTE_CONNECTOR_PLUGINS="fk-demo,fk-types,flytekit")
+    """What `import flytekit` loads (the flytekit.plugins group) is discovered as plugins,
+    each in isolation: one with a connector is listed with origin flytekit, one without (a
+    type plugin) is neither loaded nor failed, a broken one fails alone (under `import
+    flytekit` it would break every one), and flytekit's own sensor and webhook come along."""
+    env = cli_env(PYTHONPATH=str(kit_dists),
+                  FLYTE_CONNECTOR_PLUGINS="fk-demo,fk-types,fk-broken,flytekit")
     listed = subprocess.run([sys.executable, "-m", "connector_cli", "list", "--json"],
                             capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
-    assert listed.returncode == 0, listed.stderr
+    assert listed.returncode == 1, listed.stderr  # list's status when a plugin failed
     data = json.loads(listed.stdout)
     rows = {row["name"]: row for row in data["connectors"]}
-    assert data["failed"] == []
+    broken = "importing 'fkplugins_broken' raised RuntimeError: this plugin is broken on purpose"
+    assert [(f["plugin"], f["error"]) for f in data["failed"]] == [("broken", broken)]
     assert set(rows) == {"Demo Connector", "Sensor", "Webhook Connector"}
     demo = rows["Demo Connector"]
     assert demo["sdk"] == "flytekit" and demo["task_types"] == [{"name": "demo", "version": 2}]

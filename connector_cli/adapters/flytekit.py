@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import importlib.metadata
 import inspect
 import logging
+import sys
 import threading
 import types
 from typing import Any, Callable, ClassVar, Iterable
@@ -34,16 +37,43 @@ from flyteidl.admin import agent_pb2 as v1
 from flyteidl.core import literals_pb2, tasks_pb2
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
-from flytekit.extend.backend.base_connector import (
-    ConnectorBase,
-    SyncConnectorBase,
-)
-from flytekit.extend.backend.base_connector import ConnectorRegistry as KitRegistry
 
 from connector_cli.errors import ResourceMetaError
+from connector_cli.foreign import FLYTEKIT_GROUP
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.v1_messages import recast
+
+
+def _import_flytekit_alone() -> None:
+    """Import flytekit without the plugins of its `flytekit.plugins` group. `import
+    flytekit` loads every one of them and fails when one does; discovery loads each as a
+    plugin of its own instead (connector_cli.discovery), so one broken plugin cannot take
+    the others down."""
+    if "flytekit" in sys.modules:
+        return
+    real = importlib.metadata.entry_points
+
+    def without_kit_plugins(**params: Any) -> Any:
+        return () if params.get("group") == FLYTEKIT_GROUP else real(**params)
+
+    importlib.metadata.entry_points = without_kit_plugins  # type: ignore[assignment]
+    try:
+        flytekit = importlib.import_module("flytekit")
+    finally:
+        importlib.metadata.entry_points = real
+    vars(flytekit)["entry_points"] = real  # its module-level name, for any later caller
+
+
+_import_flytekit_alone()
+
+from flytekit.extend.backend.base_connector import (  # noqa: E402 - after the import above
+    ConnectorBase,
+    SyncConnectorBase,
+)
+from flytekit.extend.backend.base_connector import (  # noqa: E402
+    ConnectorRegistry as KitRegistry,
+)
 
 logger = logging.getLogger(__name__)
 
