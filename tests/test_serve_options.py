@@ -8,7 +8,8 @@ from typing import Any
 import click
 import pytest
 
-from connector_cli.cli.serve_command import config_from_params, serve_command
+from connector_cli.cli import cli
+from connector_cli.cli.serve_command import config_from_params
 from connector_cli.cli.serve_processes import worker_argv
 from connector_cli.config import DiscoveryConfig, ServerConfig, options
 
@@ -25,15 +26,24 @@ def _other(name: str, kind: Any) -> Any:
     return _OTHER[kind]
 
 
+def serve_command() -> click.Command:
+    """`serve` as the CLI group hands it out (with its -h and examples): a bare command's
+    first parse would cache a help option without them for every later test."""
+    with click.Context(cli) as ctx:
+        command = cli.get_command(ctx, "serve")
+    assert command is not None
+    return command
+
+
 def _parse(argv: list[str]) -> tuple[ServerConfig, DiscoveryConfig]:
-    ctx = serve_command.make_context("serve", argv)
+    ctx = serve_command().make_context("serve", argv)
     return config_from_params(ctx.params)
 
 
 def test_every_option_is_declared_once_and_on_the_command_line() -> None:
     names = [name for name, _default, _spec in options()]
-    params = {p.name for p in serve_command.params if isinstance(p, click.Option)}
-    arguments = [p.name for p in serve_command.params if isinstance(p, click.Argument)]
+    params = {p.name for p in serve_command().params if isinstance(p, click.Option)}
+    arguments = [p.name for p in serve_command().params if isinstance(p, click.Argument)]
     assert arguments == ["pyflyte_server"]  # `pyflyte serve connector`'s word, taken as is
     assert set(names) <= params
     assert params - set(names) == {"modules", "plugins"} | {
