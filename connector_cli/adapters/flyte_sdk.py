@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
-import types
-from typing import Any, AsyncIterator, Callable, ClassVar, Iterable
+from typing import Any, AsyncIterator, Callable, ClassVar
 
 from flyte.connectors import AsyncConnector as FlyteAsyncConnector
 from flyte.connectors import ConnectorRegistry as FlyteRegistry
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
+from connector_cli.adoption import Adopter
 from connector_cli.errors import ResourceMetaError, TransientError
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
@@ -216,85 +215,7 @@ async def _native_inputs(template: Any, inputs: Any) -> dict[str, Any]:
     return result
 
 
-_WRAPPERS: dict[int, FlyteSdkConnector] = {}
-_IMPORTED: dict[str, list[Any]] = {}
-_INSTANCES: dict[type, Any] = {}
-_LOCK = threading.Lock()
-
-
-def wrap(inner: Any) -> FlyteSdkConnector:
-    """The one wrapper of a Flyte connector instance (shared, so it keeps one loop)."""
-    with _LOCK:
-        found = _WRAPPERS.get(id(inner))
-        if found is None or found.inner is not inner:
-            found = _WRAPPERS[id(inner)] = FlyteSdkConnector(inner)
-        return found
-
-
-def registered() -> list[Any]:
-    """Every connector instance in the Flyte SDK's process-wide registry."""
-    return list(FlyteRegistry._REGISTRY.values())
-
-
-def is_flyte_connector_class(target: Any) -> bool:
-    """A class (or subscripted generic alias) subclassing `flyte.connectors.AsyncConnector`."""
-    import typing
-
-    cls = typing.get_origin(target) or target
-    return isinstance(cls, type) and issubclass(cls, FlyteAsyncConnector)
-
-
-def adopt(module_name: str, target: Any, before: Iterable[int],
-          add: Callable[[AsyncConnector], None]) -> bool:
-    """`add` (register, for discovery) a wrapper of each Flyte connector a plugin provides.
-
-    Those its import registered in the Flyte SDK's registry (all of them, as the Flyte
-    SDK's server serves them) plus, for a connector class nobody registered, an instance.
-    True when the target itself is taken care of (a Flyte connector class or instance,
-    or a module that registered Flyte connectors).
-    """
-    inners = _from_import(module_name, set(before))
-    if is_flyte_connector_class(target):
-        inners += _for_class(target, inners)
-    elif isinstance(target, FlyteAsyncConnector) and target not in inners:
-        inners.append(target)
-    if not inners:
-        return False
-    for inner in inners:
-        add(wrap(inner))
-    return isinstance(target, (types.ModuleType, FlyteAsyncConnector)) or \
-        is_flyte_connector_class(target)
-
-
-def _from_import(module_name: str, before: set[int]) -> list[Any]:
-    """What importing `module_name` registered, remembered for later registries; for a
-    module imported before discovery saw it, the registered connectors defined in it."""
-    if module_name not in _IMPORTED:
-        new = [c for c in registered() if id(c) not in before]
-        if not new:
-            new = [c for c in registered() if _defined_in(type(c), module_name)]
-        _IMPORTED[module_name] = new
-    return list(_IMPORTED[module_name])
-
-
-def _defined_in(cls: type, module_name: str) -> bool:
-    module = cls.__module__
-    return module == module_name or module.startswith(module_name + ".")
-
-
-def _for_class(target: Any, known: list[Any]) -> list[Any]:
-    """An instance for a connector class the plugin did not register itself."""
-    import typing
-
-    cls = typing.get_origin(target) or target
-    if any(type(c) is cls for c in known) or any(type(c) is cls for c in registered()):
-        return [c for c in registered() if type(c) is cls and c not in known]
-    if getattr(cls, "__abstractmethods__", None):
-        from connector_cli.errors import RegistrationError
-
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise RegistrationError(f"{cls.__qualname__} does not implement {missing}")
-    with _LOCK:
-        if cls not in _INSTANCES:
-            _INSTANCES[cls] = cls()
-        return [_INSTANCES[cls]]
+ADOPTER: Adopter[FlyteSdkConnector] = Adopter(
+    lambda: list(FlyteRegistry._REGISTRY.values()), FlyteAsyncConnector, FlyteSdkConnector)
+wrap, registered, adopt = ADOPTER.wrap, ADOPTER.registered, ADOPTER.adopt
+is_flyte_connector_class = ADOPTER.is_connector_class

@@ -29,15 +29,14 @@ import importlib.metadata
 import inspect
 import logging
 import sys
-import threading
-import types
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, Callable, ClassVar
 
 from flyteidl.admin import agent_pb2 as v1
 from flyteidl.core import literals_pb2, tasks_pb2
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
+from connector_cli.adoption import Adopter
 from connector_cli.errors import ResourceMetaError
 from connector_cli.foreign import FLYTEKIT_GROUP
 from connector_cli.sdk.connector import AsyncConnector
@@ -272,85 +271,8 @@ async def _mirror(fn: Callable[..., Any], **kwargs: Any) -> Any:
     return await loop.run_in_executor(None, functools.partial(fn, **kwargs))
 
 
-_WRAPPERS: dict[int, FlytekitConnector] = {}
-_IMPORTED: dict[str, list[Any]] = {}
-_INSTANCES: dict[type, Any] = {}
-_LOCK = threading.Lock()
-
-
-def wrap(inner: Any) -> FlytekitConnector:
-    """The one wrapper of a flytekit connector instance (shared, so it keeps one loop)."""
-    with _LOCK:
-        found = _WRAPPERS.get(id(inner))
-        if found is None or found.inner is not inner:
-            found = _WRAPPERS[id(inner)] = FlytekitConnector(inner)
-        return found
-
-
-def registered() -> list[Any]:
-    """Every connector instance in flytekit's process-wide registry."""
-    return list(KitRegistry._REGISTRY.values())
-
-
-def is_kit_connector_class(target: Any) -> bool:
-    """A class subclassing flytekit's `AsyncConnectorBase` or `SyncConnectorBase`."""
-    return isinstance(target, type) and issubclass(target, ConnectorBase)
-
-
-def adopt(module_name: str, target: Any, before: Iterable[int],
-          add: Callable[[AsyncConnector], None]) -> bool:
-    """`add` (register, for discovery) a wrapper of each flytekit connector a plugin
-    provides: those its import registered in flytekit's registry (all of them, as `pyflyte
-    serve connector` serves them) plus, for a connector class nobody registered, an
-    instance. True when the target itself is taken care of."""
-    inners = _from_import(module_name, set(before))
-    if is_kit_connector_class(target):
-        inners += _for_class(target, inners)
-    elif isinstance(target, ConnectorBase) and target not in inners:
-        inners.append(target)
-    if not inners:
-        return False
-    for inner in inners:
-        add(wrap(inner))
-    return isinstance(target, (types.ModuleType, ConnectorBase)) or \
-        is_kit_connector_class(target)
-
-
-def _from_import(module_name: str, before: set[int]) -> list[Any]:
-    """What importing `module_name` registered (remembered for later registries); for a
-    module imported before discovery saw it (importing flytekit loads every plugin of
-    its `flytekit.plugins` group), the registered connectors defined in it."""
-    if module_name not in _IMPORTED:
-        new = [c for c in registered() if id(c) not in before]
-        mine = [c for c in new if _defined_in(type(c), module_name)]
-        if not mine:  # not flytekit's own or another plugin's, loaded along with flytekit
-            mine = [c for c in new if not _defined_in(type(c), "flytekit")
-                    and not _defined_in(type(c), "flytekitplugins")]
-        if not mine:
-            mine = [c for c in registered() if _defined_in(type(c), module_name)]
-        _IMPORTED[module_name] = mine
-    return list(_IMPORTED[module_name])
-
-
-def _defined_in(cls: type, module_name: str) -> bool:
-    module = cls.__module__
-    return module == module_name or module.startswith(module_name + ".")
-
-
-def _for_class(target: type, known: list[Any]) -> list[Any]:
-    """An instance for a connector class the plugin did not register itself."""
-    if any(type(c) is target for c in known):
-        return []
-    found = [c for c in registered() if type(c) is target]
-    if found:
-        return found
-    abstract = getattr(target, "__abstractmethods__", None)
-    if abstract:
-        from connector_cli.errors import RegistrationError
-
-        missing = ", ".join(sorted(abstract))
-        raise RegistrationError(f"{target.__qualname__} does not implement {missing}")
-    with _LOCK:
-        if target not in _INSTANCES:
-            _INSTANCES[target] = target()
-        return [_INSTANCES[target]]
+ADOPTER: Adopter[FlytekitConnector] = Adopter(
+    lambda: list(KitRegistry._REGISTRY.values()), ConnectorBase, FlytekitConnector,
+    built_in=("flytekit", "flytekitplugins"))
+wrap, registered, adopt = ADOPTER.wrap, ADOPTER.registered, ADOPTER.adopt
+is_kit_connector_class = ADOPTER.is_connector_class
