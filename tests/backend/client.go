@@ -34,7 +34,8 @@ func DefaultDeployment(endpoint string) Deployment {
 
 // Client is the connection the plugin keeps per endpoint, with its dial options: TLS
 // against the system pool (so SSL_CERT_FILE) unless insecure, the service config,
-// keepalive 30 s / 10 s, and grpc-go's default 4 MiB receive limit left as it is.
+// keepalive 30 s / 10 s where the dialect's plugin sets it, and grpc-go's default 4 MiB
+// receive limit left as it is.
 type Client struct {
 	schema *Schema
 	dep    Deployment
@@ -56,9 +57,11 @@ func Dial(schema *Schema, dep Deployment) (*Client, error) {
 	if dep.DefaultServiceConfig != "" {
 		opts = append(opts, grpc.WithDefaultServiceConfig(dep.DefaultServiceConfig))
 	}
-	opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
-		Time: 30 * time.Second, Timeout: 10 * time.Second,
-	}))
+	if schema.Keepalive {
+		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time: 30 * time.Second, Timeout: 10 * time.Second,
+		}))
+	}
 	conn, err := grpc.Dial(dep.Endpoint, opts...) //nolint:staticcheck // what the plugin calls
 	if err != nil {
 		return nil, err
@@ -69,19 +72,28 @@ func Dial(schema *Schema, dep Deployment) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
-// Call invokes service/method with the operation's deadline; the response is a new
-// message of the named type.
-func (c *Client) Call(ctx context.Context, service, method string, req proto.Message,
-	respType string) (proto.Message, error) {
+// operation is the key of a method's deadline in the deployment's timeouts: both
+// plugins look the metadata service's list call up as "ListConnectors".
+func (c *Client) operation(ctx context.Context, method string) (context.Context, context.CancelFunc) {
+	if method == c.schema.List {
+		method = "ListConnectors"
+	}
 	timeout := c.dep.DefaultTimeout
 	if t, ok := c.dep.Timeouts[method]; ok {
 		timeout = t
 	}
 	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+		return context.WithTimeout(ctx, timeout)
 	}
+	return ctx, func() {}
+}
+
+// Call invokes service/method with the operation's deadline; the response is a new
+// message of the named type.
+func (c *Client) Call(ctx context.Context, service, method string, req proto.Message,
+	respType string) (proto.Message, error) {
+	ctx, cancel := c.operation(ctx, method)
+	defer cancel()
 	resp := c.schema.New(respType)
 	if err := c.conn.Invoke(ctx, c.schema.Method(service, method), req, resp); err != nil {
 		return nil, err
@@ -89,22 +101,56 @@ func (c *Client) Call(ctx context.Context, service, method string, req proto.Mes
 	return resp, nil
 }
 
-// Categories lists the (task type, version) pairs the endpoint serves, as the plugin's
-// connector watcher reads them from ListConnectors.
+// Exchange is a bidirectional streaming call as the sync path makes it, under the
+// operation's deadline: every request sent, the send side closed, then the first answer
+// received (a new message of the named type).
+func (c *Client) Exchange(ctx context.Context, service, method string, reqs []proto.Message,
+	respType string) (proto.Message, error) {
+	ctx, cancel := c.operation(ctx, method)
+	defer cancel()
+	desc := &grpc.StreamDesc{StreamName: method, ServerStreams: true, ClientStreams: true}
+	stream, err := c.conn.NewStream(ctx, desc, c.schema.Method(service, method))
+	if err != nil {
+		return nil, fmt.Errorf("failed to execute task from connector with %v", err)
+	}
+	for _, req := range reqs {
+		if err := stream.SendMsg(req); err != nil {
+			return nil, fmt.Errorf("failed to send %s with error: %w", req.ProtoReflect().Descriptor().Name(), err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return nil, err
+	}
+	resp := c.schema.New(respType)
+	if err := stream.RecvMsg(resp); err != nil {
+		return nil, fmt.Errorf("failed to receive stream from server %w", err)
+	}
+	return resp, nil
+}
+
+// Categories lists the (task type, version) pairs the endpoint serves, each with whether
+// its connector is sync, as the plugin's connector watcher reads them from its list call
+// (with Flyte 1's deprecated supported_task_types as version 0 where listed).
 func (c *Client) Categories(ctx context.Context) (map[string]bool, error) {
 	pkg := c.schema.Messages
-	resp, err := c.Call(ctx, "ConnectorMetadataService", "ListConnectors",
-		c.schema.New(pkg+".ListConnectorsRequest"), pkg+".ListConnectorsResponse")
+	resp, err := c.Call(ctx, c.schema.Metadata, c.schema.List,
+		c.schema.New(pkg+"."+c.schema.List+"Request"), pkg+"."+c.schema.List+"Response")
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]bool{}
-	connectors, _ := c.schema.Tree(resp)["connectors"].([]any)
+	connectors, _ := c.schema.Tree(resp)[c.schema.Listed].([]any)
 	for _, connector := range connectors {
-		categories, _ := connector.(map[string]any)["supported_task_categories"].([]any)
+		entry := connector.(map[string]any)
+		isSync, _ := entry["is_sync"].(bool)
+		types, _ := entry["supported_task_types"].([]any)
+		for _, name := range types {
+			out[categoryKey(str(name), 0)] = isSync
+		}
+		categories, _ := entry["supported_task_categories"].([]any)
 		for _, category := range categories {
 			cat := category.(map[string]any)
-			out[categoryKey(str(cat["name"]), num(cat["version"]))] = true
+			out[categoryKey(str(cat["name"]), num(cat["version"]))] = isSync
 		}
 	}
 	return out, nil

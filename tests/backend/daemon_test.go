@@ -19,7 +19,7 @@ func TestDaemonRestartBetweenCreateAndGet(t *testing.T) {
 	state := t.TempDir()
 	args := []string{"--plugins", "flyte-connector-shell"}
 	first := startDaemon(t, port, state, args...)
-	p := plugin(t, DefaultDeployment(first.Address))
+	p := plugin(t, schema, DefaultDeployment(first.Address))
 	ctx := context.Background()
 	script := `sleep 2; echo done > "$FLYTE_OUTPUT_DIR/result.txt"`
 	outputs := vars("exit_code", "INTEGER", "result", `{"blob": {"dimensionality": "SINGLE"}}`)
@@ -75,7 +75,7 @@ func TestTwoWorkerProcessesRoundRobinAllSucceedBothServe(t *testing.T) {
 	}
 	// One backend keeps one connection per endpoint and round_robin has one address to
 	// use: every task of one backend replica is served by the same worker.
-	single := plugin(t, DefaultDeployment(d.Address))
+	single := plugin(t, schema, DefaultDeployment(d.Address))
 	alone := map[string]bool{}
 	for i := 0; i < 8; i++ {
 		task := Task{Template: template("pid", "", "", map[string]any{}), OutputPrefix: t.TempDir(),
@@ -107,7 +107,7 @@ func TestTwoWorkerProcessesRoundRobinAllSucceedBothServe(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan string, replicas*tasks)
 	for r := 0; r < replicas; r++ {
-		p := plugin(t, DefaultDeployment(d.Address))
+		p := plugin(t, schema, DefaultDeployment(d.Address))
 		for i := 0; i < tasks; i++ {
 			wg.Add(1)
 			go func(name string) {
@@ -153,7 +153,7 @@ func pidServing(t *testing.T, address string) string {
 	}
 	defer client.Close()
 	p := NewPlugin(client)
-	p.categories = map[string]bool{categoryKey("pid", 0): true}
+	p.categories = map[string]bool{categoryKey("pid", 0): false} // listed, async
 	task := Task{Template: template("pid", "", "", map[string]any{}), OutputPrefix: t.TempDir(), Name: "probe"}
 	_, out := p.Run(context.Background(), task, poll, within)
 	if out.Phase != Success {
@@ -167,7 +167,7 @@ func TestTLSWithATestCA(t *testing.T) {
 		"--tls-cert", tlsFiles.cert, "--tls-key", tlsFiles.key)
 	dep := DefaultDeployment(d.Address)
 	dep.Insecure = false // verified against the system pool, which SSL_CERT_FILE makes our CA
-	p := plugin(t, dep)
+	p := plugin(t, schema, dep)
 	task := shellTask(t, `echo "over tls" > "$FLYTE_OUTPUT_DIR/said.txt"`, nil, "",
 		vars("said", `{"blob": {"dimensionality": "SINGLE"}}`), map[string]string{"said": "said.txt"})
 	_, out := p.Run(context.Background(), task, poll, within)

@@ -22,7 +22,7 @@ func bulkyTask(t *testing.T, size int, runningFirst, toFile bool) Task {
 // with RESOURCE_EXHAUSTED until the error budget was spent (or, after a RUNNING answer,
 // the task hung in Running).
 func TestOutputsOver4MiBGoToOutputsPb(t *testing.T) {
-	p := plugin(t, DefaultDeployment(shared(t).Address))
+	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
 	ctx := context.Background()
 
 	// Just under the limit: read inline.
@@ -58,7 +58,7 @@ func TestOutputsOver4MiBGoToOutputsPb(t *testing.T) {
 // The way out the backend offers: SUCCEEDED without inline outputs, which it then reads
 // from <output_prefix>/outputs.pb, whatever their size.
 func TestOutputsOver4MiBFromOutputsPbSucceed(t *testing.T) {
-	p := plugin(t, DefaultDeployment(shared(t).Address))
+	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
 	item, out := p.Run(context.Background(), bulkyTask(t, 5<<20, false, true), poll, within)
 	expect(t, out, Success, "")
 	if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 5<<20 {

@@ -14,7 +14,8 @@ import (
 // The suite's settings, from TestMain.
 var (
 	connectorBin string   // FLYTE_CONNECTOR_BIN: the daemon under test
-	schema       *Schema  // flyteidl2 as installed beside it
+	schema       *Schema  // flyteidl2 as installed beside it: Flyte 2's plugin speaks it
+	schemaV1     *Schema  // flyteidl as installed beside it: Flyte 1 propeller's plugin
 	fixtureEnv   []string // PYTHONPATH for the fixture connectors
 	tlsFiles     struct{ ca, cert, key string }
 	scratch      string // removed when the suite ends
@@ -44,7 +45,11 @@ func run(m *testing.M) int {
 	repo := filepath.Dir(filepath.Dir(here))
 	var err error
 	python := filepath.Join(filepath.Dir(connectorBin), "python")
-	if schema, err = LoadSchema(python, filepath.Join(here, "dump_descriptors.py")); err != nil {
+	script := filepath.Join(here, "dump_descriptors.py")
+	if schema, err = LoadSchema(python, script, Flyte2); err == nil {
+		schemaV1, err = LoadSchema(python, script, Flyte1)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -73,14 +78,20 @@ func run(m *testing.M) int {
 // startDaemon starts a daemon for one test on port (0: a free one), stopped when the test ends.
 func startDaemon(t *testing.T, port int, stateDir string, args ...string) *Daemon {
 	t.Helper()
+	return startDaemonEnv(t, port, nil, append([]string{"--state-dir", stateDir}, args...)...)
+}
+
+// startDaemonEnv is startDaemon with env added to the daemon's environment.
+func startDaemonEnv(t *testing.T, port int, env []string, args ...string) *Daemon {
+	t.Helper()
 	if port == 0 {
 		var err error
 		if port, err = FreePort(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	env := append([]string{"FLYTE_CONNECTOR_SHELL_STATE_DIR=" + t.TempDir()}, fixtureEnv...)
-	d, err := StartDaemon(connectorBin, port, env, append([]string{"--state-dir", stateDir}, args...)...)
+	env = append(append([]string{"FLYTE_CONNECTOR_SHELL_STATE_DIR=" + t.TempDir()}, fixtureEnv...), env...)
+	d, err := StartDaemon(connectorBin, port, env, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +105,7 @@ func startDaemon(t *testing.T, port int, stateDir string, args ...string) *Daemo
 }
 
 // shared is one daemon with the shell and SQL plugins and the fixture connectors, for
-// the scenarios that need nothing else; TestMain stops it.
+// the scenarios that need nothing else, serving both generations' APIs; TestMain stops it.
 func shared(t *testing.T) *Daemon {
 	t.Helper()
 	sharedOnce.Do(func() {
@@ -109,9 +120,14 @@ func shared(t *testing.T) *Daemon {
 			return
 		}
 		env := append([]string{"FLYTE_CONNECTOR_SHELL_STATE_DIR=" + state}, fixtureEnv...)
+		connections, err := counterConnections(state)
+		if err != nil {
+			sharedErr = err
+			return
+		}
 		sharedDaemon, sharedErr = StartDaemon(connectorBin, port, env, "--state-dir", state,
 			"--plugins", "flyte-connector-shell,flyte-connector-sql",
-			"-m", "flyte_style", "-m", "backend_connectors")
+			"-m", "flyte_style", "-m", "backend_connectors", "--connections", connections)
 	})
 	if sharedErr != nil {
 		t.Fatal(sharedErr)
@@ -119,11 +135,31 @@ func shared(t *testing.T) *Daemon {
 	return sharedDaemon
 }
 
-// plugin is the connector plugin with its default deployment pointed at address, its
-// connector registry read once; closed when the test ends.
-func plugin(t *testing.T, dep Deployment) *Plugin {
+// counterConnections writes the connections file that gives the Flyte SDK counter of
+// flyte_style.py its api_key and region when a request carries no connection (Flyte 1).
+func counterConnections(dir string) (string, error) {
+	key, path := filepath.Join(dir, "counter-key"), filepath.Join(dir, "connections.yaml")
+	err := os.WriteFile(key, []byte("s3cr3t-counter-key\n"), 0o600)
+	if err == nil {
+		err = os.WriteFile(path, []byte("connections:\n  - task_type: flyte_counter\n"+
+			"    secrets: {api_key: {file: "+key+"}}\n    configs: {region: eu}\n"), 0o600)
+	}
+	return path, err
+}
+
+// eachBackend runs test as a subtest per backend generation: Flyte 2's connector plugin
+// (schema) and Flyte 1 propeller's (schemaV1).
+func eachBackend(t *testing.T, test func(t *testing.T, s *Schema)) {
+	for _, s := range []*Schema{schema, schemaV1} {
+		t.Run(s.Name, func(t *testing.T) { test(t, s) })
+	}
+}
+
+// plugin is the connector plugin of the schema's generation with its deployment pointed
+// at the daemon, its connector registry read once; closed when the test ends.
+func plugin(t *testing.T, s *Schema, dep Deployment) *Plugin {
 	t.Helper()
-	client, err := Dial(schema, dep)
+	client, err := Dial(s, dep)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,13 +11,15 @@ package backend
 //   - status, writeOutputs: plugin.go Status and writeOutput, and
 //     pluginmachinery/ioutils/remote_file_output_reader.go;
 //   - Abort: plugin.go Delete; Client: plugins/webapi/connector/client.go.
+// Flyte 1 (the Flyte1 dialect) is propeller's plugin of the same path on flyteorg/flyte's
+// `master` (read at its commit of August 2026, flyteidl 1.16): the same lifecycle with
+// flyteidl's agent services, no `connection`, the deprecated `task_type` and `state`, the
+// sync path (execute_sync.go), and `agent_error` read from a sync answer only.
 
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -97,7 +99,10 @@ type Plugin struct {
 	Secrets map[string]string
 	// MaxSystemFailures is the GetTask error budget (a task fails after more than this).
 	MaxSystemFailures int
-	categories        map[string]bool
+	// StateOnly makes it a propeller older than the resource's `phase`: it maps the
+	// deprecated `state` only (Flyte 1; today's plugin reads it when phase is UNDEFINED).
+	StateOnly  bool
+	categories map[string]bool // listed (task type, version) -> its connector is sync
 }
 
 // NewPlugin is a plugin with the backend's defaults over client.
@@ -117,55 +122,70 @@ func (p *Plugin) WatchConnectors(ctx context.Context) error {
 
 func (p *Plugin) pkg(name string) string { return p.Client.schema.Messages + "." + name }
 
-// Launch is the plugin's Create: on an error the task fails retryably with the error text.
+func (p *Plugin) dialect() Dialect { return p.Client.schema.Dialect }
+
+// Launch is the plugin's Create: on an error the task fails retryably with the error
+// text. A sync connector's answer is concluded at once when it is terminal.
 func (p *Plugin) Launch(ctx context.Context, task Task) (*Item, Outcome) {
-	item, err := p.create(ctx, task)
+	item, resource, err := p.create(ctx, task)
 	if err != nil {
 		return nil, Outcome{Phase: RetryableFailure, Code: TaskFailedWithError, Message: err.Error()}
+	}
+	if resource != nil {
+		item.resource = resource
+		if out := p.status(ctx, item); out.Terminal() {
+			return nil, out
+		}
+		item.resource = nil // the cache starts without it, as the launcher's does
 	}
 	return item, Outcome{Phase: Queued, Message: "launched"}
 }
 
-func (p *Plugin) create(ctx context.Context, task Task) (*Item, error) {
+func (p *Plugin) create(ctx context.Context, task Task) (*Item, *dynamicpb.Message, error) {
 	s := p.Client.schema
-	template, err := s.FromJSON(s.Core+".TaskTemplate", task.Template)
+	template, err := s.TaskTemplate(task.Template)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read task template with error: %v", err)
+		return nil, nil, fmt.Errorf("failed to read task template with error: %v", err)
 	}
 	tree := s.Tree(template)
+	name, version := str(tree["type"]), num(tree["task_type_version"])
 	category, err := s.FromJSON(p.pkg("TaskCategory"), fmt.Sprintf(`{"name": %q, "version": %d}`,
-		str(tree["type"]), num(tree["task_type_version"])))
+		name, version))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if !p.categories[categoryKey(str(tree["type"]), num(tree["task_type_version"]))] {
-		return nil, fmt.Errorf("no connector found for task type [%s] and version [%d]",
-			str(tree["type"]), num(tree["task_type_version"]))
+	isSync, listed := p.categories[categoryKey(name, version)]
+	if !listed && !s.Unlisted {
+		return nil, nil, fmt.Errorf("no connector found for task type [%s] and version [%d]", name, version)
 	}
-	connection, err := p.connection(template)
-	if err != nil {
-		return nil, err
-	}
+	item := &Item{task: task, template: template, category: category}
 	req := s.New(p.pkg("CreateTaskRequest"))
 	set(req, "template", template)
 	set(req, "output_prefix", task.OutputPrefix)
-	set(req, "connection", connection)
 	set(req, "task_execution_metadata", p.metadata(task))
-	if task.Inputs != "" {
-		inputs, err := p.inputs(task.Inputs)
+	if has(req, "connection") {
+		if item.connection, err = p.connection(template); err != nil {
+			return nil, nil, err
+		}
+		set(req, "connection", item.connection)
+	}
+	if task.Inputs != "" || isLiteralMap(s, req, "inputs") {
+		inputs, err := p.inputs(req, task.Inputs)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read inputs with error: %v", err)
+			return nil, nil, fmt.Errorf("failed to read inputs with error: %v", err)
 		}
 		set(req, "inputs", inputs)
 	}
-	resp, err := p.Client.Call(ctx, "AsyncConnectorService", "CreateTask", req,
-		p.pkg("CreateTaskResponse"))
-	if err != nil {
-		return nil, fmt.Errorf("failed to create task from connector with %v", err)
+	if isSync {
+		resource, err := p.executeSync(ctx, req)
+		return item, resource, err
 	}
-	meta := get(resp, "resource_meta").Bytes()
-	return &Item{task: task, template: template, category: category, meta: meta,
-		connection: connection}, nil
+	resp, err := p.Client.Call(ctx, s.Tasks, "CreateTask", req, p.pkg("CreateTaskResponse"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to create task from connector with %v", err)
+	}
+	item.meta = get(resp, "resource_meta").Bytes()
+	return item, nil, nil
 }
 
 // connection is the template's custom read as a core.Connection, each secret name
@@ -194,12 +214,16 @@ func (p *Plugin) connection(template *dynamicpb.Message) (*dynamicpb.Message, er
 	return connection, missing
 }
 
-// inputs turns a LiteralMap into task.Inputs, named literals in map order (unstable).
-func (p *Plugin) inputs(literalMap string) (*dynamicpb.Message, error) {
+// inputs is a LiteralMap as the request's inputs field takes it: the map itself (Flyte 1,
+// "" an empty one) or task.Inputs, named literals in map order (unstable).
+func (p *Plugin) inputs(req *dynamicpb.Message, literalMap string) (*dynamicpb.Message, error) {
 	s := p.Client.schema
+	if literalMap == "" {
+		literalMap = "{}"
+	}
 	parsed, err := s.FromJSON(s.Core+".LiteralMap", literalMap)
-	if err != nil {
-		return nil, err
+	if err != nil || isLiteralMap(s, req, "inputs") {
+		return parsed, err
 	}
 	inputs := s.New(s.Task + ".Inputs")
 	list := inputs.Mutable(field(inputs, "literals")).List()
@@ -211,6 +235,12 @@ func (p *Plugin) inputs(literalMap string) (*dynamicpb.Message, error) {
 		return true
 	})
 	return inputs, nil
+}
+
+// isLiteralMap says whether the message's field is a core.LiteralMap (Flyte 1's inputs and
+// outputs) rather than Flyte 2's named literals.
+func isLiteralMap(s *Schema, msg *dynamicpb.Message, name string) bool {
+	return field(msg, name).Message().FullName() == protoreflect.FullName(s.Core+".LiteralMap")
 }
 
 func (p *Plugin) metadata(task Task) *dynamicpb.Message {
@@ -242,125 +272,65 @@ func (p *Plugin) Check(ctx context.Context, item *Item) Outcome {
 }
 
 func (p *Plugin) sync(ctx context.Context, item *Item) {
-	if item.resource != nil && terminal(phaseName(item.resource)) {
+	if item.resource != nil && slices.Contains(p.dialect().Terminal, phaseName(item.resource)) {
 		return
 	}
 	if item.SyncFailures > p.MaxSystemFailures {
 		item.systemFailed = true
 		return
 	}
-	req := p.Client.schema.New(p.pkg("GetTaskRequest"))
-	set(req, "task_category", item.category)
-	set(req, "resource_meta", item.meta)
+	req := p.request("GetTaskRequest", item)
 	set(req, "output_prefix", item.task.OutputPrefix)
-	set(req, "connection", item.connection)
-	resp, err := p.Client.Call(ctx, "AsyncConnectorService", "GetTask", req, p.pkg("GetTaskResponse"))
+	resp, err := p.Client.Call(ctx, p.dialect().Tasks, "GetTask", req, p.pkg("GetTaskResponse"))
 	if err != nil {
 		item.SyncFailures++
 		item.errorMessage = fmt.Sprintf("failed to get task from connector with %v", err)
 		return
 	}
-	item.resource = get(resp, "resource").Message().Interface().(*dynamicpb.Message)
+	// The plugin keeps what it reads of the resource: not Flyte 1's agent_error here.
+	item.resource = without(get(resp, "resource"), "agent_error")
 }
 
-func phaseName(resource *dynamicpb.Message) string {
-	f := field(resource, "phase")
-	value := f.Enum().Values().ByNumber(resource.Get(f).Enum())
-	if value == nil {
-		return fmt.Sprint(resource.Get(f).Enum())
+// request is a Get or Delete request for the item: its category and meta, and its
+// connection (Flyte 2) or the deprecated task_type beside the category (Flyte 1).
+func (p *Plugin) request(name string, item *Item) *dynamicpb.Message {
+	req := p.Client.schema.New(p.pkg(name))
+	set(req, "task_category", item.category)
+	set(req, "resource_meta", item.meta)
+	if has(req, "connection") {
+		set(req, "connection", item.connection)
 	}
-	return string(value.Name())
+	if has(req, "task_type") {
+		set(req, "task_type", get(item.category, "name").String())
+	}
+	return req
 }
 
-func terminal(phase string) bool {
-	return phase == "SUCCEEDED" || phase == "FAILED" || phase == "RETRYABLE_FAILED" || phase == "ABORTED"
-}
-
-// status is the plugin's phase mapping of the last resource.
-func (p *Plugin) status(ctx context.Context, item *Item) Outcome {
-	tree := p.Client.schema.Tree(item.resource)
-	message := str(tree["message"])
-	out := Outcome{Resource: tree}
-	switch phase := phaseName(item.resource); phase {
-	case "QUEUED":
-		out.Phase, out.Message = Queued, message
-	case "WAITING_FOR_RESOURCES":
-		out.Phase, out.Message = WaitingResources, message
-	case "INITIALIZING":
-		out.Phase, out.Message = Initializing, message
-	case "RUNNING":
-		out.Phase = Running
-	case "SUCCEEDED":
-		outputs, err := p.writeOutputs(item)
-		if err != nil {
-			out.Err = err
-			return out
-		}
-		out.Phase, out.Outputs = Success, outputs
-	case "ABORTED":
-		out.Phase, out.Code, out.Message = PermanentFailure, TaskFailedWithError,
-			"failed to run the job with aborted phase."
-	case "FAILED":
-		out.Phase, out.Code, out.Message = PermanentFailure, TaskFailedWithError,
-			"failed to run the job: "+message
-	case "RETRYABLE_FAILED":
-		out.Phase, out.Code, out.Message = RetryableFailure, TaskFailedWithError,
-			"failed to run the job: "+message
-	default:
-		out.Err = fmt.Errorf("unknown execution phase [%s].", phase)
+// without is a copy of a resource with the named field cleared where the type has it.
+func without(resource protoreflect.Value, name string) *dynamicpb.Message {
+	out := proto.Clone(resource.Message().Interface()).(*dynamicpb.Message)
+	if has(out, name) {
+		out.Clear(field(out, name))
 	}
 	return out
 }
 
-// writeOutputs reads the outputs as the plugin does (inline, else <prefix>/outputs.pb)
-// when the template declares any, and writes them to <prefix>/outputs.pb.
-func (p *Plugin) writeOutputs(item *Item) (map[string]any, error) {
-	s := p.Client.schema
-	declared, _ := s.Tree(item.template)["interface"].(map[string]any)
-	outputsDecl, _ := declared["outputs"].(map[string]any)
-	if outputsDecl == nil || outputsDecl["variables"] == nil {
-		return nil, nil
+func phaseName(resource *dynamicpb.Message) string { return enumName(resource, "phase") }
+
+// enumName is the name of an enum field's value (its number when the enum lacks it).
+func enumName(msg *dynamicpb.Message, name string) string {
+	f := field(msg, name)
+	value := f.Enum().Values().ByNumber(msg.Get(f).Enum())
+	if value == nil {
+		return fmt.Sprint(msg.Get(f).Enum())
 	}
-	path := filepath.Join(strings.TrimPrefix(item.task.OutputPrefix, "file://"), "outputs.pb")
-	literalMap := s.New(s.Core + ".LiteralMap")
-	if item.resource.Has(field(item.resource, "outputs")) {
-		target := literalMap.Mutable(field(literalMap, "literals")).Map()
-		list := get(get(item.resource, "outputs").Message().Interface(), "literals").List()
-		for i := 0; i < list.Len(); i++ {
-			named := list.Get(i).Message()
-			name := named.Get(named.Descriptor().Fields().ByName("name")).String()
-			target.Set(protoreflect.ValueOfString(name).MapKey(),
-				named.Get(named.Descriptor().Fields().ByName("value")))
-		}
-		raw, err := proto.Marshal(literalMap)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(path, raw, 0o600); err != nil {
-			return nil, err
-		}
-	} else {
-		// The backend reads the file when it gathers the node's outputs; a file it cannot
-		// read is a system error there, as it is here.
-		raw, err := os.ReadFile(path)
-		if err == nil {
-			err = proto.Unmarshal(raw, literalMap)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("failed to read data from dataDir [%s]. Error: %v", path, err)
-		}
-	}
-	literals, _ := s.Tree(literalMap)["literals"].(map[string]any)
-	return literals, nil
+	return string(value.Name())
 }
 
 // Abort is the plugin's Delete: DeleteTask with the stored meta and connection.
 func (p *Plugin) Abort(ctx context.Context, item *Item) error {
-	req := p.Client.schema.New(p.pkg("DeleteTaskRequest"))
-	set(req, "task_category", item.category)
-	set(req, "resource_meta", item.meta)
-	set(req, "connection", item.connection)
-	_, err := p.Client.Call(ctx, "AsyncConnectorService", "DeleteTask", req, p.pkg("DeleteTaskResponse"))
+	req := p.request("DeleteTaskRequest", item)
+	_, err := p.Client.Call(ctx, p.dialect().Tasks, "DeleteTask", req, p.pkg("DeleteTaskResponse"))
 	if err != nil {
 		return fmt.Errorf("failed to delete task from connector with %v", err)
 	}
