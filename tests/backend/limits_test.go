@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// Scenario 7: a GetTask answer larger than grpc-go's 4 MiB receive limit.
+// Scenario 7: a GetTask answer larger than grpc-go's 4 MiB receive limit, through both
+// backend generations.
 
 func bulkyTask(t *testing.T, size int, runningFirst, toFile bool) Task {
 	return Task{
@@ -22,19 +23,47 @@ func bulkyTask(t *testing.T, size int, runningFirst, toFile bool) Task {
 // with RESOURCE_EXHAUSTED until the error budget was spent (or, after a RUNNING answer,
 // the task hung in Running).
 func TestOutputsOver4MiBGoToOutputsPb(t *testing.T) {
-	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
-	ctx := context.Background()
+	eachBackend(t, func(t *testing.T, s *Schema) {
+		p := plugin(t, s, DefaultDeployment(shared(t).Address))
+		ctx := context.Background()
 
-	// Just under the limit: read inline.
-	_, out := p.Run(ctx, bulkyTask(t, 4<<20-4096, false, false), poll, within)
-	expect(t, out, Success, "")
-	if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 4<<20-4096 {
-		t.Fatalf("output of %d bytes, want %d", len(text), 4<<20-4096)
-	}
+		// Just under the limit: read inline.
+		_, out := p.Run(ctx, bulkyTask(t, 4<<20-4096, false, false), poll, within)
+		expect(t, out, Success, "")
+		if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 4<<20-4096 {
+			t.Fatalf("output of %d bytes, want %d", len(text), 4<<20-4096)
+		}
 
-	// Over it, as the first answer and after a RUNNING one: read from outputs.pb.
-	for _, runningFirst := range []bool{false, true} {
-		item, out := p.Run(ctx, bulkyTask(t, 5<<20, runningFirst, false), poll, within)
+		// Over it, as the first answer and after a RUNNING one: read from outputs.pb.
+		for _, runningFirst := range []bool{false, true} {
+			item, out := p.Run(ctx, bulkyTask(t, 5<<20, runningFirst, false), poll, within)
+			expect(t, out, Success, "")
+			if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 5<<20 {
+				t.Fatalf("output of %d bytes, want %d", len(text), 5<<20)
+			}
+			if item.SyncFailures != 0 {
+				t.Fatalf("%d GetTask errors", item.SyncFailures)
+			}
+		}
+
+		// An output prefix the daemon cannot write to: a permanent failure that says why.
+		task := bulkyTask(t, 5<<20, false, false)
+		task.OutputPrefix = "nope://bucket/prefix"
+		item, out := p.Run(ctx, task, poll, within)
+		expect(t, out, PermanentFailure, "", "over the 4194304-byte limit", "--max-response-bytes",
+			"nope://bucket/prefix/outputs.pb")
+		if item.SyncFailures != 0 {
+			t.Fatalf("%d GetTask errors", item.SyncFailures)
+		}
+	})
+}
+
+// The way out the backend offers: SUCCEEDED without inline outputs, which it then reads
+// from <output_prefix>/outputs.pb, whatever their size.
+func TestOutputsOver4MiBFromOutputsPbSucceed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *Schema) {
+		p := plugin(t, s, DefaultDeployment(shared(t).Address))
+		item, out := p.Run(context.Background(), bulkyTask(t, 5<<20, false, true), poll, within)
 		expect(t, out, Success, "")
 		if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 5<<20 {
 			t.Fatalf("output of %d bytes, want %d", len(text), 5<<20)
@@ -42,29 +71,5 @@ func TestOutputsOver4MiBGoToOutputsPb(t *testing.T) {
 		if item.SyncFailures != 0 {
 			t.Fatalf("%d GetTask errors", item.SyncFailures)
 		}
-	}
-
-	// An output prefix the daemon cannot write to: a permanent failure that says why.
-	task := bulkyTask(t, 5<<20, false, false)
-	task.OutputPrefix = "nope://bucket/prefix"
-	item, out := p.Run(ctx, task, poll, within)
-	expect(t, out, PermanentFailure, "", "over the 4194304-byte limit", "--max-response-bytes",
-		"nope://bucket/prefix/outputs.pb")
-	if item.SyncFailures != 0 {
-		t.Fatalf("%d GetTask errors", item.SyncFailures)
-	}
-}
-
-// The way out the backend offers: SUCCEEDED without inline outputs, which it then reads
-// from <output_prefix>/outputs.pb, whatever their size.
-func TestOutputsOver4MiBFromOutputsPbSucceed(t *testing.T) {
-	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
-	item, out := p.Run(context.Background(), bulkyTask(t, 5<<20, false, true), poll, within)
-	expect(t, out, Success, "")
-	if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != 5<<20 {
-		t.Fatalf("output of %d bytes, want %d", len(text), 5<<20)
-	}
-	if item.SyncFailures != 0 {
-		t.Fatalf("%d GetTask errors", item.SyncFailures)
-	}
+	})
 }
