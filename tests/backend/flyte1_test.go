@@ -23,27 +23,8 @@ func TestFlyte1FlyteSDKConnectorThroughTheAdapter(t *testing.T) {
 	if sync, listed := p.categories[categoryKey("flyte_counter", 0)]; !listed || sync {
 		t.Fatalf("ListAgents: flyte_counter listed %v, sync %v; want listed, async", listed, sync)
 	}
-	label := fmt.Sprintf("v1adapter%d", time.Now().UnixNano()%1_000_000_000)
-	item, out := p.Launch(context.Background(), counterTask(t, 3, label))
-	expect(t, out, Queued, "")
-	expect(t, p.Check(context.Background(), item), Queued, "", "not scheduled yet")
-	out = p.Check(context.Background(), item)
-	expect(t, out, Running, "")
-	// The api_key and region came from the daemon's connections file, not the request.
-	if info := out.Resource["custom_info"].(map[string]any); info["job"] != "job-3-"+label+"-eu" {
-		t.Fatalf("custom_info %v: the connections file's config did not reach the connector", info)
-	}
-	expectLink(t, out, "Counter", "https://counter.example/job-3-"+label+"-eu")
-	out = p.Follow(context.Background(), item, poll, within)
-	expect(t, out, Success, "")
-	want := map[string]any{"total": "6", "label": strings.ToUpper(label), "ratio": 0.75, "ok": true}
-	for name, value := range want {
-		if got := scalar(t, out.Outputs, name); got != value {
-			t.Fatalf("output %s = %#v, want %#v", name, got, value)
-		}
-	}
-	_, out = p.Run(context.Background(), counterTask(t, -1, label+"neg"), poll, within)
-	expect(t, out, PermanentFailure, TaskFailedWithError, "failed to run the job: cannot count below zero")
+	// The api_key and the region come from the daemon's connections file (main_test.go).
+	countThrough(t, p, "v1adapter")
 }
 
 // A propeller older than the resource's phase maps the deprecated state alone: the daemon

@@ -84,23 +84,26 @@ func counterTask(t *testing.T, n int, label string) Task {
 	}
 }
 
-func TestFlyteSDKConnectorThroughTheAdapter(t *testing.T) {
-	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
-	p.Secrets["counter-api-key"] = "s3cr3t-counter-key"
-	// The connector counts polls per job in its process: a label of this run's own.
-	label := fmt.Sprintf("adapter%d", time.Now().UnixNano()%1_000_000_000)
-	item, out := p.Launch(context.Background(), counterTask(t, 3, label))
+// countThrough runs the counter through the plugin, labelled prefix and a number of this
+// run's own (the connector counts polls per job in its process): queued, running with the
+// region config in its custom info and a log link, then its outputs; and a negative
+// count fails for good. It returns the label.
+func countThrough(t *testing.T, p *Plugin, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	label := fmt.Sprintf("%s%d", prefix, time.Now().UnixNano()%1_000_000_000)
+	item, out := p.Launch(ctx, counterTask(t, 3, label))
 	expect(t, out, Queued, "")
 	// The connector answers UNDEFINED first, which the backend would take for a system
 	// error; the adapter reports it as QUEUED with the connector's message.
-	out = p.Check(context.Background(), item)
-	expect(t, out, Queued, "", "not scheduled yet")
-	out = p.Check(context.Background(), item)
+	expect(t, p.Check(ctx, item), Queued, "", "not scheduled yet")
+	out = p.Check(ctx, item)
 	expect(t, out, Running, "")
 	if info := out.Resource["custom_info"].(map[string]any); info["job"] != "job-3-"+label+"-eu" {
-		t.Fatalf("custom_info %v: the connection's config did not reach the connector", info)
+		t.Fatalf("custom_info %v: the region config did not reach the connector", info)
 	}
-	out = p.Follow(context.Background(), item, poll, within)
+	expectLink(t, out, "Counter", "https://counter.example/job-3-"+label+"-eu")
+	out = p.Follow(ctx, item, poll, within)
 	expect(t, out, Success, "")
 	want := map[string]any{"total": "6", "label": strings.ToUpper(label), "ratio": 0.75, "ok": true}
 	for name, value := range want {
@@ -108,12 +111,19 @@ func TestFlyteSDKConnectorThroughTheAdapter(t *testing.T) {
 			t.Fatalf("output %s = %#v, want %#v", name, got, value)
 		}
 	}
-
-	_, out = p.Run(context.Background(), counterTask(t, -1, label+"neg"), poll, within)
+	_, out = p.Run(ctx, counterTask(t, -1, label+"neg"), poll, within)
 	expect(t, out, PermanentFailure, TaskFailedWithError, "failed to run the job: cannot count below zero")
+	return label
+}
 
+func TestFlyteSDKConnectorThroughTheAdapter(t *testing.T) {
+	p := plugin(t, schema, DefaultDeployment(shared(t).Address))
+	p.Secrets["counter-api-key"] = "s3cr3t-counter-key"
+	label := countThrough(t, p, "adapter")
+
+	// The backend's secrets: one it lacks fails the create, a wrong one the connector's.
 	delete(p.Secrets, "counter-api-key")
-	_, out = p.Run(context.Background(), counterTask(t, 1, label+"nosecret"), poll, within)
+	_, out := p.Run(context.Background(), counterTask(t, 1, label+"nosecret"), poll, within)
 	expect(t, out, RetryableFailure, TaskFailedWithError, "Failed to get secret value")
 	p.Secrets["counter-api-key"] = "wrong"
 	_, out = p.Run(context.Background(), counterTask(t, 1, label+"wrongkey"), poll, within)
