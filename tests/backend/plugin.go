@@ -142,50 +142,71 @@ func (p *Plugin) Launch(ctx context.Context, task Task) (*Item, Outcome) {
 }
 
 func (p *Plugin) create(ctx context.Context, task Task) (*Item, *dynamicpb.Message, error) {
+	item, isSync, err := p.route(task)
+	if err != nil {
+		return nil, nil, err
+	}
+	req, err := p.createRequest(item)
+	if err != nil {
+		return nil, nil, err
+	}
+	if isSync {
+		resource, err := p.executeSync(ctx, req)
+		return item, resource, err
+	}
+	resp, err := p.Client.Call(ctx, p.dialect().Tasks, "CreateTask", req, p.pkg("CreateTaskResponse"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to create task from connector with %v", err)
+	}
+	item.meta = get(resp, "resource_meta").Bytes()
+	return item, nil, nil
+}
+
+// route reads the task's template and category and whether its connector is sync, as the
+// connector registry says (an unlisted task type fails or goes async, by the dialect).
+func (p *Plugin) route(task Task) (*Item, bool, error) {
 	s := p.Client.schema
 	template, err := s.TaskTemplate(task.Template)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read task template with error: %v", err)
+		return nil, false, fmt.Errorf("failed to read task template with error: %v", err)
 	}
 	tree := s.Tree(template)
 	name, version := str(tree["type"]), num(tree["task_type_version"])
 	category, err := s.FromJSON(p.pkg("TaskCategory"), fmt.Sprintf(`{"name": %q, "version": %d}`,
 		name, version))
 	if err != nil {
-		return nil, nil, err
+		return nil, false, err
 	}
 	isSync, listed := p.categories[categoryKey(name, version)]
 	if !listed && !s.Unlisted {
-		return nil, nil, fmt.Errorf("no connector found for task type [%s] and version [%d]", name, version)
+		return nil, false, fmt.Errorf("no connector found for task type [%s] and version [%d]", name, version)
 	}
-	item := &Item{task: task, template: template, category: category}
+	return &Item{task: task, template: template, category: category}, isSync, nil
+}
+
+// createRequest is the CreateTask request for the item: its connection (Flyte 2 only,
+// kept on the item for later calls) and its inputs as the dialect's request takes them.
+func (p *Plugin) createRequest(item *Item) (*dynamicpb.Message, error) {
+	s := p.Client.schema
 	req := s.New(p.pkg("CreateTaskRequest"))
-	set(req, "template", template)
-	set(req, "output_prefix", task.OutputPrefix)
-	set(req, "task_execution_metadata", p.metadata(task))
+	set(req, "template", item.template)
+	set(req, "output_prefix", item.task.OutputPrefix)
+	set(req, "task_execution_metadata", p.metadata(item.task))
 	if has(req, "connection") {
-		if item.connection, err = p.connection(template); err != nil {
-			return nil, nil, err
+		var err error
+		if item.connection, err = p.connection(item.template); err != nil {
+			return nil, err
 		}
 		set(req, "connection", item.connection)
 	}
-	if task.Inputs != "" || isLiteralMap(s, req, "inputs") {
-		inputs, err := p.inputs(req, task.Inputs)
+	if item.task.Inputs != "" || isLiteralMap(s, req, "inputs") {
+		inputs, err := p.inputs(req, item.task.Inputs)
 		if err != nil {
-			return nil, nil, fmt.Errorf("failed to read inputs with error: %v", err)
+			return nil, fmt.Errorf("failed to read inputs with error: %v", err)
 		}
 		set(req, "inputs", inputs)
 	}
-	if isSync {
-		resource, err := p.executeSync(ctx, req)
-		return item, resource, err
-	}
-	resp, err := p.Client.Call(ctx, s.Tasks, "CreateTask", req, p.pkg("CreateTaskResponse"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to create task from connector with %v", err)
-	}
-	item.meta = get(resp, "resource_meta").Bytes()
-	return item, nil, nil
+	return req, nil
 }
 
 // connection is the template's custom read as a core.Connection, each secret name
