@@ -102,3 +102,29 @@ async def test_where_outputs_cannot_be_written_the_task_fails_naming_size_and_li
     assert response.resource.phase == TaskExecution.FAILED
     assert f"over the {LIMIT}-byte limit" in message and reason in message
     assert "the connector's answer is 629" in message  # 6 MiB and a bit
+
+
+async def test_flyte1_answers_at_the_limit_stay_within_it(registry: ConnectorRegistry,
+                                                          tmp_path: Path) -> None:
+    """A v1 answer is the v2 one the dispatcher fitted plus the deprecated `state`: at the
+    edge those bytes must not carry it over the limit (the propeller's grpc-go would fail
+    every GetTask); such an answer has its outputs moved to outputs.pb instead."""
+    pytest.importorskip("flyteidl.service.agent_pb2", reason="needs the flyte1 extra")
+    from flyteidl.admin import agent_pb2 as v1
+    from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+
+    registry.register(Big())
+    sizes: dict[int, tuple[int, bool]] = {}
+    async with serve_in_background(registry, max_response_bytes=2048) as daemon:
+        meta = await daemon.client.create(make_template("big"), str(tmp_path))
+        async with grpc.aio.insecure_channel(daemon.server.address) as channel:
+            stub = AsyncAgentServiceStub(channel)
+            for size in range(1960, 2048):
+                edge = meta.replace(b'"size":%d' % len(BLOB), b'"size":%d' % size)
+                response = await stub.GetTask(v1.GetTaskRequest(
+                    task_category=v1.TaskCategory(name="big"), resource_meta=edge,
+                    output_prefix=str(tmp_path / str(size))), timeout=10)
+                assert response.resource.phase == TaskExecution.SUCCEEDED, size
+                sizes[size] = (response.ByteSize(), response.resource.HasField("outputs"))
+    assert max(length for length, _ in sizes.values()) <= 2048, sizes
+    assert sizes[1960][1] and not sizes[2047][1]  # inline below the edge, moved above
