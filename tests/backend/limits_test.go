@@ -73,3 +73,23 @@ func TestOutputsOver4MiBFromOutputsPbSucceed(t *testing.T) {
 		}
 	})
 }
+
+// Answers within a few bytes of the limit: whichever size lands exactly at it (the inline
+// text plus about 43 bytes today), no GetTask fails. Flyte 1's answer is the Flyte 2 one
+// the daemon measured plus the deprecated `state`: at the edge those bytes must not push
+// it over grpc-go's limit (they did: ResourceExhausted on every poll).
+func TestAnswersAtTheLimitSucceed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s *Schema) {
+		p := plugin(t, s, DefaultDeployment(shared(t).Address))
+		for size := 4<<20 - 48; size <= 4<<20-40; size++ {
+			item, out := p.Run(context.Background(), bulkyTask(t, size, false, false), poll, within)
+			expect(t, out, Success, "")
+			if text, _ := scalar(t, out.Outputs, "text").(string); len(text) != size {
+				t.Fatalf("output of %d bytes, want %d", len(text), size)
+			}
+			if item.SyncFailures != 0 {
+				t.Fatalf("%d GetTask errors for an output of %d bytes", item.SyncFailures, size)
+			}
+		}
+	})
+}
