@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional
 import grpc
 import grpc.aio
 
-from connector_cli.errors import ConnectorNotFound, RemoteError, UsageError
+from connector_cli.errors import (
+    TRANSIENT_MARK,
+    ConnectorNotFound,
+    RemoteError,
+    UsageError,
+)
 from connector_cli.sdk.registry import Category
 from connector_cli.task_requests import (
     OPERATIONS,
@@ -239,6 +244,9 @@ def remote_error(exc: grpc.aio.AioRpcError, endpoint: str, tls: bool = False) ->
         return ConnectorNotFound(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return UsageError(details)
+    if code == grpc.StatusCode.UNAVAILABLE and TRANSIENT_MARK in details:
+        # The daemon answered: a connector's service failed for now, not the daemon.
+        return RemoteError(f"{code.name}: {details}", code.name)
     if code == grpc.StatusCode.UNAVAILABLE or "failed to connect to all addresses" in details:
         reason = unreachable_reason(details, tls)
         return RemoteError(f"cannot reach the connector daemon at {endpoint}: {reason}",

@@ -76,6 +76,27 @@ def bounded(text: str, limit: int = 2000) -> str:
     return f"{text[:limit].rstrip()}... ({len(text) - limit} more characters)"
 
 
+TRANSIENT_MARK = "(transient upstream error)"
+
+
+def describe_failure(exc: BaseException, where: str, transient: bool = False,
+                     limit: int = 2000) -> str:
+    """One line for an exception a connector method raised, led by `where` (the method, and
+    the connector when known), so a bare `KeyError: 'api_token'` says who raised it; our
+    own errors show their message, anything else its type too. A `transient` one (see
+    `connector_cli.shield.is_transient`) is marked so a client can tell it from a daemon
+    it cannot reach."""
+    text = bounded(str(exc), limit)
+    mark = f" {TRANSIENT_MARK}" if transient or isinstance(exc, TransientError) else ""
+    if isinstance(exc, ConnectorError):
+        return f"{where} failed{mark}: {text or type(exc).__name__}"
+    line = f"{where} failed{mark}: {type(exc).__name__}" + (f": {text}" if text else "")
+    if isinstance(exc, KeyError):
+        line += (" (a key it looked up is missing: a secret or config keyword argument, "
+                 "an input, or a field of the template's custom)")
+    return line
+
+
 class RemoteError(ConnectorError):
     """A connector daemon answered a client call with an error status.
 

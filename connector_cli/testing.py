@@ -165,6 +165,7 @@ async def run_task(
     logs: bool = False,
     metrics: bool = False,
     raise_errors: bool = True,
+    get_failures: int = 5,
 ) -> TaskRunResult:
     """Run one task through create -> get ... -> delete, as `flyte-connector test` does.
 
@@ -172,18 +173,28 @@ async def run_task(
     gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads).
     `secrets` resolve the template's `custom.secrets` like the Flyte backend does. On `timeout`
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
-    raised by the connector's create/get is re-raised after the cleanup. Without
-    `output_prefix` the job gets a temporary directory, removed afterwards: pass one to
-    keep what the job writes there.
+    raised by the connector's create/get is re-raised after the cleanup, and inputs that do
+    not fit the template (or a missing secret) raise their `UsageError`; without it they
+    give the status "invalid_input", as `flyte-connector test` exits 2 for them.
+    `get_failures` failed `get` calls are tolerated before the run ends with the error,
+    as the backend tolerates 5. Without `output_prefix` the job gets a temporary
+    directory, removed afterwards: pass one to keep what the job writes there.
     """
+    from connector_cli.errors import UsageError
     from connector_cli.run.runner import Run
     from connector_cli.run.types import RunOptions
 
     run_target = _target_for(target)
-    request = _run_request(template, inputs, secrets, output_prefix)
+    try:
+        request = _run_request(template, inputs, secrets, output_prefix)
+    except UsageError as exc:
+        await run_target.close()
+        if raise_errors:
+            raise
+        return TaskRunResult(status="invalid_input", error=str(exc), exception=exc)
     options = RunOptions(poll_interval=poll_interval, max_poll_interval=max(poll_interval, 1.0),
                          timeout=timeout, logs="end" if logs else "none", metrics=metrics,
-                         delete_timeout=10.0, epilogue_timeout=10.0)
+                         delete_timeout=10.0, epilogue_timeout=10.0, get_failures=get_failures)
     recorder = _PhaseRecorder()
     try:
         ended = await Run(run_target, request, options, recorder).execute()

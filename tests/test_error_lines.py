@@ -137,9 +137,21 @@ def test_a_remote_connectors_multi_line_error_is_kept_whole(tmp_path: Path) -> N
     finally:
         daemon.proc.send_signal(signal.SIGTERM)
         daemon.finish()
-    reason = ("create failed: INTERNAL: create for task type 'boom' failed: RuntimeError: "
+    reason = ("Failing.create failed: INTERNAL: create for task type 'boom' failed: RuntimeError: "
               "login refused for key None\nsecond line")
     assert text.returncode == 1
     assert text.stderr == f"Error: {reason} (the daemon's log has the traceback)\n"
     assert as_json.returncode == 1
     assert json.loads(as_json.stdout)["error"] == reason
+
+
+def test_a_plain_exception_names_the_method_and_connector_that_raised_it() -> None:
+    from connector_cli.errors import TransientError, UsageError, describe_failure
+
+    line = describe_failure(KeyError("api_token"), "JobsvcConnector.create")
+    assert line.startswith("JobsvcConnector.create failed: KeyError: 'api_token' (a key it looked up is "
+                           "missing: a secret or config keyword argument")
+    assert describe_failure(UsageError("region 'mars' is unknown"), "Jobsvc.create") == \
+        "Jobsvc.create failed: region 'mars' is unknown"
+    assert describe_failure(TransientError("HTTP 503"), "Jobsvc.get") == \
+        "Jobsvc.get failed (transient upstream error): HTTP 503"

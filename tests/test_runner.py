@@ -183,12 +183,63 @@ async def test_connector_errors(jobs: ConnectorRegistry, tmp_path: Path) -> None
     result, recorder = await run_job(InProcessTarget(jobs),
                                      job_request(tmp_path, outcome="raise-create", record=str(record)))
     assert result.status == "error" and result.exit_code == 1 and result.resource_meta is None
-    assert result.error == "create failed: RuntimeError: the job service refused the job"
+    assert result.error == "JobConnector.create failed: RuntimeError: the job service refused the job"
     assert isinstance(result.exception, RuntimeError) and "deleting" not in recorder.kinds()
     result, recorder = await run_job(InProcessTarget(jobs),
                                      job_request(tmp_path, outcome="raise-get", record=str(record)))
-    assert result.status == "error" and result.error.startswith("get failed: ValueError: lost track of job-")
+    assert result.status == "error" and result.error.startswith("JobConnector.get failed: ValueError: lost track of job-")
     assert result.deleted and record.read_text().splitlines()[-1].startswith("delete job-")
+
+
+async def test_failed_gets_are_tolerated_like_the_backend_then_the_job_is_deleted(
+        jobs: ConnectorRegistry, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    result, recorder = await run_job(InProcessTarget(jobs),
+                                     job_request(tmp_path, outcome="flaky-get", seconds=5, record=str(record)))
+    assert (result.status, result.phase, result.output_values["answer"]) == ("succeeded", "SUCCEEDED", 42)
+    notes = [text for kind, text in recorder.events if kind == "note"]
+    assert len(notes) == 5 and notes[-1].startswith("JobConnector.get failed (transient upstream error): "
+                                                    "the job service answered 503 for job-")
+    assert notes[-1].endswith("; polling again (failed get 5 of 5 tolerated)")
+    assert not result.deleted
+    result, _ = await run_job(InProcessTarget(jobs),
+                              job_request(tmp_path, outcome="flaky-get", seconds=6, record=str(record)))
+    assert result.status == "error" and result.deleted and "answered 503" in result.error
+    assert record.read_text().splitlines()[-1].startswith("delete job-")
+    assert [line.split()[0] for line in record.read_text().splitlines()[-8:]] == ["create", *["get"] * 6, "delete"]
+    result, _ = await run_job(InProcessTarget(jobs), job_request(tmp_path, outcome="flaky-get", seconds=1),
+                              get_failures=0)
+    assert result.status == "error" and result.deleted
+
+
+async def test_a_transient_error_is_unavailable_over_the_wire_and_tolerated(
+        jobs: ConnectorRegistry, tmp_path: Path) -> None:
+    import grpc
+    from flyteidl2.connector import connector_pb2 as pb
+    from flyteidl2.connector.service_pb2_grpc import AsyncConnectorServiceStub
+    from flyteidl2.core.execution_pb2 import TaskExecution
+
+    from connector_cli.errors import RemoteError
+
+    async with serve_in_background(jobs) as daemon:
+        target = DaemonTarget(daemon.address)
+        try:
+            result, _ = await run_job(target, job_request(tmp_path, outcome="flaky-get", seconds=2))
+            assert result.status == "succeeded"
+            created = await target.create(job_request(tmp_path, outcome="flaky-get", seconds=1))
+            with pytest.raises(RemoteError, match=r"^UNAVAILABLE: get for task type 'job' failed \(transient "
+                                                  r"upstream error\): the job service answered 503 for job-"):
+                await target.get(job_request(tmp_path), created)
+            created = await target.create(job_request(tmp_path, outcome="flaky-get", seconds=1))
+        finally:
+            await target.close()
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = AsyncConnectorServiceStub(channel)
+            request = pb.GetTaskRequest(task_category=pb.TaskCategory(name="job"), resource_meta=created)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetTask(request)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert (await stub.GetTask(request)).resource.phase == TaskExecution.SUCCEEDED
 
 
 async def test_failed_aborted_and_missing_outputs(jobs: ConnectorRegistry, tmp_path: Path) -> None:

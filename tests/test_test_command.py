@@ -106,13 +106,13 @@ def test_connector_exceptions_are_one_line_and_debug_shows_the_traceback(runner:
     record = tmp_path / "record.txt"
     result = run_test(runner, "-i", "outcome=raise-create")
     assert result.exit_code == 1
-    assert result.stderr == ("Error: create failed: RuntimeError: the job service refused the job "
+    assert result.stderr == ("Error: JobConnector.create failed: RuntimeError: the job service refused the job "
                              "(run with --debug for the traceback)\n")
     result = runner.invoke(cli, ["--debug", "test", str(JOB_TASK), *JOBS, "-i", "outcome=raise-get",
                                  "-i", f"record={record}", "--poll-interval", "0.05"])
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr and "run_jobs.py" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: get failed: ValueError: lost track of job-")
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: JobConnector.get failed: ValueError: lost track of job-")
     assert "error: deleting the job" in result.stdout and "deleted the job" in result.stdout
     assert record.read_text().splitlines()[-1].startswith("delete job-")
 
@@ -231,7 +231,7 @@ def test_against_a_daemon(runner: CliRunner, daemon: str, tmp_path: Path) -> Non
     result = runner.invoke(cli, ["test", str(JOB_TASK), "--endpoint", daemon, "-i", "outcome=raise-get",
                                  "-i", f"record={record}"])
     assert result.exit_code == 1
-    assert re.match(r"Error: get failed: INTERNAL: get for task type 'job' failed: ValueError: lost track "
+    assert re.match(r"Error: Job.get failed: INTERNAL: get for task type 'job' failed: ValueError: lost track "
                     r"of job-\d+ \(the daemon's log has the traceback\)\n$", result.stderr)
     assert record.read_text().splitlines()[-1].startswith("delete job-")
     result = runner.invoke(cli, ["test", str(JOB_TASK), "--endpoint", daemon, "-i", "outcome=hang",
@@ -242,3 +242,27 @@ def test_against_a_daemon(runner: CliRunner, daemon: str, tmp_path: Path) -> Non
     result = runner.invoke(cli, ["test", str(typo), "--endpoint", daemon])
     assert result.exit_code == 2
     assert f"(did you mean 'job'?); the daemon at {daemon} serves: job v0, sync-job v0" in result.stderr
+
+
+def test_json_prints_one_document_whatever_goes_wrong(runner: CliRunner, tmp_path: Path) -> None:
+    result = run_test(runner, "-i", "seconds=soon", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"status": "invalid_input", "exit_code": 2,
+                                         "error": "input 'seconds': expected a float, got 'soon'"}
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(JOB_TASK.read_text().replace("type: job", "type: jbo"))
+    result = runner.invoke(cli, ["test", str(typo), *JOBS, "--json"])
+    assert result.exit_code == 2 and "did you mean 'job'" in json.loads(result.stdout)["error"]
+    result = run_test(runner, "-i", "outcome=raise-create", "--json")
+    doc = json.loads(result.stdout)  # the run's own document, and only that one
+    assert (result.exit_code, doc["status"]) == (1, "error") and "phase" in doc
+    assert doc["error"] == "JobConnector.create failed: RuntimeError: the job service refused the job"
+
+
+def test_failed_gets_are_tolerated_then_the_job_is_deleted(runner: CliRunner) -> None:
+    result = run_test(runner, "-i", "outcome=flaky-get", "-i", "seconds=2", "--progress", "plain")
+    assert result.exit_code == 0, result.output
+    assert "failed get 2 of 5 tolerated" in result.stdout
+    result = run_test(runner, "-i", "outcome=flaky-get", "-i", "seconds=2", "--get-failures", "1")
+    assert result.exit_code == 1 and "deleted the job" in result.stdout
+    assert "(transient upstream error): the job service answered 503" in result.stderr

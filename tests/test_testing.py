@@ -122,7 +122,7 @@ async def test_connector_exceptions_are_raised_after_cleanup_unless_asked_not_to
     result = await run_task(jobs_registry, job(), {**inputs, "outcome": "raise-create"},
                             raise_errors=False)
     assert result.status == "error"
-    assert result.error == "create failed: RuntimeError: the job service refused the job"
+    assert result.error == "JobConnector.create failed: RuntimeError: the job service refused the job"
 
 
 async def test_secrets_resolve_through_custom_secrets_like_the_backend(jobs_registry) -> None:
@@ -133,6 +133,9 @@ async def test_secrets_resolve_through_custom_secrets_like_the_backend(jobs_regi
     assert meta["api_key_seen"] is True and "s3cr3t" not in result.resource_meta.decode()
     with pytest.raises(UsageError, match="needs secret 'job-service-key'"):
         await run_task(jobs_registry, template, inputs)
+    result = await run_task(jobs_registry, template, inputs, raise_errors=False)
+    assert (result.status, result.exit_code) == ("invalid_input", 2)
+    assert "needs secret 'job-service-key'" in result.error and result.resource_meta is None
 
 
 async def test_a_temporary_output_prefix_is_removed_and_a_given_one_kept(
@@ -179,6 +182,8 @@ async def test_a_daemon_gives_the_same_result_as_in_process(connector_daemon, jo
         assert result.phases[-1] == "SUCCEEDED" and result.logs[:2] == ["line 0", "line 1"]
     with pytest.raises(UsageError, match="input 'seconds': expected a float"):
         await run_task(daemon, job(), {**inputs, "seconds": "soon"})
+    bad = await run_task(daemon, job(), {**inputs, "seconds": "soon"}, raise_errors=False)
+    assert bad.status == "invalid_input" and "input 'seconds': expected a float" in bad.error
     second = await connector_daemon(jobs_registry.get_connector("sync-job"))
     assert second.port != daemon.port
     assert [c.name for c in await second.client.list_connectors()] == ["SyncJob"]

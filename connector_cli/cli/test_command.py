@@ -52,6 +52,9 @@ if TYPE_CHECKING:
         help="Seconds between polls; after a minute it grows gently, up to 15 s.")
 @option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
         metavar="SECONDS", help="Give up (and delete the job) after this long. Default: none.")
+@option("--get-failures", type=click.IntRange(min=0), default=5, show_default=True,
+        metavar="N", help="Failed get calls to tolerate before giving up and deleting the "
+        "job, counted over the whole run as the Flyte backend counts them.")
 @option("--secret", "secret_pairs", metavar="NAME=VALUE", multiple=True,
         help="A connection secret (repeatable). Also read from FLYTE_SECRET_<NAME>.")
 @list_option("--secrets-file", metavar="FILE",
@@ -78,6 +81,14 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
     Exit status: 0 succeeded, 1 failed/aborted/error, 2 bad usage or input,
     3 timed out, 130 interrupted.
     """
+    if opts["as_json"]:
+        with _json_on_failure():
+            _run_command(ctx, task, opts)
+    else:
+        _run_command(ctx, task, opts)
+
+
+def _run_command(ctx: click.Context, task: str, opts: dict[str, Any]) -> None:
     from connector_cli.cli.test_view import make_observer
 
     loaded, request, options = _prepare(task, opts)
@@ -102,6 +113,37 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
     _exit(ctx, result, masker)
 
 
+@contextlib.contextmanager
+def _json_on_failure() -> Iterator[None]:
+    """`--json` prints one document whatever happens: an error before or around the run
+    (a bad input, an unknown task type) becomes a document with its status and error."""
+    try:
+        yield
+    except (click.exceptions.Exit, KeyboardInterrupt):
+        raise
+    except CLIError as exc:
+        if not getattr(exc, "reported", False):
+            _echo_error(exc.message, exc.exit_code)
+        raise
+    except Exception as exc:
+        from connector_cli.cli.errors import as_cli_error
+
+        error = as_cli_error(exc, debug=False)
+        _echo_error(error.message, error.exit_code)
+        raise
+
+
+def _echo_error(message: str, exit_code: int) -> None:
+    import json
+
+    from connector_cli.run.types import EXIT_CODES
+
+    status = {code: name for name, code in EXIT_CODES.items()}.get(exit_code, "error")
+    status = "invalid_input" if exit_code == EXIT_USAGE else status
+    click.echo(json.dumps({"status": status, "exit_code": exit_code, "error": message},
+                          indent=2))
+
+
 def _exit(ctx: click.Context, result: Any, masker: Any) -> None:
     """Raise the run's error line and exit status (nothing when it succeeded)."""
     debug = bool(ctx.meta.get("debug"))
@@ -109,7 +151,9 @@ def _exit(ctx: click.Context, result: Any, masker: Any) -> None:
         if debug and result.exception is not None:
             sys.stderr.write(masker.text("".join(traceback.format_exception(result.exception))))
         hint = _hint(result.exception, debug or result.status == "invalid_input")
-        raise CLIError(masker.text(result.error) + hint, result.exit_code)
+        error = CLIError(masker.text(result.error) + hint, result.exit_code)
+        error.reported = True  # type: ignore[attr-defined]  # the result was printed
+        raise error
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)
 
@@ -160,7 +204,8 @@ def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, R
                             output_prefix=opts["output_prefix"])
     logs = "follow" if opts["follow"] else "end" if opts["logs"] else "none"
     options = RunOptions(poll_interval=opts["poll_interval"], timeout=opts["timeout"],
-                         keep=opts["keep"], logs=logs, metrics=opts["metrics"])
+                         keep=opts["keep"], logs=logs, metrics=opts["metrics"],
+                         get_failures=opts["get_failures"])
     return loaded, request, options
 
 

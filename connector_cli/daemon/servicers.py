@@ -2,7 +2,8 @@
 
 `TaskService` answers `flyteidl2.connector.AsyncConnectorService` and `MetadataService`
 answers `ConnectorMetadataService`. Every failure goes through `status_for`, so an RPC
-ends with OK, NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED or INTERNAL and never UNKNOWN.
+ends with OK, NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED, UNAVAILABLE (a connector's
+`TransientError`) or INTERNAL and never UNKNOWN.
 Secret values from `connection.secrets` are masked in every status detail and log line.
 """
 
@@ -25,7 +26,7 @@ from flyteidl2.connector.service_pb2_grpc import (
 
 from connector_cli.daemon.streams import until_draining
 from connector_cli.dispatch import UNKNOWN_TASK_TYPE, ContractError, Dispatcher, Scope
-from connector_cli.errors import ConnectorNotFound, UsageError, bounded
+from connector_cli.errors import ConnectorNotFound, UsageError, describe_failure
 from connector_cli.masking import current
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.shield import is_transient
@@ -90,10 +91,9 @@ def status_for(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ContractError):
         return grpc.StatusCode.INTERNAL, str(exc)
     if is_transient(exc):
-        text = bounded(str(exc), MAX_DETAIL)
-        return grpc.StatusCode.UNAVAILABLE, f"{where} failed: {type(exc).__name__}: {text}"
-    text = bounded(str(exc))
-    return grpc.StatusCode.INTERNAL, f"{where} failed: {type(exc).__name__}: {text}".rstrip(": ")
+        return grpc.StatusCode.UNAVAILABLE, describe_failure(exc, where, transient=True,
+                                                             limit=MAX_DETAIL)
+    return grpc.StatusCode.INTERNAL, describe_failure(exc, where)
 
 
 class _Base:

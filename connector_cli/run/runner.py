@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Optional, TypeVar
 
-from connector_cli.errors import UsageError
+from connector_cli.errors import UsageError, describe_failure
 from connector_cli.run.types import (
     PollUpdate,
     RunObserver,
@@ -90,7 +90,7 @@ class Run:
             return None
         except Exception as exc:  # noqa: BLE001 - the connector's own error is reported
             status = "invalid_input" if isinstance(exc, UsageError) else "error"
-            self._fail(status, f"create failed: {_describe(exc)}", exc)
+            self._fail(status, describe_failure(exc, self._where("create")), exc)
             return None
         self._created(resource_meta)
         return resource_meta
@@ -127,16 +127,34 @@ class Run:
             reason = self.result.status = stop.args[0]
         except Exception as exc:  # noqa: BLE001
             reason = "error"
-            self._fail("error", f"get failed: {_describe(exc)}", exc)
+            self._fail("error", describe_failure(exc, self._where("get")), exc)
         if reason != "interrupted":
             await self._epilogue(resource_meta)
         if reason is not None:
             await self._delete(resource_meta, reason)
 
+    def _where(self, method: str) -> str:
+        """`Connector.method` for error lines ('method' when the target named none)."""
+        name = getattr(self.target, "connector_name", "")
+        return f"{name}.{method}" if name else method
+
     async def _poll(self, resource_meta: bytes) -> Resource:
-        delay, last_phase = self.options.poll_interval, ""
+        delay, last_phase, failures = self.options.poll_interval, "", 0
         while True:
-            resource = await self._race(self.target.get(self.request, resource_meta))
+            try:
+                resource = await self._race(self.target.get(self.request, resource_meta))
+            except _Stopped:
+                raise
+            except Exception as exc:
+                # Like the backend: every failed get counts and the count never resets.
+                failures += 1
+                if failures > self.options.get_failures:
+                    raise
+                self.observer.note(
+                    f"{describe_failure(exc, self._where('get'))}; polling again "
+                    f"(failed get {failures} of {self.options.get_failures} tolerated)")
+                await self._race(asyncio.sleep(delay))
+                continue
             phase = phase_name(resource.phase)
             self._record(resource, phase, last_phase)
             if is_terminal_phase(resource.phase):
@@ -341,7 +359,8 @@ class _LogCursor:
                 self.disabled = True
                 run.observer.note("the connector does not implement get_logs"
                                   if isinstance(exc, Unsupported)
-                                  else f"stopped fetching logs: {_describe(exc)}")
+                                  else f"stopped fetching logs: "
+                                  f"{describe_failure(exc, run._where('get_logs'))}")
                 return
             fresh = lines[self.seen:]
             if fresh:

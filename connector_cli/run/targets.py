@@ -66,6 +66,7 @@ class _MessageTarget:
     looks like on its side."""
 
     description = ""
+    connector_name = ""
 
     async def _unary(self, operation: str, message: Any) -> Any:
         """Send a request of a unary `operation` (create, get, delete, get_metrics); the
@@ -138,6 +139,7 @@ class InProcessTarget(_MessageTarget):
                 raise
             raise ConnectorNotFound(f"{exc}; plugins that failed to load: "
                                     f"{'; '.join(self.plugin_failures)}") from None
+        self.connector_name = type(connector).__name__
         logger.debug("running %r in-process", connector)
 
     async def _unary(self, operation: str, message: Any) -> Any:
@@ -186,11 +188,13 @@ class DaemonTarget(_MessageTarget):
         return self._client
 
     async def check(self, category: Category) -> None:
-        served = [
-            (c.name, c.version)
-            for connector in await self.client.list_connectors()
-            for c in connector.supported_task_categories
-        ]
+        listed = await self.client.list_connectors()
+        served = [(c.name, c.version) for connector in listed
+                  for c in connector.supported_task_categories]
+        names = [connector.name for connector in listed
+                 for c in connector.supported_task_categories
+                 if (c.name, c.version) == tuple(category)]
+        self.connector_name = names[0] if names else ""
         if tuple(category) not in served:
             raise ConnectorNotFound(
                 not_served_message(category, served, f"the daemon at {self.endpoint}"))

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from connector_cli.sdk.secrets import Connection
 
 LOG_MODES = ("none", "end", "follow")
+# The Flyte backend fails a task after more than 5 failed GetTask calls, counted over the
+# task's whole life (the count never resets); `test` tolerates as many by default.
+GET_FAILURES = 5
 EXIT_CODES = {"succeeded": 0, "failed": 1, "aborted": 1, "error": 1, "invalid_input": 2,
               "timed_out": 3, "interrupted": 130}
 
@@ -70,12 +73,16 @@ class RunOptions:
     metrics: bool = False
     delete_timeout: float = 30.0
     epilogue_timeout: float = 30.0
+    get_failures: int = GET_FAILURES
+
 
     def __post_init__(self) -> None:
         if self.poll_interval <= 0:
             raise UsageError("--poll-interval must be more than 0 seconds")
         if self.timeout is not None and self.timeout <= 0:
             raise UsageError("--timeout must be more than 0 seconds")
+        if self.get_failures < 0:
+            raise UsageError("--get-failures must be 0 or more")
         if self.logs not in LOG_MODES:
             raise UsageError(f"logs must be one of {', '.join(LOG_MODES)}, got {self.logs!r}")
 
@@ -84,6 +91,7 @@ class RunTarget(Protocol):
     """Where the connector runs. Every method raises the connector's error as is."""
 
     description: str
+    connector_name: str  # set by `check`: the connector serving the task, for error lines
 
     async def check(self, category: Category) -> None:
         """Raise `ConnectorNotFound` (listing what is served) unless `category` is served."""
