@@ -27,6 +27,9 @@ _EXPORTS = {
     "UnknownStateError": "connector_cli.errors",
     "UsageError": "connector_cli.errors",
     "TransientError": "connector_cli.errors",
+    "log_page": "connector_cli.sdk.pages",
+    "metric": "connector_cli.sdk.pages",
+    "metrics_response": "connector_cli.sdk.pages",
     "FlyteFile": "connector_cli.literals",
     "FlyteDirectory": "connector_cli.literals",
     "StructuredDataset": "connector_cli.literals",
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
         is_terminal_phase,
         phase_name,
     )
+    from connector_cli.sdk.pages import log_page, metric, metrics_response
     from connector_cli.sdk.registry import ConnectorRegistry
     from connector_cli.sdk.resource_meta import ResourceMeta
 

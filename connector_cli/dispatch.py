@@ -376,6 +376,9 @@ class Dispatcher:
             while (page := await loop.run_in_executor(self.executor, next, result, done)) \
                     is not done:
                 yield _log_message(page, where)
+        elif isinstance(result, (list, tuple)):  # a page: `log_page(...)`
+            for page in result:
+                yield _log_message(page, where)
         else:
             yield _log_message(result, where)
 

@@ -49,8 +49,21 @@ def test_connection_follows_the_templates_custom_secrets_and_configs() -> None:
     assert conn.secrets == {"prod-key": "s3cr3t-value", "api_key": "s3cr3t-value"}
     assert conn.configs == {"region": "eu"}
     assert conn.masked() == {"secrets": {"api_key": "****", "prod-key": "****"}, "configs": {"region": "eu"}}
-    with pytest.raises(UsageError, match=r"needs secret 'prod-key' \(for 'api_key'\).*FLYTE_SECRET_prod_key"):
+    with pytest.raises(UsageError, match=r"needs secret 'prod-key' \(for 'api_key'\).*FLYTE_SECRET_PROD_KEY$"):
         connection_for(template, {})
+
+
+def test_the_variable_the_hint_names_for_a_dashed_secret_works() -> None:
+    template = json_format.ParseDict({"type": "job", "custom": {"secrets": {"api_key": "prod-key"}}},
+                                     TaskTemplate())
+    with pytest.raises(UsageError) as err:
+        connection_for(template, {})
+    variable = str(err.value).rsplit(" ", 1)[-1]
+    assert variable == "FLYTE_SECRET_PROD_KEY"
+    found = collect_secrets(environ={variable: "from-env", "FLYTE_SECRET_Mixed_Name": "m"})
+    assert connection_for(template, found).secrets["api_key"] == "from-env"
+    mixed = json_format.ParseDict({"type": "job", "custom": {"secrets": {"k": "Mixed-Name"}}}, TaskTemplate())
+    assert connection_for(mixed, found).secrets["k"] == "m"
 
 
 def test_masker_hides_values_in_text_and_data() -> None:

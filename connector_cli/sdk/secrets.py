@@ -143,8 +143,9 @@ def connection_for(template: TaskTemplate, secrets: Mapping[str, str]) -> Connec
     custom = _custom(template)
     resolved = dict(secrets)
     for keyword, secret_name in _string_map(custom.get("secrets"), "secrets").items():
-        if secret_name in secrets:
-            resolved[keyword] = secrets[secret_name]
+        found = _find(secrets, secret_name)
+        if found is not None:
+            resolved[keyword] = found
         elif keyword not in secrets:
             raise UsageError(
                 f"the template needs secret {secret_name!r} (for {keyword!r}); pass "
@@ -168,8 +169,26 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+def _find(secrets: Mapping[str, str], secret_name: str) -> Optional[str]:
+    """The value of `secret_name`, also under the name an environment variable can spell
+    (`jobsvc-token` is `FLYTE_SECRET_JOBSVC_TOKEN`, read as `jobsvc_token`)."""
+    if secret_name in secrets:
+        return secrets[secret_name]
+    spelled = _env_key(secret_name)
+    for candidate in (spelled, spelled.lower()):
+        if candidate in secrets:
+            return secrets[candidate]
+    return None
+
+
+def _env_key(secret_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", secret_name)
+
+
 def _env_name(secret_name: str) -> str:
-    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", secret_name)
+    """The variable to set for `secret_name`: capitals when the name has none of its own."""
+    key = _env_key(secret_name)
+    return ENV_PREFIX + (key.upper() if key == key.lower() else key)
 
 
 class SecretMasker:
