@@ -155,7 +155,7 @@ def registry_with(
 
 async def run_task(
     target: AsyncConnector | ConnectorRegistry | RunningDaemon,
-    template: TaskTemplate | str | os.PathLike[str],
+    template: TaskTemplate | str | os.PathLike[str] | Any,
     inputs: Mapping[str, Any] | Inputs | str | os.PathLike[str] | None = None,
     *,
     secrets: Optional[Mapping[str, str]] = None,
@@ -170,7 +170,8 @@ async def run_task(
     """Run one task through create -> get ... -> delete, as `flyte-connector test` does.
 
     `target` is a connector, a registry, or a `RunningDaemon` (then the calls go over
-    gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads).
+    gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads);
+    `template` may also be a Flyte SDK task object (serialized as the backend gets it).
     `secrets` resolve the template's `custom.secrets` like the Flyte backend does. On `timeout`
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
     raised by the connector's create/get is re-raised after the cleanup, and inputs that do
@@ -210,19 +211,24 @@ async def run_task(
 
 
 def _run_request(
-    template: TaskTemplate | str | os.PathLike[str],
+    template: TaskTemplate | str | os.PathLike[str] | Any,
     inputs: Mapping[str, Any] | Inputs | str | os.PathLike[str] | None,
     secrets: Optional[Mapping[str, str]],
     output_prefix: Optional[str | os.PathLike[str]],
 ) -> RunRequest:
     """The request `flyte-connector test` would send, from files or Python values."""
+    from flyteidl2.core.tasks_pb2 import TaskTemplate
+
     from connector_cli.run.request import build_request
     from connector_cli.run.task_files import load_task, read_inputs
+    from connector_cli.run.task_objects import template_of
 
     defaults: dict[str, Literal] = {}
     if isinstance(template, (str, os.PathLike)):
         loaded = load_task(template)
         template, defaults = loaded.template, loaded.defaults
+    elif not isinstance(template, TaskTemplate):
+        template = template_of(template)  # a Flyte SDK task object
     if isinstance(inputs, (str, os.PathLike)):
         inputs = read_inputs(inputs)
     prefix = os.fspath(output_prefix) if output_prefix is not None else None

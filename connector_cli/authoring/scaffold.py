@@ -64,7 +64,9 @@ class PackageNames:
         """The `string.Template` values for the scaffold files."""
         return {"name": self.name, "dist": self.dist, "package": self.package,
                 "camel": self.camel, "task_type": self.task_type,
-                "entry_name": self.name, "version": __version__}
+                "entry_name": self.name, "version": __version__,
+                "requirement": framework_requirement(),
+                "flyte_requirement": framework_requirement("flyte")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,20 +110,16 @@ def next_steps(made: Scaffold) -> list[str]:
     """Shell commands that install and try the new package from here, in this environment.
 
     pip is this interpreter's own (`python -m pip`), so the package lands where
-    flyte-connector is; when flyte-connector itself came from a local checkout (it is not
-    on a package index), that checkout is installed in the same pip command so the
-    package's dependency is met. Commands not on PATH are given with their full path.
+    flyte-connector is; the package's own dependency names where flyte-connector came from
+    (`framework_requirement`), so no second install is needed. Commands not on PATH are
+    given with their full path.
     """
     import shlex
     import sys
 
     root = made.root.resolve()
     python, bindir = Path(sys.executable), Path(sys.executable).parent
-    requirements = ["-e", ".[test]"]
-    source = framework_source()
-    if source is not None:
-        requirements = ["-e", str(source), *requirements]
-    pip = shlex.join([_command("python", python), "-m", "pip", "install", *requirements])
+    pip = shlex.join([_command("python", python), "-m", "pip", "install", "-e", ".[test]"])
     inputs = "examples/task.inputs.json"
     return [
         f"cd {shlex.quote(str(root))}",
@@ -131,6 +129,16 @@ def next_steps(made: Scaffold) -> list[str]:
         f"--inputs {inputs}"),
         _command("pytest", bindir / "pytest"),
     ]
+
+
+def framework_requirement(extra: str = "") -> str:
+    """How the new package depends on flyte-connector: the local checkout or wheel it was
+    installed from (a `file://` reference pip can install), else the released version."""
+    name = f"flyte-connector[{extra}]" if extra else "flyte-connector"
+    source = framework_source()
+    if source is None:
+        return f"{name}>={__version__}"
+    return f"{name} @ {source.resolve().as_uri()}"
 
 
 def _command(name: str, path: Path) -> str:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 
 @click.command("test", cls=Command)
-@click.argument("task", metavar="TASK_FILE", type=click.Path(dir_okay=False))
+@click.argument("task", metavar="TASK")
 @option("--inputs", "inputs_file", metavar="FILE", default=None,
         help="Input values: a JSON (or YAML) object of input name -> value.")
 @option("--input", "-i", "input_pairs", metavar="NAME=VALUE", multiple=True,
@@ -75,9 +75,11 @@ if TYPE_CHECKING:
 @plugins_option
 @click.pass_context
 def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
-    """Run TASK_FILE's connector: create, poll get until done, delete on abort.
+    """Run TASK's connector: create, poll get until done, delete on abort.
 
-    TASK_FILE is a TaskTemplate or TaskSpec as binary protobuf, proto-JSON or YAML.
+    TASK is a file holding a TaskTemplate or TaskSpec (binary protobuf, proto-JSON or
+    YAML), or MODULE:ATTR naming a Flyte SDK task object, which the Flyte SDK serializes
+    into the TaskTemplate the backend would send.
     Exit status: 0 succeeded, 1 failed/aborted/error, 2 bad usage or input,
     3 timed out, 130 interrupted.
     """
@@ -193,11 +195,12 @@ def _hint(exc: Optional[BaseException], quiet: bool) -> str:
 def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
     from connector_cli.run.request import build_request
-    from connector_cli.run.task_files import load_task, read_inputs
+    from connector_cli.run.task_files import read_inputs
+    from connector_cli.run.task_objects import load_any
     from connector_cli.run.types import RunOptions
     from connector_cli.sdk.secrets import collect_secrets
 
-    loaded = load_task(task)
+    loaded = load_any(task, import_from=os.getcwd())
     values = read_inputs(opts["inputs_file"], opts["input_pairs"])
     secrets = collect_secrets(opts["secret_pairs"], opts["secrets_file"] or (), os.environ)
     request = build_request(loaded.template, values, defaults=loaded.defaults, secrets=secrets,

@@ -21,7 +21,8 @@ LineLike = Union[str, tuple[Union[dt.datetime, float], str], Any]
 Sample = tuple[Union[dt.datetime, float], float]
 
 
-def log_page(lines: Iterable[LineLike], next_token: Optional[str] = "") -> list[GetTaskLogsResponse]:
+def log_page(lines: Iterable[LineLike],
+             next_token: Optional[str] = "") -> list[GetTaskLogsResponse]:
     """One page of logs for `get_logs` to return: the lines, then the token of the next page.
 
     A line is a string, a `(when, text)` pair (`when` a datetime or epoch seconds), or a
