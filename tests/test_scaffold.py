@@ -47,12 +47,17 @@ def test_init_writes_a_named_package(package: tuple[Path, Path]) -> None:
     root, _ = package
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == ["README.md", "examples/task.inputs.json", "examples/task.yaml",
+                     "examples/workflow.py",
                      "flyte_connector_acme_jobs/__init__.py", "flyte_connector_acme_jobs/connector.py",
-                     "pyproject.toml", "tests/test_connector.py"]
+                     "flyte_connector_acme_jobs/task.py",
+                     "pyproject.toml", "tests/test_connector.py", "tests/test_task.py"]
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "flyte-connector-acme-jobs"' in pyproject
     assert 'acme_jobs = "flyte_connector_acme_jobs.connector:AcmeJobsConnector"' in pyproject
     assert 'task_type_name = "acme-job"' in (root / "flyte_connector_acme_jobs/connector.py").read_text()
+    checkout = REPO.resolve().as_uri()
+    assert f'dependencies = ["flyte-connector @ {checkout}"]' in pyproject  # installs: no index has it
+    assert f'flyte = ["flyte-connector[flyte] @ {checkout}"]' in pyproject
     assert load_task(root / "examples/task.yaml").template.type == "acme-job"
 
 
@@ -70,7 +75,7 @@ def test_its_own_tests_pass(package: tuple[Path, Path]) -> None:
     tested = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root,
                  pythonpath=str(site))
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "3 passed" in tested.stdout
+    assert "5 passed" in tested.stdout  # the connector's 3, the task's 2 (through the Flyte SDK)
 
 
 def test_flyte_connector_test_runs_its_example(package: tuple[Path, Path]) -> None:
@@ -81,6 +86,17 @@ def test_flyte_connector_test_runs_its_example(package: tuple[Path, Path]) -> No
     result = json.loads(done.stdout)
     assert result["status"] == "succeeded"
     assert result["outputs"] == {"echo": "> hello from acme-job", "length": 21}
+
+
+def test_flyte_connector_test_runs_the_task_object_users_call(package: tuple[Path, Path]) -> None:
+    root, site = package
+    done = run(FLYTE_CONNECTOR, "test", "examples.workflow:echo", "-i", "message=hi", "-i", "seconds=0",
+               "--poll-interval", "0.2", "--json", cwd=root, pythonpath=str(site))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["task"] == {"file": "examples.workflow:echo", "form": "Flyte SDK task",
+                              "type": "acme-job", "version": 0}
+    assert result["outputs"] == {"echo": "> hi", "length": 4}
 
 
 @pytest.mark.parametrize(("args", "message"), [
