@@ -29,18 +29,6 @@ pytest.importorskip("flyte", reason="the task class needs the flyte extra (make 
 
 TOKEN = "jobsvc-s3cr3t-token"
 EXAMPLE = REPO / "docs" / "examples" / "jobsvc"
-WORKFLOW = '''
-import os
-
-import flyte
-
-from flyte_connector_jobsvc.task import JobsvcTask
-
-count = JobsvcTask("count_words", label="loop", endpoint=os.environ["JOBSVC_URL"],
-                   inputs={"text": str, "seconds": float},
-                   outputs={"words": int, "score": float})
-tasks = flyte.TaskEnvironment.from_task("jobsvc_tasks", count)
-'''
 CONNECTOR = "flyte_connector_jobsvc.connector:JobsvcConnector"
 
 
@@ -60,7 +48,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("connector.py", "task.py"):
         assert (root / "flyte_connector_jobsvc" / name).exists()
         shutil.copy(EXAMPLE / name, root / "flyte_connector_jobsvc" / name)
-    (root / "jobs_workflow.py").write_text(WORKFLOW)
+    shutil.copy(EXAMPLE / "workflow.py", root / "workflow.py")
     return root
 
 
@@ -69,21 +57,25 @@ def run(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.C
                           timeout=timeout, env=cli_env(PYTHONPATH=str(cwd), **env))
 
 
-def test_the_flyte_sdk_runs_the_task_locally_against_the_connector(package: Path, service: JobService) -> None:
-    code = ("import flyte, jobs_workflow; flyte.init(); "
-            "print(tuple(flyte.run(jobs_workflow.count, text='one two three four', seconds=0.2).outputs()))")
+def test_the_flyte_sdk_runs_the_workflow_locally_against_the_connector(package: Path, service: JobService) -> None:
     before = len(service.calls)
-    done = run("-c", code, cwd=package, **{"jobsvc-token": TOKEN, "JOBSVC_URL": service.url})
+    # The docs' command: env 'jobsvc-token=...' JOBSVC_URL=... python workflow.py
+    done = run("workflow.py", cwd=package, **{"jobsvc-token": TOKEN, "JOBSVC_URL": service.url})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "(4, 2.0)"
+    assert done.stdout.strip().splitlines()[-1] == "4 words, score 2.0"
     calls = service.calls[before:]
     assert calls[0][:2] == ("POST", "/jobs") and all(ok for _, _, ok in calls), calls
     job = service.jobs[f"j{len(service.jobs)}"]
-    assert job["label"] == "loop" and job["text"] == "one two three four"
+    assert job["label"] == "nightly" and job["text"] == "one two three four"
+    code = ("import flyte, workflow; flyte.init(); "
+            "print(tuple(flyte.run(workflow.count, text='a b c', seconds=0.0).outputs()))")
+    done = run("-c", code, cwd=package, **{"jobsvc-token": TOKEN, "JOBSVC_URL": service.url})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "(3, 1.0)"  # declared order, declared types
 
 
 def test_flyte_connector_test_runs_the_task_object_with_logs(package: Path, service: JobService) -> None:
-    done = run("-m", "connector_cli", "test", "jobs_workflow:count", "--plugins", "none", "-m", CONNECTOR,
+    done = run("-m", "connector_cli", "test", "workflow:count", "--plugins", "none", "-m", CONNECTOR,
                "-i", "text=alpha beta gamma", "-i", "seconds=0.6", "--secret", f"jobsvc-token={TOKEN}",
                "--poll-interval", "0.1", "--follow", "--json", cwd=package,
                JOBSVC_URL=service.url, JOBSVC_TOKEN=TOKEN)
@@ -98,7 +90,7 @@ def test_flyte_connector_test_runs_the_task_object_with_logs(package: Path, serv
 
 
 def test_a_missing_secret_and_a_bad_input_are_one_clear_line(package: Path, service: JobService) -> None:
-    base = ["-m", "connector_cli", "test", "jobs_workflow:count", "--plugins", "none", "-m", CONNECTOR]
+    base = ["-m", "connector_cli", "test", "workflow:count", "--plugins", "none", "-m", CONNECTOR]
     done = run(*base, "-i", "text=x", "-i", "seconds=0", cwd=package, JOBSVC_URL=service.url)
     assert done.returncode == 2
     assert done.stderr == ("Error: the template needs secret 'jobsvc-token' (for 'api_token'); pass "
@@ -130,7 +122,7 @@ def test_served_the_backend_way_with_the_token_reaching_get_logs(package: Path, 
         address = read_address(daemon.stderr, 60, seen)
         assert address is not None, "".join(seen)
         before = len(service.calls)
-        done = run("-m", "connector_cli", "test", "jobs_workflow:count", "--endpoint", address,
+        done = run("-m", "connector_cli", "test", "workflow:count", "--endpoint", address,
                    "-i", "text=served words here now", "-i", "seconds=0.3",
                    "--secret", f"jobsvc-token={TOKEN}", "--poll-interval", "0.1", "--logs", "--json",
                    cwd=package, JOBSVC_URL=service.url)

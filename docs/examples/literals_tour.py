@@ -50,8 +50,8 @@ assert values == {
 }
 assert to_json(values)["timeout"] == "1h30m"
 
-# `Resource(outputs={...})` from `get` becomes Outputs using the declared output types;
-# undeclared values are inferred (here `interface=None`: bool stays bool, not int).
+# With an interface, declared output types are used; without one (the daemon's GetTask)
+# values are inferred (here `interface=None`: bool stays bool, not int).
 outputs = outputs_to_proto({"row_count": 3}, interface)
 assert outputs.literals[0].value.scalar.primitive.integer == 3
 inferred = outputs_to_proto({"done": True}, None)
