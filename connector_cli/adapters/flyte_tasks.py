@@ -160,16 +160,14 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
         from flyteidl2.connector import connector_pb2 as pb
 
         from connector_cli.dispatch import Scope
-        from connector_cli.run.request import execution_metadata
-        from connector_cli.run.task_files import make_inputs
+        from connector_cli.literals import json_to_inputs
         from connector_cli.sdk.secrets import connection_for
 
+        # The Flyte SDK's local execution gives no execution metadata; neither do we.
         configs = dict(connection_for(task_template, {**secrets, **_names(task_template)}).configs)
         request = pb.CreateTaskRequest(
-            template=task_template, inputs=make_inputs(task_template, inputs or {}),
-            output_prefix=output_prefix,
-            task_execution_metadata=execution_metadata(task_template),
-            connection=_connection(secrets, configs),
+            template=task_template, inputs=json_to_inputs(inputs or {}, task_template.interface),
+            output_prefix=output_prefix, connection=_connection(secrets, configs),
         )
         response = await self.dispatcher.create(request, Scope())
         return _BridgeMeta(bytes(response.resource_meta), task_template, output_prefix, configs)
