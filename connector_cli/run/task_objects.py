@@ -72,7 +72,9 @@ def template_of(value: Any, what: str = "the task") -> Any:
 
         template = task_template(value)
     else:
-        raise UsageError(f"{what} is a {type(value).__name__}, not a task: give a Flyte SDK "
+        kind = type(value).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise UsageError(f"{what} is {article} {kind}, not a task: give a Flyte SDK "
                          "task object (e.g. one made with the task class `init` writes) or a "
                          "flyteidl2 TaskTemplate")
     if not template.type:
