@@ -253,6 +253,9 @@ def test_json_prints_one_document_whatever_goes_wrong(runner: CliRunner, tmp_pat
     typo.write_text(JOB_TASK.read_text().replace("type: job", "type: jbo"))
     result = runner.invoke(cli, ["test", str(typo), *JOBS, "--json"])
     assert result.exit_code == 2 and "did you mean 'job'" in json.loads(result.stdout)["error"]
+    result = run_test(runner, "--json", "--get-failures", "-1")
+    assert result.exit_code == 2 and json.loads(result.stdout)["status"] == "invalid_input"
+    assert "Invalid value for '--get-failures'" in json.loads(result.stdout)["error"]
     result = run_test(runner, "-i", "outcome=raise-create", "--json")
     doc = json.loads(result.stdout)  # the run's own document, and only that one
     assert (result.exit_code, doc["status"]) == (1, "error") and "phase" in doc

@@ -37,7 +37,20 @@ if TYPE_CHECKING:
     from connector_cli.sdk.secrets import SecretMasker
 
 
-@click.command("test", cls=Command)
+class _TestCommand(Command):
+    """`--json` promises one document on stdout even when an option does not parse."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        as_json = "--json" in args  # before parsing: the parser consumes `args`
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if as_json:
+                _echo_error(exc.format_message(), EXIT_USAGE)
+            raise
+
+
+@click.command("test", cls=_TestCommand)
 @click.argument("task", metavar="TASK")
 @option("--inputs", "inputs_file", metavar="FILE", default=None,
         help="Input values: a JSON (or YAML) object of input name -> value.")
