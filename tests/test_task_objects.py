@@ -46,8 +46,8 @@ def test_a_template_object_runs_like_its_file(tasks_module: Path) -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    ("no_such_module:job", "no module named 'no_such_module' for task 'no_such_module:job': run from the "
-                           "directory that holds it, or install its package"),
+    ("no_such_module:job", ("no module named 'no_such_module' for task 'no_such_module:job': run from "
+                            "the directory that holds it, or install its package")),
     ("my_tasks:missing", "module 'my_tasks' has no 'missing' (task 'my_tasks:missing')"),
     ("my_tasks:not_a_task", "my_tasks:not_a_task is an int, not a task: give a Flyte SDK task object"),
 ])
