@@ -180,3 +180,4 @@ def test_every_scaffold_file_is_package_data() -> None:
     assert files and all(p.endswith(".tmpl") for p in files)
     shipped = {str(p.relative_to(root)) for glob in globs for p in root.glob(glob)}
     assert sorted(set(files) - shipped) == []
+    assert "py.typed" in shipped  # mypy checks a connector against the SDK's own types

@@ -161,10 +161,10 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
 
         from connector_cli.dispatch import Scope
         from connector_cli.literals import json_to_inputs
-        from connector_cli.sdk.secrets import connection_for
 
-        # The Flyte SDK's local execution gives no execution metadata; neither do we.
-        configs = dict(connection_for(task_template, {**secrets, **_names(task_template)}).configs)
+        # The Flyte SDK's local execution gives no execution metadata; neither do we. It
+        # resolves `custom.secrets` itself (into `secrets`); the configs are ours to add.
+        configs = _configs(task_template)
         request = pb.CreateTaskRequest(
             template=task_template, inputs=json_to_inputs(inputs or {}, task_template.interface),
             output_prefix=output_prefix, connection=_connection(secrets, configs),
@@ -206,12 +206,13 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
         return category_message((self.task_type_name, self.task_type_version))
 
 
-def _names(template: Any) -> dict[str, str]:
-    """Stand-ins for the secret names the template maps, so only configs are read here."""
+def _configs(template: Any) -> dict[str, str]:
+    """The template's `custom.configs`, as the backend puts them in the connection."""
     from google.protobuf.json_format import MessageToDict
 
     custom = MessageToDict(template.custom) if template.HasField("custom") else {}
-    return {str(name): "" for name in (custom.get("secrets") or {}).values()}
+    configs = custom.get("configs") or {}
+    return {str(k): str(v) for k, v in configs.items()} if isinstance(configs, dict) else {}
 
 
 def _connection(secrets: Mapping[str, Any], configs: Mapping[str, str]) -> Any:
