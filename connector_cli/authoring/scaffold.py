@@ -142,14 +142,27 @@ def framework_requirement(extra: str = "") -> str:
 
 
 def _command(name: str, path: Path) -> str:
-    """`name` when PATH finds exactly `path` under it, else the full (quoted) path."""
+    """`name` when PATH finds exactly `path` under it, else the full (quoted) path.
+
+    `path` may be a versioned interpreter (`.venv/bin/python3.11`): its plain-named link
+    in the same directory (`.venv/bin/python`) counts as the same command. A command the
+    install step will put in a directory on PATH is given by name."""
     import os
     import shlex
     import shutil
 
+    plain = path.parent / name
+    if plain.exists() and os.path.realpath(plain) == os.path.realpath(path):
+        path = plain
     found = shutil.which(name)
     if found is not None and os.path.abspath(found) == os.path.abspath(path):
         return name
+    on_path = [os.path.abspath(d) for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    rank = {d: i for i, d in reversed(list(enumerate(on_path)))}  # first occurrence wins
+    home = rank.get(os.path.abspath(path.parent))
+    other = None if found is None else rank.get(os.path.abspath(os.path.dirname(found)))
+    if home is not None and (other is None or home < other):
+        return name  # not installed yet (pytest, before the install step); then found first
     return shlex.quote(str(path))
 
 
