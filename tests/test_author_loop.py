@@ -90,6 +90,10 @@ def test_flyte_connector_test_runs_the_task_object_with_logs(package: Path, serv
 
 
 def test_a_missing_secret_and_a_bad_input_are_one_clear_line(package: Path, service: JobService) -> None:
+    done = run("-m", "connector_cli", "test", "workflow:count", "--plugins", "none", "-i", "text=x",
+               "-i", "seconds=0", "--secret", "jobsvc-token=x", cwd=package, JOBSVC_URL=service.url)
+    assert done.returncode == 2 and done.stderr.endswith(
+        f"; the task names {CONNECTOR}: install its package, or pass -m {CONNECTOR}\n"), done.stderr
     base = ["-m", "connector_cli", "test", "workflow:count", "--plugins", "none", "-m", CONNECTOR]
     done = run(*base, "-i", "text=x", "-i", "seconds=0", cwd=package, JOBSVC_URL=service.url)
     assert done.returncode == 2

@@ -114,7 +114,7 @@ def _run_command(ctx: click.Context, task: str, opts: dict[str, Any]) -> None:
         target = _target(opts)
         observer.starting(loaded, request, target.description)
         with _masked_warnings():
-            result = _execute(target, request, options, observer)
+            result = _execute(target, request, options, observer, loaded.connector)
         observer.target = target.description
         observer.finished(result, request, loaded)
         if temporary is not None and any(Path(temporary).iterdir()):
@@ -251,7 +251,7 @@ def _target(opts: dict[str, Any]) -> RunTarget:
 
 
 def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
-             observer: Renderer) -> RunResult:
+             observer: Renderer, connector: str = "") -> RunResult:
     """Run the loop; SIGINT/SIGTERM ask it to stop (see `_main`)."""
     import asyncio
 
@@ -259,14 +259,16 @@ def _execute(target: RunTarget, request: RunRequest, options: RunOptions,
 
     run = Run(target, request, options, observer)
     try:
-        return asyncio.run(_main(run, target, observer))
+        return asyncio.run(_main(run, target, observer, connector))
     except KeyboardInterrupt:  # no loop signal handlers on this platform
         raise click.exceptions.Exit(130) from None
 
 
-async def _main(run: Run, target: RunTarget, observer: Renderer) -> RunResult:
+async def _main(run: Run, target: RunTarget, observer: Renderer,
+                connector: str = "") -> RunResult:
     """The run under the stop policy of `connector_cli.shutdown`: the first SIGINT/SIGTERM
-    stops polling and deletes the job, SIGINT again skips waiting for the delete."""
+    stops polling and deletes the job, SIGINT again skips waiting for the delete.
+    `connector` is the class a task object names, suggested when nothing serves it."""
     from connector_cli.errors import ConnectorNotFound
     from connector_cli.shutdown import StopSignals
 
@@ -282,6 +284,10 @@ async def _main(run: Run, target: RunTarget, observer: Renderer) -> RunResult:
         async with StopSignals(on_request=stop_requested, on_force=forced):
             return await run.execute()
     except ConnectorNotFound as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from None
+        hint = ""
+        if connector and target.description == "in-process":
+            hint = (f"; the task names {connector}: install its package, or pass "
+                    f"-m {connector}")
+        raise CLIError(str(exc) + hint, EXIT_USAGE) from None
     finally:
         await target.close()

@@ -39,12 +39,14 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class LoadedTask:
-    """A task template read from `path`, the form it was in, and its input defaults."""
+    """A task template read from `path`, the form it was in, and its input defaults;
+    `connector` names the connector class a task object says runs it (`module:Class`)."""
 
     template: TaskTemplate
     defaults: dict[str, Literal]
     path: str
     form: str
+    connector: str = ""
 
     @property
     def category(self) -> tuple[str, int]:

@@ -58,7 +58,7 @@ def load_object(spec: str, import_from: Optional[str] = None) -> LoadedTask:
             raise UsageError(f"module {module_name!r} has no {attr!r} (task {spec!r})")
         value = getattr(value, part)
     return LoadedTask(template=template_of(value, spec), defaults={}, path=spec,
-                      form=_form(value))
+                      form=_form(value), connector=_connector_of(value))
 
 
 def template_of(value: Any, what: str = "the task") -> Any:
@@ -88,6 +88,14 @@ def _is_flyte_task(value: Any) -> bool:
     from connector_cli.adapters.flyte_tasks import is_flyte_task
 
     return is_flyte_task(value)
+
+
+def _connector_of(value: Any) -> str:
+    """`module:Class` of the connector a task class names (`ConnectorTask.connector`)."""
+    cls = getattr(type(value), "connector", None)
+    if not isinstance(cls, type):
+        return ""
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _form(value: Any) -> str:
