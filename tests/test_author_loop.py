@@ -128,14 +128,19 @@ def test_served_the_backend_way_with_the_token_reaching_get_logs(package: Path, 
         before = len(service.calls)
         done = run("-m", "connector_cli", "test", "workflow:count", "--endpoint", address,
                    "-i", "text=served words here now", "-i", "seconds=0.3",
-                   "--secret", f"jobsvc-token={TOKEN}", "--poll-interval", "0.1", "--logs", "--json",
+                   "--secret", f"jobsvc-token={TOKEN}", "--poll-interval", "0.1", "--logs", "--metrics",
+                   "--json",
                    cwd=package, JOBSVC_URL=service.url)
         assert done.returncode == 0, done.stdout + done.stderr
         result = json.loads(done.stdout)
         assert result["status"] == "succeeded" and result["outputs"] == {"words": 4, "score": 2.0}
         assert result["logs"][-1] == "done: 4 words" and len(result["logs"]) == 5
+        [words] = result["metrics"]
+        series = words["data"]["result"][0]
+        assert words["metric"] == "words_counted" and series["values"][0][1] == "4"
+        assert series["metric"]["job"] == result["resource_meta"]["job_id"]
         log_calls = [call for call in service.calls[before:] if call[1].endswith("/logs")]
-        assert log_calls and all(ok for _, _, ok in log_calls)
+        assert log_calls and all(ok for _, _, ok in service.calls[before:])
     finally:
         daemon.send_signal(signal.SIGTERM)
         _, rest = daemon.communicate(timeout=30)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from connector_cli import (
     TransientError,
     UsageError,
     log_page,
+    metric,
+    metrics_response,
 )
 
 
@@ -73,6 +76,13 @@ class JobsvcConnector(AsyncConnector):
         page = _call("GET", url, api_token)
         more = page["next"]
         return log_page(page["lines"], next_token="" if more is None else str(more))
+
+    def get_metrics(self, resource_meta: JobsvcMeta, **kwargs: Any) -> Any:
+        # No connection here either: the daemon's own credential, as for the logs.
+        api_token = kwargs.get("api_token") or os.environ.get("JOBSVC_TOKEN", "")
+        job = _call("GET", f"{resource_meta.endpoint}/jobs/{resource_meta.job_id}", api_token)
+        return metrics_response(
+            metric("words_counted", [(time.time(), job["words"])], {"job": resource_meta.job_id}))
 
 
 def _call(method: str, url: str, api_token: str, body: Optional[dict[str, Any]] = None) -> Any:
