@@ -4,7 +4,8 @@
 example (docs/examples/jobsvc/), then run the task a Flyte 2 user calls against a small
 REST job service on 127.0.0.1: through the Flyte SDK's own local execution, through
 `flyte-connector test module:task`, and served by `flyte-connector serve`. The API token
-is a Flyte secret the task maps to `api_token`; `get_logs` reads it on the daemon's side.
+is a Flyte secret the task maps to `api_token`; served, the daemon's connections file
+gives it to `get_logs` and `get_metrics` (their requests carry no connection).
 """
 
 from __future__ import annotations
@@ -114,12 +115,19 @@ def test_a_missing_secret_and_a_bad_input_are_one_clear_line(package: Path, serv
                                   f"{service.url}/jobs: HTTP 401")
 
 
-def test_served_the_backend_way_with_the_token_reaching_get_logs(package: Path, service: JobService) -> None:
+def test_served_the_backend_way_with_the_token_reaching_get_logs(
+        package: Path, service: JobService, tmp_path: Path) -> None:
+    # The daemon's connections file (as the guide shows it) gives get_logs and get_metrics
+    # the token; the daemon's environment has none.
+    (tmp_path / "jobsvc-token").write_text(TOKEN + "\n")
+    (tmp_path / "connections.yaml").write_text(
+        "connections:\n  - task_type: jobsvc\n    secrets:\n"
+        f"      api_token: {{file: {tmp_path / 'jobsvc-token'}}}\n")
     daemon = subprocess.Popen(
         [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--metrics-port", "0", "--plugins", "none", "-m", CONNECTOR],
-        cwd=package, stderr=subprocess.PIPE, text=True,
-        env=cli_env(PYTHONPATH=str(package), JOBSVC_TOKEN=TOKEN))  # the daemon's own credential
+         "--metrics-port", "0", "--plugins", "none", "-m", CONNECTOR,
+         "--connections", str(tmp_path / "connections.yaml")],
+        cwd=package, stderr=subprocess.PIPE, text=True, env=cli_env(PYTHONPATH=str(package)))
     assert daemon.stderr is not None
     seen: list[str] = []
     try:

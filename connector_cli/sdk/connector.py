@@ -124,7 +124,7 @@ class AsyncConnector(abc.ABC):
     `name` (defaults to the class name) and `metadata_type` (your `ResourceMeta` dataclass),
     then implement `create`, `get` and `delete`; `get_logs` and `get_metrics` are optional.
     Connection secrets and configs reach `create`, `get` and `delete` as keyword arguments
-    (GetTaskLogs and GetTaskMetrics requests carry none).
+    (GetTaskLogs and GetTaskMetrics requests carry none: a daemon's connections file can).
 
     Set `sign_resource_meta = True` when the meta names state on the daemon's host (a
     process, a directory): the daemon then signs the bytes `create` returns and refuses

@@ -69,8 +69,9 @@ class JobsvcConnector(AsyncConnector):
         _call("DELETE", f"{resource_meta.endpoint}/jobs/{resource_meta.job_id}", api_token)
 
     def get_logs(self, resource_meta: JobsvcMeta, token: str = "", **kwargs: Any) -> Any:
-        # `token` is the page token. GetTaskLogs carries no connection, so the API token
-        # comes from the daemon's own side: its environment here.
+        # `token` is the page token. GetTaskLogs carries no connection: served, `api_token`
+        # comes from the daemon's connections file (serve --connections); in-process
+        # (flyte-connector test), from the environment.
         api_token = kwargs.get("api_token") or os.environ.get("JOBSVC_TOKEN", "")
         url = f"{resource_meta.endpoint}/jobs/{resource_meta.job_id}/logs?after={token or 0}"
         page = _call("GET", url, api_token)
@@ -78,7 +79,7 @@ class JobsvcConnector(AsyncConnector):
         return log_page(page["lines"], next_token="" if more is None else str(more))
 
     def get_metrics(self, resource_meta: JobsvcMeta, **kwargs: Any) -> Any:
-        # No connection here either: the daemon's own credential, as for the logs.
+        # No connection here either: the daemon's credential, as for the logs.
         api_token = kwargs.get("api_token") or os.environ.get("JOBSVC_TOKEN", "")
         job = _call("GET", f"{resource_meta.endpoint}/jobs/{resource_meta.job_id}", api_token)
         return metrics_response(
