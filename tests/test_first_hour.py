@@ -114,7 +114,7 @@ def test_init_steps_work_with_the_environment_activated(venv: Path, tmp_path: Pa
     steps = next_steps(made.stdout)
     assert steps == [
         f"cd {tmp_path / 'flyte-connector-my-connector'}",
-        "python -m pip install -e '.[test]'",
+        "python -m pip install -r requirements-local.txt -e '.[test]'",
         "flyte-connector list",
         "flyte-connector test examples/task.yaml --inputs examples/task.inputs.json",
         "pytest",
@@ -128,7 +128,7 @@ def test_init_steps_work_without_the_environment_on_path(venv: Path, tmp_path: P
     made = bash(f"{venv}/bin/flyte-connector init weather", cwd=tmp_path, timeout=60)
     assert made.returncode == 0, made.stderr
     steps = next_steps(made.stdout)
-    assert steps[1] == f"{venv}/bin/python -m pip install -e '.[test]'"
+    assert steps[1] == f"{venv}/bin/python -m pip install -r requirements-local.txt -e '.[test]'"
     assert steps[2] == f"{venv}/bin/flyte-connector list"
     done = bash("\n".join(steps), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -50,14 +50,16 @@ def test_init_writes_a_named_package(package: tuple[Path, Path]) -> None:
                      "examples/workflow.py",
                      "flyte_connector_acme_jobs/__init__.py", "flyte_connector_acme_jobs/connector.py",
                      "flyte_connector_acme_jobs/task.py",
-                     "pyproject.toml", "tests/test_connector.py", "tests/test_task.py"]
+                     "pyproject.toml", "requirements-local.txt", "tests/test_connector.py",
+                     "tests/test_task.py"]
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "flyte-connector-acme-jobs"' in pyproject
     assert 'acme_jobs = "flyte_connector_acme_jobs.connector:AcmeJobsConnector"' in pyproject
     assert 'task_type_name = "acme-job"' in (root / "flyte_connector_acme_jobs/connector.py").read_text()
-    checkout = REPO.resolve().as_uri()
-    assert f'dependencies = ["flyte-connector @ {checkout}"]' in pyproject  # installs: no index has it
-    assert f'flyte = ["flyte-connector[flyte] @ {checkout}"]' in pyproject
+    # By name, so it installs where flyte-connector is (an image); the local source, which
+    # no index has, is installed by requirements-local.txt.
+    assert 'dependencies = ["flyte-connector>=' in pyproject and 'flyte = ["flyte-connector[flyte]>=' in pyproject
+    assert (root / "requirements-local.txt").read_text().splitlines()[-1] == f"-e {REPO.resolve()}"
     assert load_task(root / "examples/task.yaml").template.type == "acme-job"
 
 

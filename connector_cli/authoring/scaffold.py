@@ -64,9 +64,7 @@ class PackageNames:
         """The `string.Template` values for the scaffold files."""
         return {"name": self.name, "dist": self.dist, "package": self.package,
                 "camel": self.camel, "task_type": self.task_type,
-                "entry_name": self.name, "version": __version__,
-                "requirement": framework_requirement(),
-                "flyte_requirement": framework_requirement("flyte")}
+                "entry_name": self.name, "version": __version__}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +89,9 @@ def init_package(name: str, directory: Optional[str | Path] = None,
         raise UsageError(f"{str(root)!r} already exists and is not an empty directory; "
                          "pick another --dir")
     rendered = dict(_render_files(names))
+    local = local_requirements()
+    if local is not None:
+        rendered[LOCAL_REQUIREMENTS] = local
     rendered["examples/task.yaml"] = starter_template_yaml(
         names.task_type, inputs=EXAMPLE_INPUTS, outputs=EXAMPLE_OUTPUTS, custom=EXAMPLE_CUSTOM,
         run_hint="flyte-connector test examples/task.yaml --inputs examples/task.inputs.json")
@@ -110,16 +111,18 @@ def next_steps(made: Scaffold) -> list[str]:
     """Shell commands that install and try the new package from here, in this environment.
 
     pip is this interpreter's own (`python -m pip`), so the package lands where
-    flyte-connector is; the package's own dependency names where flyte-connector came from
-    (`framework_requirement`), so no second install is needed. Commands not on PATH are
-    given with their full path.
+    flyte-connector is; while flyte-connector is on no index, the package's
+    `requirements-local.txt` installs it from where it came from in the same command.
+    Commands not on PATH are given with their full path.
     """
     import shlex
     import sys
 
     root = made.root.resolve()
     python, bindir = Path(sys.executable), Path(sys.executable).parent
-    pip = shlex.join([_command("python", python), "-m", "pip", "install", "-e", ".[test]"])
+    local = ["-r", LOCAL_REQUIREMENTS] if (made.root / LOCAL_REQUIREMENTS).exists() else []
+    pip = shlex.join([_command("python", python), "-m", "pip", "install", *local,
+                      "-e", ".[test]"])
     inputs = "examples/task.inputs.json"
     return [
         f"cd {shlex.quote(str(root))}",
@@ -131,14 +134,29 @@ def next_steps(made: Scaffold) -> list[str]:
     ]
 
 
-def framework_requirement(extra: str = "") -> str:
-    """How the new package depends on flyte-connector: the local checkout or wheel it was
-    installed from (a `file://` reference pip can install), else the released version."""
-    name = f"flyte-connector[{extra}]" if extra else "flyte-connector"
+LOCAL_REQUIREMENTS = "requirements-local.txt"
+
+
+def local_requirements() -> Optional[str]:
+    """`requirements-local.txt` for a new package: flyte-connector from the checkout (kept
+    editable) or the wheel it was installed from, or None when it came from an index.
+
+    The package itself depends on `flyte-connector>=VERSION` by name, so it installs
+    unchanged where flyte-connector already is (the daemon's image) or from an index; a
+    `file://` dependency would tie it to this machine's path.
+    """
     source = framework_source()
     if source is None:
-        return f"{name}>={__version__}"
-    return f"{name} @ {source.resolve().as_uri()}"
+        return None
+    line = f"-e {source.resolve()}" if source.is_dir() and _is_checkout(source) else \
+        str(source.resolve())
+    return ("# flyte-connector from where `flyte-connector init` found it, until it is on your\n"
+            "# package index: pip install -r requirements-local.txt -e '.[test]'\n"
+            f"{line}\n")
+
+
+def _is_checkout(path: Path) -> bool:
+    return (path / "connector_cli").is_dir() and (path / "pyproject.toml").is_file()
 
 
 def _command(name: str, path: Path) -> str:
