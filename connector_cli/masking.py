@@ -11,18 +11,18 @@ Nothing here runs for a request without secrets.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from connector_cli.errors import UsageError
-
-if TYPE_CHECKING:  # the class is loaded by the first request that carries secrets
-    from connector_cli.sdk.secrets import SecretMasker
+from connector_cli.sdk.secrets import MASK
 
 MAX_SECRETS = 100
 MAX_SECRET_BYTES = 256 * 1024
 MAX_CONFIGS = 1000
+MIN_MASKED_LENGTH = 4
 
 _CURRENT: ContextVar[Optional[SecretMasker]] = ContextVar("connector_secret_masker", default=None)
 
@@ -52,8 +52,6 @@ def check_configs(configs: Mapping[str, str]) -> None:
 def activate(secrets: Mapping[str, str]) -> SecretMasker:
     """Check `secrets` and make their masker current for the calling task."""
     check_secrets(secrets)
-    from connector_cli.sdk.secrets import SecretMasker
-
     masker = SecretMasker(secrets.values())
     _CURRENT.set(masker if masker else None)
     return masker
@@ -95,3 +93,50 @@ def mask_resource(resource: Any, masker: SecretMasker) -> None:
         if masked != data:
             resource.custom_info.Clear()
             resource.custom_info.update(masked)
+
+
+class SecretMasker:
+    """Replaces secret values in text (and nested JSON data) with a mask before printing.
+
+    Each value is searched for as written and in its common escaped forms (Python `repr`,
+    JSON, `unicode_escape`), so a secret with a quote, backslash or newline is masked in a
+    traceback or JSON log too. Values shorter than `MIN_MASKED_LENGTH` are not searched
+    for, so a secret like "1" does not mask every digit. Masking is plain substring
+    replacement (no regex to compile), longest first; callers bound how many values come in.
+    """
+
+    def __init__(self, values: Iterable[str]) -> None:
+        forms = {form for v in values if len(v) >= MIN_MASKED_LENGTH for form in _forms(v)}
+        self._needles = sorted(forms, key=len, reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self._needles)
+
+    def text(self, value: str) -> str:
+        """`value` with every secret replaced by the mask."""
+        for needle in self._needles:
+            if needle in value:
+                value = value.replace(needle, MASK)
+        return value
+
+    def data(self, value: Any) -> Any:
+        """JSON-like data with every string (and key) masked."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.data(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.data(v) for v in value]
+        return value
+
+
+def _forms(value: str) -> set[str]:
+    """`value` and how it looks inside a repr, a JSON string or an escaped log line."""
+    escaped = value.encode("unicode_escape").decode("ascii")
+    forms = {
+        value, escaped, repr(value)[1:-1],
+        escaped.replace("'", "\\'"), escaped.replace('"', '\\"'),
+        json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(repr(value)[1:-1])[1:-1],
+    }
+    return {form for form in forms if len(form) >= MIN_MASKED_LENGTH}

@@ -198,7 +198,7 @@ def test_serve_that_cannot_start_leaves_garbage_collection_on() -> None:
 
 DEFERRED = ["grpc_health.v1.health", "grpc_reflection.v1alpha.reflection", "prometheus_client", "ctypes", "msgpack",
             "hashlib", "difflib", "encodings.idna", "connector_cli.signing",
-            "connector_cli.sdk.secrets", "connector_cli.literals"]
+            "connector_cli.literals"]
 
 
 def test_serve_keeps_what_no_answer_needed_yet_off_its_start_up() -> None:

@@ -20,13 +20,11 @@ from connector_cli.errors import ConnectorNotFound, LiteralError, UsageError
 from connector_cli.literals import json_to_inputs
 from connector_cli.run.request import execution_metadata
 from connector_cli.run.runner import Run, next_poll_delay
+from connector_cli.run.secret_sources import connection_for
 from connector_cli.run.targets import DaemonTarget, InProcessTarget
 from connector_cli.run.task_files import load_task
 from connector_cli.run.types import PollUpdate, RunObserver, RunOptions, RunRequest
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.sdk.secrets import (
-    connection_for,
-)
 from connector_cli.testing import serve_in_background
 from tests.conftest import CONNECTORS, JOB_TASK
 

@@ -1,4 +1,5 @@
-"""connector_cli.sdk.secrets: where secrets come from, the connection, and masking."""
+"""Secrets: where a local run gets them (run/secret_sources.py), the connection a call
+receives (sdk/secrets.py), and the masker (masking.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from google.protobuf import json_format
 
 from connector_cli.errors import UsageError
-from connector_cli.sdk.secrets import (
-    SecretMasker,
-    collect_secrets,
-    connection_for,
-    read_secrets_file,
-)
+from connector_cli.masking import SecretMasker
+from connector_cli.run.secret_sources import collect_secrets, connection_for, read_secrets_file
 
 
 def test_secrets_sources_and_precedence(tmp_path: Path) -> None:

@@ -31,10 +31,10 @@ from connector_cli.cli.options import (
 
 if TYPE_CHECKING:
     from connector_cli.cli.test_view import Renderer
+    from connector_cli.masking import SecretMasker
     from connector_cli.run.runner import Run
     from connector_cli.run.task_files import LoadedTask
     from connector_cli.run.types import RunOptions, RunRequest, RunResult, RunTarget
-    from connector_cli.sdk.secrets import SecretMasker
 
 
 class _TestCommand(Command):
@@ -208,10 +208,10 @@ def _hint(exc: Optional[BaseException], quiet: bool) -> str:
 def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, RunOptions]:
     """Everything before the run; bad input raises `UsageError` (exit 2)."""
     from connector_cli.run.request import build_request
+    from connector_cli.run.secret_sources import collect_secrets
     from connector_cli.run.task_files import read_inputs
     from connector_cli.run.task_objects import load_any
     from connector_cli.run.types import RunOptions
-    from connector_cli.sdk.secrets import collect_secrets
 
     loaded = load_any(task, import_from=os.getcwd())
     values = read_inputs(opts["inputs_file"], opts["input_pairs"])
@@ -226,7 +226,7 @@ def _prepare(task: str, opts: dict[str, Any]) -> tuple[LoadedTask, RunRequest, R
 
 
 def _masker(request: RunRequest) -> SecretMasker:
-    from connector_cli.sdk.secrets import SecretMasker
+    from connector_cli.masking import SecretMasker
 
     return SecretMasker(request.connection.secrets.values())
 

@@ -17,8 +17,8 @@ import click
 from connector_cli.run.types import PollUpdate, RunObserver, RunRequest, RunResult
 
 if TYPE_CHECKING:
+    from connector_cli.masking import SecretMasker
     from connector_cli.run.task_files import LoadedTask
-    from connector_cli.sdk.secrets import SecretMasker
 
 _META_PREVIEW = 160
 

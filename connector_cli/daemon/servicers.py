@@ -175,7 +175,7 @@ async def _abort(context: Any, operation: str, scope: Scope, exc: Exception,
     secrets = scope.secrets
     masker = None
     if secrets:
-        from connector_cli.sdk.secrets import SecretMasker
+        from connector_cli.masking import SecretMasker
 
         masker = current() or SecretMasker(secrets.values())
     mask = masker.text if masker is not None else str

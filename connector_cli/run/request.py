@@ -3,7 +3,7 @@ for `connector_cli.testing.run_task`, so an author's test cannot drift from the 
 
 A `RunRequest` carries what a CreateTaskRequest carries: the template, typed inputs, an
 output prefix, execution metadata shaped like the backend's, and the connection whose
-secrets resolve the template's `custom.secrets` (see `connector_cli.sdk.secrets`).
+secrets resolve the template's `custom.secrets` (see `connector_cli.run.secret_sources`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from flyteidl2.task.common_pb2 import Inputs
 
 from connector_cli.errors import UsageError
 from connector_cli.literals import json_to_inputs
+from connector_cli.run.secret_sources import connection_for
 from connector_cli.run.types import RunRequest
-from connector_cli.sdk.secrets import connection_for
 
 if TYPE_CHECKING:
     from flyteidl2.core.literals_pb2 import Literal
