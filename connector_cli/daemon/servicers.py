@@ -154,8 +154,10 @@ class _Call:
             self.service.cancelled += 1
             self._end("CANCELLED")
         else:
-            status, detail = status_for(exc, f"{self.operation} for task type "
-                                              f"{self.task_type!r}")
+            task_type = self.task_type
+            if len(task_type) > 100:  # a caller's name: never repeat megabytes of it
+                task_type = task_type[:100] + "..."
+            status, detail = status_for(exc, f"{self.operation} for task type {task_type!r}")
             if status is grpc.StatusCode.NOT_FOUND and self.scope.label == UNKNOWN_TASK_TYPE:
                 self.scope.label = self.service.unknown_label(self.task_type)
             self._end(status.name)

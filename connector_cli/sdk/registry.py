@@ -13,7 +13,12 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from connector_cli.errors import ConnectorNotFound, DuplicateConnectorError, RegistrationError
+from connector_cli.errors import (
+    ConnectorNotFound,
+    DuplicateConnectorError,
+    RegistrationError,
+    UsageError,
+)
 from connector_cli.record import Record
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import check_meta_class
@@ -22,6 +27,12 @@ if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Connector
 
 Category = tuple[str, int]
+
+# Longest task type or connector name a caller may send. Real names are identifiers of a
+# few dozen characters; a longer one is refused before any work on it (a fuzzy match over
+# megabytes of caller text froze the daemon).
+MAX_NAME = 256
+_MATCH_LIMIT = 64  # names longer than this get no "did you mean" (difflib is quadratic)
 
 
 class Origin(Record):
@@ -135,12 +146,14 @@ class ConnectorRegistry:
         """The connector serving this task type and version, or `ConnectorNotFound`."""
         row = self._rows.get((task_type_name, task_type_version))
         if row is None:
+            check_name(task_type_name, "task type")
             raise ConnectorNotFound(self._not_found_message(task_type_name, task_type_version))
         return row.connector
 
     @ClassLevel
     def get_connector_metadata(self, name: str) -> Connector:
         """The `Connector` proto (name and task categories) of the connector called `name`."""
+        check_name(name, "connector")
         for connector in self.list_connectors():
             if connector.name == name:
                 return connector
@@ -205,6 +218,14 @@ def not_served_message(category: Category, served: list[Category], server: str =
     return f"no connector for task type {name!r} v{version}{hint}; {where}: {listing or nothing}"
 
 
+def check_name(name: str, what: str) -> None:
+    """Refuse a caller's name longer than `MAX_NAME` (`UsageError`, the name not repeated)."""
+    if len(name) > MAX_NAME:
+        raise UsageError(
+            f"the {what} name is {len(name)} characters long; names are at most {MAX_NAME}"
+        )
+
+
 def category_message(category: Category) -> Any:
     """A (task type, version) pair as the `flyteidl2.connector.TaskCategory` message."""
     from flyteidl2.connector.connector_pb2 import TaskCategory
@@ -213,8 +234,12 @@ def category_message(category: Category) -> Any:
 
 
 def _closest(name: str, candidates: list[str]) -> str:
+    """' (did you mean ...?)' for a short name: bounded work whatever the caller sent."""
+    if len(name) > _MATCH_LIMIT:
+        return ""
     import difflib
 
+    candidates = [c for c in candidates if len(c) <= 4 * _MATCH_LIMIT]
     match = difflib.get_close_matches(name, candidates, n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
