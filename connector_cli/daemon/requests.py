@@ -77,9 +77,13 @@ class InFlightBytes:
         dropped its buffers and the response is sent), return memory to the OS."""
         self.used -= size
         if self.used == 0:
-            loop = asyncio.get_running_loop()
-            for delay in TRIM_DELAYS:
-                loop.call_later(delay, self._start_trim)
+            self.trim_soon()
+
+    def trim_soon(self) -> None:
+        """Return memory to the OS shortly, unless large requests are in flight by then."""
+        loop = asyncio.get_running_loop()
+        for delay in TRIM_DELAYS:
+            loop.call_later(delay, self._start_trim)
 
     def _start_trim(self) -> None:
         if self.used or (self._trimming is not None and not self._trimming.done()):

@@ -25,6 +25,7 @@ import grpc.aio
 
 from connector_cli.config import ServerConfig
 from connector_cli.daemon.addresses import bind_error, check_free, host_port
+from connector_cli.daemon.bodies import BodyGate
 from connector_cli.daemon.health import SERVICE as HEALTH_SERVICE
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.loop import loop_name
@@ -58,7 +59,16 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
+        # A stream's window grows only while its body is being read (see daemon.bodies):
+        # BDP probing would raise every stream's initial window to megabytes.
+        ("grpc.http2.bdp_probe", 0),
     ]
+
+
+def body_slots(config: ServerConfig) -> int:
+    """How many request bodies grpc may read at once: four times what the in-flight
+    budget holds in whole messages (a small body holds its slot for microseconds)."""
+    return max(4, 4 * config.inflight_budget // config.max_message_size)
 
 
 def plural(count: int, noun: str) -> str:
@@ -149,6 +159,7 @@ class ConnectorServer:
         self._health: Any = None
         self._services: tuple[TaskService, MetadataService] | None = None
         self.gate: Optional[RequestGate] = None
+        self.bodies: Optional[BodyGate] = None
         self._stopped: Optional[asyncio.Event] = None
         self._stopping = False
         self._link: Any = None
@@ -178,10 +189,11 @@ class ConnectorServer:
         self._metrics = self._make_metrics()
         # before the grpc server exists: a bad connections file stops start-up cleanly
         tasks = TaskService(self.registry, self._executor, self._metrics, signer, config)
-        server = grpc.aio.server(options=grpc_options(config))
+        self.gate = RequestGate(config.inflight_budget)
+        self.bodies = BodyGate(body_slots(config), self.gate.inflight.trim_soon)
+        server = grpc.aio.server(options=grpc_options(config), interceptors=[self.bodies])
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
-        self.gate = RequestGate(config.inflight_budget)
         self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining,
                                      self.apis)
         try:

@@ -1,0 +1,80 @@
+"""Issue 28, item 2: request bodies that never finish must not grow the daemon without bound.
+
+A raw HTTP/2 client (h2) opens many CreateTask streams, announces 15 MB for each and
+sends all but the last byte. Before the fix grpc held every one of them (128 streams:
+1.9 GiB, 1.6 GiB still held after the client left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.tasks_pb2 import TaskTemplate
+
+from connector_cli.daemon.bodies import BODY_SECONDS
+from tests.helpers.daemon_process import Daemon
+from tests.helpers.h2_flood import Unfinished
+from tests.helpers.pressure import figure, health_while, peak_rss_mib, rss_mib
+from tests.helpers.raw_grpc import raw_call
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def big_create(size: int) -> bytes:
+    request = pb.CreateTaskRequest(template=TaskTemplate(type="slow"))
+    request.inputs.literals.add(name="pad").value.scalar.primitive.string_value = "a" * size
+    return request.SerializeToString()
+
+
+async def test_unfinished_bodies_are_bounded_timed_out_and_given_back() -> None:
+    daemon = Daemon()
+    address = daemon.wait_ready()
+    pid = daemon.proc.pid
+    try:
+        conns = [Unfinished(address, 16, 15_000_000) for _ in range(8)]
+
+        async def flood() -> int:
+            deadline = time.monotonic() + BODY_SECONDS + 4
+            while time.monotonic() < deadline:
+                for conn in conns:
+                    await asyncio.to_thread(conn.pump, 0.05)
+            return sum(c.reset for c in conns)
+
+        slowest, ended = await health_while(address, flood)
+        peak = peak_rss_mib(pid)
+        for conn in conns:
+            conn.close()
+        await asyncio.sleep(4)
+        after = rss_mib(pid)
+        code, details = await raw_call(address, "CreateTask", big_create(14 << 20), timeout=30)
+    finally:
+        daemon.proc.terminate()
+        _, log = daemon.finish()
+    figure(f"128 unfinished 15 MB bodies: slowest health {slowest:.3f}s, peak RSS "
+           f"{peak:.0f} MiB, {after:.0f} MiB 4 s after the client left; {ended} streams ended")
+    assert code == grpc.StatusCode.OK, details
+    assert slowest < 1.0, f"health waited {slowest:.2f}s"
+    assert peak < 512, f"peak RSS {peak:.0f} MiB"
+    assert ended > 16, "no unfinished body was timed out or refused"
+    assert after < 200, f"{after:.0f} MiB still held after the client left"
+    assert "no request body slot" in log
+
+
+async def test_large_bodies_that_finish_still_work_side_by_side() -> None:
+    daemon = Daemon()
+    address = daemon.wait_ready()
+    try:
+        body = big_create(14 << 20)
+        results = await asyncio.gather(
+            *[raw_call(address, "CreateTask", body, timeout=60) for _ in range(4)])
+        small = await asyncio.gather(
+            *[raw_call(address, "GetTask", b"", timeout=10) for _ in range(200)])
+    finally:
+        daemon.proc.terminate()
+        daemon.finish()
+    assert [c for c, _ in results] == [grpc.StatusCode.OK] * 4, results
+    assert {c for c, _ in small} == {grpc.StatusCode.NOT_FOUND}, small[:3]
