@@ -210,6 +210,8 @@ class Dispatcher:
         when the connector asks for it) into the response's wire bytes."""
         template = request.template
         route = self.route(template.type, template.task_type_version, scope)
+        if "\0" in request.output_prefix:
+            raise UsageError("output_prefix contains a NUL byte; send a path or URI without one")
         rule = tenancy = None
         if self.connections is not None:
             rule, tenancy = self._create_rule(route, request)

@@ -134,7 +134,7 @@ def serve_command(**params: Any) -> None:
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
-    from connector_cli.daemon.logging_setup import configure_logging
+    from connector_cli.daemon.logging_setup import configure_logging, host_library_loggers
 
     gc.disable()  # start-up only allocates what the daemon keeps: no collections until it serves
     try:
@@ -143,6 +143,7 @@ def serve_command(**params: Any) -> None:
         supervising = config.processes > 1 and not config.worker_state
         if not supervising:
             server = _server(config, discovery)
+            host_library_loggers()
             gc.freeze()  # modules and plugins live as long as the daemon: out of GC passes
     finally:
         gc.enable()  # also when start-up fails: an in-process caller keeps its collector

@@ -1,7 +1,10 @@
 """Daemon logging: one handler on stderr, as text lines or as one JSON object per line.
 
 The handler masks the secrets of the request being served in every record, whichever
-logger (the framework's, a connector's, a library's) produced it.
+logger (the framework's, a connector's, a library's) produced it. Libraries that keep
+their records from the root handler (their own handler, `propagate = False`, as the Flyte
+SDK's `flyte` logger does) are taken over by `host_library_loggers` once plugins are
+loaded, or they would print secrets in clear and ignore `--log-format` and `--log-level`.
 """
 
 from __future__ import annotations
@@ -42,11 +45,64 @@ def configure_logging(
     """Send every log record at `level` and above to `stream` (stderr) in `fmt`."""
     if fmt not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {fmt!r}")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = DaemonHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(MaskingFilter())
+    handler.locked = True
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+class DaemonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The daemon's one handler; once `locked`, its format is fixed (the Flyte SDK's
+    `initialize_logger` wraps every root handler's formatter in its own)."""
+
+    locked = False
+
+    def setFormatter(self, fmt: Optional[logging.Formatter]) -> None:
+        """Set the formatter, unless the daemon has fixed it."""
+        if not self.locked:
+            super().setFormatter(fmt)
+
+
+class HostedLogger(logging.Logger):
+    """A library's logger the daemon has taken over: its records reach the daemon's handler
+    (masked, in the daemon's format, at the daemon's level), and the library cannot take it
+    back by adding a handler, setting a level or turning propagation off again."""
+
+    @property  # type: ignore[override]
+    def propagate(self) -> bool:
+        """Always True: records go to the root handler."""
+        return True
+
+    @propagate.setter
+    def propagate(self, value: bool) -> None:
+        pass
+
+    def addHandler(self, hdlr: logging.Handler) -> None:
+        """Ignored: the daemon's handler is the one."""
+
+    def setLevel(self, level: int | str) -> None:
+        """Ignored: `--log-level` decides."""
+
+
+def host_library_loggers(own: str = "connector_cli") -> list[str]:
+    """Take over every logger (but the daemon's own) that has handlers of its own or does
+    not propagate: its handlers go, its level follows the root's. The names taken over."""
+    taken = []
+    for name, item in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(item, logging.Logger) or name == own or name.startswith(own + "."):
+            continue
+        if item.propagate and not item.handlers:
+            continue
+        for old in list(item.handlers):
+            item.removeHandler(old)
+        item.__class__ = HostedLogger
+        item.level = logging.NOTSET
+        taken.append(name)
+    if taken:
+        logging.root.manager._clear_cache()  # type: ignore[attr-defined]
+    return taken

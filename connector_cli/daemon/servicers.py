@@ -110,6 +110,7 @@ class _Base:
         self.in_flight = 0
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.tracebacks = TracebackLimit()
         self._unknown: set[str] = set()
 
     def unknown_label(self, task_type: str) -> str:
@@ -161,7 +162,8 @@ class _Call:
             if status is grpc.StatusCode.NOT_FOUND and self.scope.label == UNKNOWN_TASK_TYPE:
                 self.scope.label = self.service.unknown_label(self.task_type)
             self._end(status.name)
-            await _abort(self.context, self.operation, self.scope, exc, status, detail)
+            await _abort(self.context, self.operation, self.scope, exc, status, detail,
+                         self.service.tracebacks)
 
     def _end(self, code: str) -> None:
         service = self.service
@@ -172,7 +174,7 @@ class _Call:
 
 
 async def _abort(context: Any, operation: str, scope: Scope, exc: Exception,
-                 code: grpc.StatusCode, detail: str) -> None:
+                 code: grpc.StatusCode, detail: str, tracebacks: TracebackLimit) -> None:
     """Log (INTERNAL with the masked, clipped traceback) and end the RPC with `code`."""
     secrets = scope.secrets
     masker = None
@@ -185,11 +187,41 @@ async def _abort(context: Any, operation: str, scope: Scope, exc: Exception,
     if len(detail) > MAX_DETAIL:
         detail = detail[: MAX_DETAIL - 3] + "..."
     if code is grpc.StatusCode.INTERNAL:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
+        if tracebacks.first(exc) or logger.isEnabledFor(logging.DEBUG):
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            logger.error("%s\n%s", detail, _clip_lines(mask(text).rstrip()))
+        else:
+            logger.error("%s (traceback logged once a minute per error; --log-level debug "
+                         "logs every one)", " ".join(detail.split()))
     elif logger.isEnabledFor(logging.DEBUG):
         logger.debug("%s %s: %s", operation, code.name, detail)
     await context.abort(code, detail)
+
+
+class TracebackLimit:
+    """Which failures get their traceback logged: the first of each distinct error (its
+    class and where it was raised) per `period` seconds. A caller that can make a
+    connector fail must not be able to fill the disk with tracebacks."""
+
+    def __init__(self, period: float = 60.0, size: int = 1024) -> None:
+        self.period, self.size = period, size
+        self.seen: dict[tuple[str, str, int], float] = {}
+
+    def first(self, exc: BaseException) -> bool:
+        """True when `exc`'s traceback should be logged now."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ("", 0)
+        key = (type(exc).__qualname__, *where)
+        now = perf_counter()
+        last = self.seen.get(key)
+        if last is not None and now - last < self.period:
+            return False
+        if len(self.seen) >= self.size:
+            self.seen.clear()
+        self.seen[key] = now
+        return True
 
 
 def _forget_delete(deletes: set[asyncio.Future[Any]]) -> Any:
