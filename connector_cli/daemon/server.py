@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
+FD_RESERVE = 128
+HANDSHAKE_MS = 5_000  # a real client sends the HTTP/2 preface at once
+IDLE_MS = 300_000  # the backend's channel reconnects after a GOAWAY; pings are not activity
 _server_ids = itertools.count(1)
 
 
@@ -62,7 +65,35 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         # A stream's window grows only while its body is being read (see daemon.bodies):
         # BDP probing would raise every stream's initial window to megabytes.
         ("grpc.http2.bdp_probe", 0),
+        # Connections: bounded below the file descriptor limit (jobs and files need the
+        # rest), closed when they never finish the HTTP/2 handshake or sit idle.
+        ("grpc.max_allowed_incoming_connections", connection_limit()),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_MS),
+        ("grpc.max_connection_idle_ms", IDLE_MS),
     ]
+
+
+def connection_limit() -> int:
+    """Connections the daemon accepts at once: its file descriptor limit (raised to the
+    hard limit at start-up) less `FD_RESERVE` for jobs, files and health's own connections."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, soft - max(FD_RESERVE, soft // 4))
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit on open files to the hard one: each connection takes one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and soft != resource.RLIM_INFINITY:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def body_slots(config: ServerConfig) -> int:
@@ -189,6 +220,7 @@ class ConnectorServer:
         self._metrics = self._make_metrics()
         # before the grpc server exists: a bad connections file stops start-up cleanly
         tasks = TaskService(self.registry, self._executor, self._metrics, signer, config)
+        raise_fd_limit()
         self.gate = RequestGate(config.inflight_budget)
         self.bodies = BodyGate(body_slots(config), self.gate.inflight.trim_soon)
         server = grpc.aio.server(options=grpc_options(config), interceptors=[self.bodies])

@@ -50,10 +50,16 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60, env=cli_env(**env), cwd=REPO)
 
 
+def _limit_fds(count: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 class Daemon:
     """`flyte-connector serve` in a subprocess, serving tests/fixtures/connectors."""
 
-    def __init__(self, *args: str, **env: str) -> None:
+    def __init__(self, *args: str, fds: Optional[int] = None, **env: str) -> None:
         env.setdefault("PYTHONPATH", os.pathsep.join([str(FIXTURES), str(REPO)]))
         env = cli_env(**env)
         env.setdefault("FLYTE_CONNECTOR_METRICS_PORT", "0")
@@ -61,6 +67,7 @@ class Daemon:
             [sys.executable, "-m", "connector_cli", "serve", "--host", "127.0.0.1", "--port", "0",
              "--plugins", "none", "-m", "daemon_connectors", *args],
             stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+            preexec_fn=None if fds is None else lambda: _limit_fds(fds),
         )
         self.lines: list[str] = []
 
