@@ -59,11 +59,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNKNOWN_TASK_TYPE = "unknown"
+LARGE_INPUTS = 1 << 20  # inputs of this many bytes or more are converted off the event loop
 _NO_SECRETS: Mapping[str, str] = {}
 
 
 class ContractError(Exception):
     """A connector broke the SDK contract (e.g. `create` returned no ResourceMeta): INTERNAL."""
+
+
+class _Large:
+    """Inputs too large to convert on the event loop (see `Dispatcher._convert_large`)."""
+
+    __slots__ = ("inputs", "interface")
+
+    def __init__(self, inputs: Any, interface: Any) -> None:
+        self.inputs, self.interface = inputs, interface
 
 
 class Scope:
@@ -219,9 +229,12 @@ class Dispatcher:
             kwargs = self._kwargs(request, "create", scope, rule)
         else:
             kwargs = {}
+        inputs = self._inputs(route.connector, request, template, scope)
+        if inputs.__class__ is _Large:
+            inputs = await self._convert_large(inputs)
         meta = await route.create(
             task_template=template, output_prefix=request.output_prefix,
-            inputs=self._inputs(route.connector, request, template, scope),
+            inputs=inputs,
             task_execution_metadata=request.task_execution_metadata
             if request.HasField("task_execution_metadata") else None,
             **kwargs,
@@ -259,11 +272,29 @@ class Dispatcher:
                 self.on_inputs(scope.label, 0)
             return None if connector.raw_inputs else inputs_to_python(None, interface)
         inputs = request.inputs
+        size = inputs.ByteSize()
         if self.on_inputs is not None:
-            self.on_inputs(scope.label, inputs.ByteSize())
+            self.on_inputs(scope.label, size)
         if connector.raw_inputs:
             return inputs
+        if size >= LARGE_INPUTS:
+            return _Large(inputs, interface)
         return inputs_to_python(inputs, interface)
+
+    async def _convert_large(self, large: _Large) -> Any:
+        """Convert large inputs on a thread of their own, one at a time: a conversion costs
+        about ten times the inputs' size and would hold the event loop for seconds (one
+        thread, so its memory is reused rather than spread over allocator arenas)."""
+        from connector_cli.literals import inputs_to_python
+
+        global _large_thread
+        if _large_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _large_thread = ThreadPoolExecutor(1, thread_name_prefix="large-inputs")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_large_thread, inputs_to_python, large.inputs,
+                                          large.interface)
 
     async def get(self, request: pb.GetTaskRequest, scope: Scope) -> pb.GetTaskResponse:
         """GetTask: routed by task category; outputs converted by inference (no template)."""
@@ -456,6 +487,8 @@ def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
         return False
     return True
 
+
+_large_thread: Optional[Executor] = None
 
 
 def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:
