@@ -1,8 +1,11 @@
 """Paging through a job's stdout and stderr files.
 
 A page token is `STDOUT_OFFSET:STDERR_OFFSET` (byte offsets): any daemon replica can resume
-from it. A page holds stdout lines first, then stderr lines. While the job runs, a trailing
-line without its newline waits for the next page; once it has finished, it is returned.
+from it. A page holds stdout lines first, then stderr lines, at most `MAX_PAGE_LINES`
+lines and `MAX_PAGE_BYTES` bytes whatever the caller asks for: lines are read from disk
+one at a time until either bound, so a 1 GB log costs one page of memory, not its size.
+While the job runs, a trailing line without its newline waits for the next page; once it
+has finished, it is returned.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from connector_cli.errors import UsageError
 STREAMS = ("stdout", "stderr")
 MAX_LINE = 64 * 1024
 DEFAULT_PAGE_LINES = 1000
+MAX_PAGE_LINES = 10_000
+MAX_PAGE_BYTES = 1 << 20  # with 64 KiB lines, 1,000 of them would not fit in one message
 _TOKEN = re.compile(r"^(\d+):(\d+)$")
 
 
@@ -47,8 +52,9 @@ def read_page(job_dir: Path, token: str, limit: int, finished: bool) -> Page:
     the caller can follow the output.
     """
     offsets = parse_token(token)
-    limit = limit if limit > 0 else DEFAULT_PAGE_LINES
+    limit = min(limit, MAX_PAGE_LINES) if limit > 0 else DEFAULT_PAGE_LINES
     lines: list[tuple[str, str]] = []
+    room = MAX_PAGE_BYTES
     more = not finished
     for index, stream in enumerate(STREAMS):
         path = job_dir / stream
@@ -61,7 +67,10 @@ def read_page(job_dir: Path, token: str, limit: int, finished: bool) -> Page:
                 raw = handle.readline(MAX_LINE)
                 if not raw or (not raw.endswith(b"\n") and len(raw) < MAX_LINE and not finished):
                     break
+                if len(raw) > room and lines:  # the page is full: this line starts the next
+                    break
                 offsets[index] += len(raw)
+                room -= len(raw)
                 lines.append((stream, raw.rstrip(b"\n").decode("utf-8", "replace")))
             more = more or offsets[index] < os.fstat(handle.fileno()).st_size
     return Page(lines, f"{offsets[0]}:{offsets[1]}" if more else None)

@@ -324,3 +324,27 @@ async def test_a_restarted_daemon_deletes_the_whole_tree_from_the_signed_meta(
             assert resource.phase == TaskExecution.ABORTED
     finally:
         tree.kill()
+
+
+def test_a_log_page_is_bounded_by_bytes_however_many_lines_are_asked_for(
+        tmp_path: Path) -> None:
+    """Issue 28, item 7: `lines` lines were read into memory at once (a 1 GB log cost
+    2.4 GiB) and 64 KiB lines made the default page too big for one message."""
+    import tracemalloc
+
+    from flyte_connector_shell import logs
+
+    with open(tmp_path / "stdout", "wb") as out:  # 1 GB of 64 KiB lines, written sparse
+        line = b"x" * (logs.MAX_LINE - 1) + b"\n"
+        out.write(line * 64)
+        out.truncate(1 << 30)
+    tracemalloc.start()
+    page = logs.read_page(tmp_path, "", 1_000_000_000, True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    size = sum(len(text) for _, text in page.lines)
+    assert 0 < size <= logs.MAX_PAGE_BYTES
+    assert peak < 8 * logs.MAX_PAGE_BYTES, peak
+    assert page.next_token == f"{size + len(page.lines)}:0"
+    default = logs.read_page(tmp_path, "", 0, True)
+    assert sum(len(t) for _, t in default.lines) <= logs.MAX_PAGE_BYTES
