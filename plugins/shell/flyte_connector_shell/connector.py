@@ -124,9 +124,13 @@ def _check_workdir(spec: ShellSpec) -> None:
 
 
 def _workdir(spec: ShellSpec, job_dir: Path) -> Path:
-    """An absolute workdir as is; a relative one is made inside the job directory."""
+    """An absolute workdir as is; a relative one is made inside the job directory; by
+    default `work/` inside it, so a command that empties its working directory leaves
+    the job's control files (nonce, spec, exit record) alone."""
     if not spec.workdir:
-        return job_dir
+        workdir = job_dir / "work"
+        workdir.mkdir()
+        return workdir
     workdir = job_dir / spec.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     return workdir
@@ -225,7 +229,11 @@ class ShellConnector(AsyncConnector):
     def get(self, resource_meta: ShellMeta, **kwargs: Any) -> Resource:
         """RUNNING until the exit record appears; then SUCCEEDED, FAILED or ABORTED."""
         meta = resource_meta
-        job_dir = meta.directory()
+        try:
+            job_dir = meta.directory()
+        except jobdir.ControlFilesGone as exc:
+            meta.terminate()  # the backend never deletes a FAILED task: stop it here
+            return Resource(TaskExecution.FAILED, f"{exc}; its processes were stopped")
         links = [
             TaskLog(name="stdout", uri=(meta.path / "stdout").as_uri()),
             TaskLog(name="stderr", uri=(meta.path / "stderr").as_uri()),
@@ -277,7 +285,11 @@ class ShellConnector(AsyncConnector):
         """Terminate the job's whole process tree, then remove its files (a tombstone
         stays); finished, removed and already-deleted jobs are fine."""
         meta = resource_meta
-        job_dir = meta.directory()
+        try:
+            job_dir = meta.directory()
+        except jobdir.ControlFilesGone:
+            meta.terminate()
+            return
         if job_dir is None:
             return
         if meta.exit_record() is None and meta.running():

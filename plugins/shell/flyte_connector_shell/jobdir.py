@@ -36,6 +36,12 @@ DELETED_MARK = "deleted"
 EXIT_FILE = "exit.json"
 
 
+class ControlFilesGone(UsageError):
+    """The job directory is a shell job's, but its nonce file is gone: the job's own
+    command removed it (`rm -rf` in the job directory). The meta is still the daemon's
+    (it is signed), so the job's processes can be found by the meta's nonce."""
+
+
 def state_dir() -> Path:
     """Where jobs with a remote output prefix keep their directories."""
     configured = os.environ.get(STATE_DIR_ENV)
@@ -87,6 +93,8 @@ def checked(job_dir: str, nonce: str) -> Optional[Path]:
             or info.st_uid != os.getuid()):
         raise UsageError("resource_meta names no shell job directory")
     found = _read_nonce(path)
+    if found is None and nonce and not os.path.lexists(path / NONCE_FILE):
+        raise ControlFilesGone("the job removed its own control files from its job directory")
     if found is None or not nonce or not hmac.compare_digest(found, nonce):
         raise UsageError("resource_meta does not match the job directory it names")
     return path

@@ -137,7 +137,7 @@ async def test_environment_is_minimal_unless_inherited(jobs: Jobs, monkeypatch: 
     custom = {"script": 'echo "${DAEMON_ONLY_VAR:-unset} $MINE $TOKEN $PWD"', "env": {"MINE": "m"}}
     meta = await jobs.create(custom, TOKEN="from-connection")
     await jobs.finish(meta)
-    assert (await jobs.log_lines(meta))[0] == [f"unset m from-connection {meta.job_dir}"]
+    assert (await jobs.log_lines(meta))[0] == [f"unset m from-connection {meta.job_dir}/work"]
     meta = await jobs.create({**custom, "inherit_env": True})
     await jobs.finish(meta)
     assert (await jobs.log_lines(meta))[0][0].startswith("daemon m")

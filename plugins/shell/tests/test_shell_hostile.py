@@ -348,3 +348,20 @@ def test_a_log_page_is_bounded_by_bytes_however_many_lines_are_asked_for(
     assert page.next_token == f"{size + len(page.lines)}:0"
     default = logs.read_page(tmp_path, "", 0, True)
     assert sum(len(t) for _, t in default.lines) <= logs.MAX_PAGE_BYTES
+
+
+async def test_a_job_that_empties_its_working_directory_can_still_be_tracked_and_stopped(
+        jobs: Jobs) -> None:
+    """Issue 28, item 4: the default workdir was the job directory with the daemon's
+    control files; `rm -rf ./*` made GetTask INVALID_ARGUMENT and the job unstoppable."""
+    meta = await jobs.create({"script": "rm -rf ./* ./.[!.]*; touch done; sleep 300"})
+    assert wait_for(lambda: (Path(meta.job_dir) / "work" / "done").exists())
+    resource = await jobs.get(meta)
+    assert resource.phase == TaskExecution.RUNNING, resource.message
+    stray = await jobs.create({"script": 'rm -rf "$FLYTE_JOB_DIR"/*; sleep 300'})
+    assert wait_for(lambda: not (Path(stray.job_dir) / jobdir.NONCE_FILE).exists())
+    ended = await jobs.get(stray)
+    assert ended.phase == TaskExecution.FAILED and "control files" in (ended.message or "")
+    assert wait_for(lambda: not stray.running())
+    await call_method(jobs.connector, "delete", meta)
+    assert wait_for(lambda: not meta.running())
