@@ -27,7 +27,13 @@ from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
 from connector_cli.sdk.resource_meta import check_meta_path
 from flyte_connector_shell import jobdir, logs, procfs, wrapper
-from flyte_connector_shell.spec import ShellSpec, command_env, parse_custom, render_argv
+from flyte_connector_shell.spec import (
+    ShellSpec,
+    check_exec,
+    command_env,
+    parse_custom,
+    render_argv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +174,7 @@ class ShellConnector(AsyncConnector):
         metadata = task_execution_metadata
         job_env = dict(metadata.environment_variables) if metadata else {}
         env = command_env(spec, inputs, {}, job_env, connection=kwargs)
+        check_exec(argv, env)
         _check_workdir(spec)
         self._sweeper.maybe_sweep()  # a bad retention setting is reported before a job starts
         base = job_base(output_prefix)

@@ -188,3 +188,34 @@ def command_env(
         env[key] = input_text(value)
     env.update(extra)
     return env
+
+
+# Linux: one argument or one NAME=value environment string, its NUL included.
+MAX_ARG_STRLEN = 32 * 4096
+
+
+def check_exec(argv: list[str], env: Mapping[str, str]) -> None:
+    """Refuse a command line or environment the kernel would refuse (`UsageError` naming
+    the argument or variable, never its value): a NUL byte, one string over
+    `MAX_ARG_STRLEN`, or all of them over ARG_MAX. The job would otherwise fail to start
+    with "Argument list too long" (INTERNAL) or a NUL error Flyte retries."""
+    total = 0
+    items = [(f"command argument {i}", arg) for i, arg in enumerate(argv)]
+    items += [(f"environment variable ${key}", f"{key}={value}") for key, value in env.items()]
+    for what, text in items:
+        if "\0" in text:
+            raise UsageError(f"shell task: {what} contains a NUL byte, which a command line "
+                             "or environment cannot carry")
+        size = len(text.encode("utf-8", "surrogateescape")) + 1
+        if size > MAX_ARG_STRLEN:
+            raise UsageError(
+                f"shell task: {what} is {size} bytes; Linux passes at most {MAX_ARG_STRLEN} "
+                "bytes per argument or environment variable: pass large data as a file input"
+            )
+        total += size + 8  # and its pointer
+    limit = os.sysconf("SC_ARG_MAX") - 8192  # the wrapper's own arguments and headroom
+    if total > limit:
+        raise UsageError(
+            f"shell task: the command line and environment take {total} bytes, over the "
+            f"{limit} the system allows: pass large data as file inputs"
+        )

@@ -365,3 +365,22 @@ async def test_a_job_that_empties_its_working_directory_can_still_be_tracked_and
     assert wait_for(lambda: not stray.running())
     await call_method(jobs.connector, "delete", meta)
     assert wait_for(lambda: not meta.running())
+
+
+@pytest.mark.parametrize("custom,inputs,named", [
+    ({"script": "true"}, {"big": "x" * (128 * 1024)}, "$FLYTE_INPUT_BIG"),
+    ({"command": ["echo", "{{.inputs.big}}"]}, {"big": "y" * 200_000}, "command argument 1"),
+    ({"script": "true"}, {f"i{n}": "z" * 100_000 for n in range(40)}, "system allows"),
+    ({"command": ["echo", "{{.inputs.s}}"]}, {"s": "a\0b"}, "NUL"),
+])
+async def test_inputs_the_kernel_cannot_pass_are_refused_naming_them(
+        jobs: Jobs, custom: dict, inputs: dict, named: str) -> None:
+    """Issue 28, items 10 and 16: 128 KiB inputs (or an environment over ARG_MAX) failed
+    CreateTask with INTERNAL "Argument list too long"; a NUL in an argument was
+    reported RETRYABLE_FAILED (Flyte retries a deterministic error)."""
+    with pytest.raises(UsageError, match="shell task: ") as caught:
+        await jobs.create(custom, inputs)
+    assert named in str(caught.value)
+    assert len(str(caught.value)) < 300
+    ok = await jobs.run({"script": "true"}, {"big": "x" * (100 * 1024)})
+    assert ok.phase == TaskExecution.SUCCEEDED
