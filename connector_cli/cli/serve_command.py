@@ -134,8 +134,11 @@ def serve_command(**params: Any) -> None:
     Exit status: 0 after a clean shutdown, 1 when the daemon cannot start, 2 for bad
     options or a module that does not exist, 130 when a second SIGINT forced the stop.
     """
+    from connector_cli.daemon import init
     from connector_cli.daemon.logging_setup import configure_logging, host_library_loggers
 
+    if init.needed():
+        init.run_as_init()  # only the daemon (a child) returns; PID 1 reaps orphans
     gc.disable()  # start-up only allocates what the daemon keeps: no collections until it serves
     try:
         config, discovery = config_from_params(params)
