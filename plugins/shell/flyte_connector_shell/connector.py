@@ -26,7 +26,8 @@ from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
 from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
 from connector_cli.sdk.resource_meta import check_meta_path
-from flyte_connector_shell import jobdir, logs, procfs, wrapper
+from flyte_connector_shell import cgroups, jobdir, logs, metrics, procfs, wrapper
+from flyte_connector_shell.metrics import METRICS
 from flyte_connector_shell.spec import (
     ShellSpec,
     check_exec,
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 STATE_DIR_ENV = jobdir.STATE_DIR_ENV
 DELETED_MARK = jobdir.DELETED_MARK
 EXIT_CODE_OUTPUT = "exit_code"
-METRICS = ("cpu_seconds", "memory_rss_bytes", "memory_peak_rss_bytes", "processes")
 
 
 @dataclasses.dataclass
@@ -55,10 +55,13 @@ class ShellMeta(ResourceMeta):
     exit_code_output: bool = True
     grace: float = 1.0
     nonce: str = ""
+    cgroup: str = ""
 
     def __post_init__(self) -> None:
         """Refuse job paths no job of ours has (the daemon answers INVALID_ARGUMENT)."""
         check_meta_path(self.job_dir, "job_dir")
+        if self.cgroup:
+            check_meta_path(self.cgroup, "cgroup")
         for name, relative in self.outputs.items():
             check_meta_path(relative, f"output {name[:40]!r}", absolute=False)
 
@@ -90,9 +93,13 @@ class ShellMeta(ResourceMeta):
         return record if isinstance(record, dict) and "exit_code" in record else None
 
     def terminate(self) -> int:
-        """Signal the job's processes (grace bounded); how many needed SIGKILL."""
-        return procfs.terminate(self.pid, self.start_ticks, self.boot_id, self.grace,
-                                nonce=self.nonce)
+        """Signal the job's processes (grace bounded): every process in its cgroup when it
+        has one, and those the process scan finds; how many needed SIGKILL."""
+        grace = min(self.grace, procfs.MAX_GRACE) if self.grace >= 0 else procfs.DEFAULT_GRACE
+        group = cgroups.checked(self.cgroup)
+        killed = cgroups.terminate(group, grace) if group is not None else 0
+        return killed + procfs.terminate(self.pid, self.start_ticks, self.boot_id,
+                                         0.0 if group is not None else grace, nonce=self.nonce)
 
 
 def local_dir(output_prefix: str) -> Optional[Path]:
@@ -154,6 +161,7 @@ class ShellConnector(AsyncConnector):
         self._lock = threading.Lock()
         self._children: set[int] = set()
         self._sweeper = jobdir.sweeper()
+        log.info("shell jobs are tracked by %s", cgroups.mode())
 
     def create(
         self,
@@ -180,16 +188,19 @@ class ShellConnector(AsyncConnector):
         base = job_base(output_prefix)
         job_dir, nonce = jobdir.make(base)
         self._sweeper.remember(base)
+        cgroup = cgroups.make(nonce)
         try:
             env.update(FLYTE_OUTPUT_DIR=str(job_dir / "outputs"), FLYTE_JOB_DIR=str(job_dir))
             env[procfs.MARKER_ENV] = nonce
             workdir = _workdir(spec, job_dir)
-            job_spec = {"argv": argv, "cwd": str(workdir)}
+            job_spec = {"argv": argv, "cwd": str(workdir), "cgroup": cgroup}
             wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, job_spec)
             pid = self._spawn(job_dir, env)
             procfs.wait_marked(pid, nonce)
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
+            if cgroup:
+                cgroups.remove(Path(cgroup))
             raise
         stat = procfs.read_stat(pid)
         if stat is None:
@@ -204,6 +215,7 @@ class ShellConnector(AsyncConnector):
             exit_code_output=exit_code_output,
             grace=spec.grace,
             nonce=nonce,
+            cgroup=cgroup,
         )
 
     def _spawn(self, job_dir: Path, env: dict[str, str]) -> int:
@@ -260,6 +272,9 @@ class ShellConnector(AsyncConnector):
             phase = TaskExecution.ABORTED if deleted else TaskExecution.RETRYABLE_FAILED
             return Resource(phase, _lost_message(meta, deleted), links, None, info)
         info["exit_code"] = record["exit_code"]
+        group = cgroups.checked(meta.cgroup)
+        if group is not None:
+            cgroups.remove(group, wait=0)  # ended: an empty cgroup goes (a busy one stays)
         if deleted:
             message = f"deleted ({_ending(record)})"
             return Resource(TaskExecution.ABORTED, message, links, None, info)
@@ -307,6 +322,9 @@ class ShellConnector(AsyncConnector):
                      meta.pid, killed)
         with self._lock:
             self._reap()
+        group = cgroups.checked(meta.cgroup)
+        if group is not None:
+            cgroups.remove(group)  # the wrapper is reaped now
         if os.path.lexists(job_dir / DELETED_MARK):
             jobdir.discard(job_dir)
 
@@ -352,39 +370,10 @@ class ShellConnector(AsyncConnector):
         if meta.directory() is None:
             values: dict[str, float] = {}
         else:
-            values = _metric_values(meta)
+            values = metrics.metric_values(meta)
         now = time.time()
-        results = [_metric(name, meta, values.get(name), now) for name in wanted]
+        results = [metrics.metric(name, meta, values.get(name), now) for name in wanted]
         return GetTaskMetricsResponse(results=results)
-
-
-def _metric_values(meta: ShellMeta) -> dict[str, float]:
-    record = meta.exit_record()
-    if record is not None:
-        return {"cpu_seconds": record["cpu_seconds"],
-                "memory_peak_rss_bytes": record["max_rss_bytes"], "processes": 0}
-    members = procfs.job_processes(meta.pid, meta.start_ticks, meta.boot_id, nonce=meta.nonce)
-    used = procfs.usage([p for p in members if p.pid != meta.pid])
-    return {"cpu_seconds": used.cpu_seconds, "memory_rss_bytes": used.rss_bytes,
-            "processes": used.processes}
-
-
-def _metric(name: str, meta: ShellMeta, value: Optional[float], now: float) -> Any:
-    """One metric as a Prometheus range-query result (matrix) with one sample, or none."""
-    from flyteidl2.core.metrics_pb2 import ExecutionMetricResult
-    from google.protobuf.struct_pb2 import Struct
-
-    series = [] if value is None else [
-        {"metric": {"__name__": name, "pid": str(meta.pid)}, "values": [[now, _number(value)]]}
-    ]
-    data = Struct()
-    data.update({"resultType": "matrix", "result": series})
-    return ExecutionMetricResult(metric=name, data=data)
-
-
-def _number(value: float) -> str:
-    """Prometheus sample values are strings: integers without a fraction."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _ending(record: dict[str, Any]) -> str:

@@ -36,9 +36,20 @@ def _keep_waiting(signum: int, frame: object) -> None:
     """Delete signals the whole process group; stay alive to record the command's end."""
 
 
+def _join_cgroup(path: str) -> None:
+    """Move into the job's cgroup (see `cgroups`) before the command starts, so every
+    process of the job is in it; without one, the daemon's process scan tracks the job."""
+    if path:
+        try:
+            Path(path, "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass
+
+
 def run(job_dir: Path) -> dict:
     """Run the command described in JOB_DIR/spec.json and return its exit record."""
     spec = json.loads((job_dir / SPEC_FILE).read_text())
+    _join_cgroup(spec.get("cgroup") or "")
     argv = spec["argv"]
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=spec["cwd"])

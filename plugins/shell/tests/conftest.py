@@ -13,7 +13,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 from connector_cli import testing
 from connector_cli.literals import FlyteFile
 from connector_cli.sdk.connector import Resource, call_method, is_terminal_phase
-from flyte_connector_shell import procfs
+from flyte_connector_shell import cgroups, procfs
 from flyte_connector_shell.connector import ShellConnector, ShellMeta
 
 SHELL_DIR = Path(__file__).resolve().parent.parent
@@ -94,3 +94,5 @@ async def jobs(tmp_path: Path) -> AsyncIterator[Jobs]:
     yield jobs
     for meta in jobs.started:
         procfs.terminate(meta.pid, meta.start_ticks, meta.boot_id, 0.0, nonce=meta.nonce)
+        if meta.cgroup:
+            cgroups.terminate(Path(meta.cgroup), 0.0)

@@ -56,6 +56,12 @@ TREE = textwrap.dedent("""
 """)
 
 
+def cgroups_off() -> bool:
+    from flyte_connector_shell import cgroups
+
+    return cgroups.base() is None
+
+
 def stat_of(pid: int) -> tuple[str, int] | None:
     """(state, start ticks) of a process, read from /proc by this test itself."""
     try:
@@ -384,3 +390,32 @@ async def test_inputs_the_kernel_cannot_pass_are_refused_naming_them(
     assert len(str(caught.value)) < 300
     ok = await jobs.run({"script": "true"}, {"big": "x" * (100 * 1024)})
     assert ok.phase == TaskExecution.SUCCEEDED
+
+
+ESCAPEE = ("import os, signal, sys, time\n"
+           "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+           "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+           "time.sleep(300)\n")
+
+
+@pytest.mark.skipif(cgroups_off(), reason="no writable cgroup v2 here: the process scan "
+                    "is in force (docs/plugins/shell.md)")
+async def test_a_child_under_env_i_that_ignores_sigterm_is_stopped_by_delete(
+        jobs: Jobs, tmp_path: Path) -> None:
+    """Issue 28, item 5: a child started with an empty environment (no nonce) whose
+    parent has exited escaped the process scan; the job's cgroup holds it."""
+    pidfile = tmp_path / "escapee.pid"
+    script = tmp_path / "escapee.py"
+    script.write_text(ESCAPEE)
+    meta = await jobs.create({"script": f"env -i {sys.executable} {script} {pidfile} & sleep 300"})
+    assert meta.cgroup, "no cgroup although cgroup v2 is writable"
+    assert wait_for(lambda: pidfile.exists() and pidfile.read_text() != "")
+    escapee = int(pidfile.read_text())
+    ticks = stat_of(escapee)
+    assert ticks is not None
+    started = time.monotonic()
+    await call_method(jobs.connector, "delete", meta)
+    assert wait_for(lambda: not still_running(escapee, ticks[1]), timeout=5)
+    assert time.monotonic() - started < meta.grace + 3
+    left = Path(meta.cgroup, "cgroup.procs").read_text() if Path(meta.cgroup).exists() else ""
+    assert not Path(meta.cgroup).exists(), [(p, stat_of(int(p))) for p in left.split()]
