@@ -107,11 +107,16 @@ def members(path: Path) -> list[int]:
         return []
 
 
+def signal_members(path: Path, signum: int) -> None:
+    """Send `signum` to every process in the cgroup."""
+    for pid in members(path):
+        _signal(pid, signum)
+
+
 def terminate(path: Path, grace: float) -> int:
     """SIGTERM every process in the cgroup, kill what is left after `grace`, remove the
     cgroup; how many had to be killed."""
-    for pid in members(path):
-        _signal(pid, signal.SIGTERM)
+    signal_members(path, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while members(path) and time.monotonic() < deadline:
         time.sleep(0.02)

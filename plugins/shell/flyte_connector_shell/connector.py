@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -92,28 +93,34 @@ class ShellMeta(ResourceMeta):
             return None
         return record if isinstance(record, dict) and "exit_code" in record else None
 
-    def terminate(self) -> int:
-        """Signal the job's processes (grace bounded): every process in its cgroup when it
-        has one, and those the process scan finds; how many needed SIGKILL."""
-        grace = min(self.grace, procfs.MAX_GRACE) if self.grace >= 0 else procfs.DEFAULT_GRACE
+    def bounded_grace(self) -> float:
+        """The meta's kill grace, bounded to `procfs.MAX_GRACE` (NaN and negatives: default)."""
+        return min(self.grace, procfs.MAX_GRACE) if self.grace >= 0 else procfs.DEFAULT_GRACE
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM every process of the job (its cgroup's and those the scan finds)."""
+        group = cgroups.checked(self.cgroup)
+        if group is not None:
+            cgroups.signal_members(group, signal.SIGTERM)
+        procfs.signal_all(self._scan(), signal.SIGTERM)
+
+    def alive(self) -> bool:
+        """True while any process of the job lives."""
+        group = cgroups.checked(self.cgroup)
+        return bool((group is not None and cgroups.members(group)) or self._scan())
+
+    def _scan(self) -> list[procfs.ProcStat]:
+        return procfs.job_processes(self.pid, self.start_ticks, self.boot_id, nonce=self.nonce)
+
+    def terminate(self, grace: Optional[float] = None) -> int:
+        """Signal the job's processes, SIGKILL what is left after `grace` (default: the
+        meta's, bounded): every process in its cgroup when it has one, and those the
+        process scan finds; how many needed SIGKILL."""
+        grace = self.bounded_grace() if grace is None else grace
         group = cgroups.checked(self.cgroup)
         killed = cgroups.terminate(group, grace) if group is not None else 0
         return killed + procfs.terminate(self.pid, self.start_ticks, self.boot_id,
                                          0.0 if group is not None else grace, nonce=self.nonce)
-
-
-def local_dir(output_prefix: str) -> Optional[Path]:
-    """The local directory an output prefix names, or None for a remote store (s3://...)."""
-    if output_prefix.startswith("file://"):
-        return Path(output_prefix[len("file://") :])
-    if not output_prefix or "://" in output_prefix:
-        return None
-    return Path(output_prefix).absolute()
-
-
-def job_base(output_prefix: str) -> Path:
-    """Where the job directory goes: a local output prefix, else the state directory."""
-    return local_dir(output_prefix) or jobdir.state_dir()
 
 
 def _declared_outputs(template: Any, spec: ShellSpec) -> bool:
@@ -129,24 +136,6 @@ def _declared_outputs(template: Any, spec: ShellSpec) -> bool:
             f"({', '.join(sorted(names))})"
         )
     return EXIT_CODE_OUTPUT in names
-
-
-def _check_workdir(spec: ShellSpec) -> None:
-    if spec.workdir and Path(spec.workdir).is_absolute() and not Path(spec.workdir).is_dir():
-        raise UsageError(f"shell task: workdir {spec.workdir!r} is not an existing directory")
-
-
-def _workdir(spec: ShellSpec, job_dir: Path) -> Path:
-    """An absolute workdir as is; a relative one is made inside the job directory; by
-    default `work/` inside it, so a command that empties its working directory leaves
-    the job's control files (nonce, spec, exit record) alone."""
-    if not spec.workdir:
-        workdir = job_dir / "work"
-        workdir.mkdir()
-        return workdir
-    workdir = job_dir / spec.workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    return workdir
 
 
 class ShellConnector(AsyncConnector):
@@ -183,16 +172,16 @@ class ShellConnector(AsyncConnector):
         job_env = dict(metadata.environment_variables) if metadata else {}
         env = command_env(spec, inputs, {}, job_env, connection=kwargs)
         check_exec(argv, env)
-        _check_workdir(spec)
+        jobdir.check_workdir(spec.workdir)
         self._sweeper.maybe_sweep()  # a bad retention setting is reported before a job starts
-        base = job_base(output_prefix)
+        base = jobdir.job_base(output_prefix)
         job_dir, nonce = jobdir.make(base)
         self._sweeper.remember(base)
         cgroup = cgroups.make(nonce)
         try:
             env.update(FLYTE_OUTPUT_DIR=str(job_dir / "outputs"), FLYTE_JOB_DIR=str(job_dir))
             env[procfs.MARKER_ENV] = nonce
-            workdir = _workdir(spec, job_dir)
+            workdir = jobdir.workdir(spec.workdir, job_dir)
             job_spec = {"argv": argv, "cwd": str(workdir), "cgroup": cgroup}
             wrapper.write_atomically(job_dir / wrapper.SPEC_FILE, job_spec)
             pid = self._spawn(job_dir, env)
@@ -303,20 +292,38 @@ class ShellConnector(AsyncConnector):
             outputs[name] = FlyteFile(uri=str(path))
         return outputs, ""
 
-    def delete(self, resource_meta: ShellMeta, **kwargs: Any) -> None:
+    async def delete(self, resource_meta: ShellMeta, **kwargs: Any) -> None:
         """Terminate the job's whole process tree, then remove its files (a tombstone
-        stays); finished, removed and already-deleted jobs are fine."""
+        stays); finished, removed and already-deleted jobs are fine. The grace between
+        SIGTERM and SIGKILL is awaited on the event loop, not on a worker thread: 96
+        deletes of jobs that ignore SIGTERM held the daemon's pool for their grace."""
         meta = resource_meta
+        job_dir = await asyncio.to_thread(self._start_delete, meta)
+        if job_dir is None:
+            return
+        deadline = time.monotonic() + meta.bounded_grace()
+        while time.monotonic() < deadline and await asyncio.to_thread(meta.alive):
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(self._finish_delete, meta, job_dir)
+
+    def _start_delete(self, meta: ShellMeta) -> Optional[Path]:
+        """Mark the job deleted and SIGTERM its processes; its directory (None: nothing
+        more to do)."""
         try:
             job_dir = meta.directory()
         except jobdir.ControlFilesGone:
             meta.terminate()
-            return
+            return None
         if job_dir is None:
-            return
+            return None
         if meta.exit_record() is None and meta.running():
             (job_dir / DELETED_MARK).touch()
-        killed = meta.terminate()
+        meta.ask_to_stop()
+        return job_dir
+
+    def _finish_delete(self, meta: ShellMeta, job_dir: Path) -> None:
+        """SIGKILL what is left, reap, remove the cgroup and the job's files."""
+        killed = meta.terminate(grace=0.0)
         if killed:
             log.info("shell job pid %d: killed %d process(es) that ignored SIGTERM",
                      meta.pid, killed)

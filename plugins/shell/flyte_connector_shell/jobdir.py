@@ -48,6 +48,39 @@ def state_dir() -> Path:
     return Path(configured) if configured else Path(tempfile.gettempdir(), "flyte-connector-shell")
 
 
+def local_dir(output_prefix: str) -> Optional[Path]:
+    """The local directory an output prefix names, or None for a remote store (s3://...)."""
+    if output_prefix.startswith("file://"):
+        return Path(output_prefix[len("file://") :])
+    if not output_prefix or "://" in output_prefix:
+        return None
+    return Path(output_prefix).absolute()
+
+
+def job_base(output_prefix: str) -> Path:
+    """Where the job directory goes: a local output prefix, else the state directory."""
+    return local_dir(output_prefix) or state_dir()
+
+
+def check_workdir(workdir: Optional[str]) -> None:
+    """Refuse an absolute workdir that is not an existing directory."""
+    if workdir and Path(workdir).is_absolute() and not Path(workdir).is_dir():
+        raise UsageError(f"shell task: workdir {workdir!r} is not an existing directory")
+
+
+def workdir(given: Optional[str], job_dir: Path) -> Path:
+    """An absolute workdir as is; a relative one is made inside the job directory; by
+    default `work/` inside it, so a command that empties its working directory leaves
+    the job's control files (nonce, spec, exit record) alone."""
+    if not given:
+        made = job_dir / "work"
+        made.mkdir()
+        return made
+    made = job_dir / given
+    made.mkdir(parents=True, exist_ok=True)
+    return made
+
+
 def make(base: Path) -> tuple[Path, str]:
     """A fresh job directory under `base` (its real path) and the job's nonce."""
     try:

@@ -419,3 +419,26 @@ async def test_a_child_under_env_i_that_ignores_sigterm_is_stopped_by_delete(
     assert time.monotonic() - started < meta.grace + 3
     left = Path(meta.cgroup, "cgroup.procs").read_text() if Path(meta.cgroup).exists() else ""
     assert not Path(meta.cgroup).exists(), [(p, stat_of(int(p))) for p in left.split()]
+
+
+async def test_deletes_wait_out_their_grace_off_the_worker_pool(jobs: Jobs) -> None:
+    """Issue 28, item 13: 96 concurrent deletes of jobs that ignore SIGTERM held the
+    shared worker threads for their grace, and GetTask on another job waited 16.8 s."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    stubborn = [await jobs.create({"script": "trap '' TERM; sleep 300 & sleep 300",
+                                   "kill_grace_seconds": 1.5}) for _ in range(8)]
+    other = await jobs.create({"script": "sleep 300"})
+    await asyncio.sleep(0.3)
+    with ThreadPoolExecutor(4) as pool:
+        deletes = [asyncio.ensure_future(call_method(jobs.connector, "delete", m, executor=pool))
+                   for m in stubborn]
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        resource = await call_method(jobs.connector, "get", other, executor=pool)
+        waited = time.monotonic() - started
+        await asyncio.gather(*deletes)
+    assert resource.phase == TaskExecution.RUNNING
+    assert waited < 0.5, f"get waited {waited:.2f}s behind deletes"
+    assert not any(m.alive() for m in stubborn)
