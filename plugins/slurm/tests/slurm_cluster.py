@@ -1,8 +1,9 @@
 """A throwaway single-node Slurm cluster for the tests, run as root in a temp directory.
 
 munged (own key and socket), slurmctld -D and slurmd -D run as child processes on free
-loopback ports (`CommunicationParameters=NoInAddrAny` binds them to 127.0.0.1 only) with
-a generated slurm.conf: `proctrack/linuxproc` and `task/none` need no cgroups, there is no
+loopback ports (`CommunicationParameters=NoInAddrAny,NoCtldInAddrAny`: `NoInAddrAny` binds
+slurmd and the commands to 127.0.0.1 only, `NoCtldInAddrAny` slurmctld) with a generated
+slurm.conf: `proctrack/linuxproc` and `task/none` need no cgroups, there is no
 accounting, and `MinJobAge=2` lets finished jobs leave slurmctld within seconds. The node
 claims 8 CPUs (`SlurmdParameters=config_overrides`) so a few test jobs run side by side on
 a small machine. Tests reach it through `SLURM_CONF`.
@@ -70,7 +71,7 @@ ClusterName={cluster}
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmdPort={slurmd_port}
-CommunicationParameters=NoInAddrAny
+CommunicationParameters=NoInAddrAny,NoCtldInAddrAny
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
