@@ -79,3 +79,27 @@ async def test_repeated_connector_failures_log_one_line_each_and_one_traceback()
     assert len(failures) == 40, log[-3000:]
     assert log.count("Traceback") == 1
     assert all("RuntimeError" in line for line in failures)
+
+
+async def test_a_forged_flyte_sdk_meta_is_internal_with_one_traceback_a_minute() -> None:
+    """Item 19: a forged but well-formed meta of a connector that does not sign reaches
+    the connector; its failure is INTERNAL (docs/serve.md says so), logged one line per
+    call and one traceback."""
+    pytest.importorskip("flyte")
+    import json as _json
+
+    body = pb.GetTaskRequest(
+        task_category=pb.TaskCategory(name="flyte_chatty"),
+        resource_meta=_json.dumps({"job": "forged"}).encode(),
+    ).SerializeToString()
+    daemon = Daemon("-m", "flyte_logging")
+    address = daemon.wait_ready()
+    try:
+        results = [await raw_call(address, "GetTask", body) for _ in range(10)]
+    finally:
+        daemon.proc.terminate()
+        _, log = daemon.finish()
+    assert {code for code, _ in results} == {grpc.StatusCode.INTERNAL}, results[0]
+    assert "LookupError" in results[0][1]
+    assert log.count("Traceback") == 1
+    assert len([line for line in log.splitlines() if "LookupError" in line]) >= 10
