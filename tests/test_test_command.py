@@ -269,3 +269,18 @@ def test_failed_gets_are_tolerated_then_the_job_is_deleted(runner: CliRunner) ->
     result = run_test(runner, "-i", "outcome=flaky-get", "-i", "seconds=2", "--get-failures", "1")
     assert result.exit_code == 1 and "deleted the job" in result.stdout
     assert "(transient upstream error): the job service answered 503" in result.stderr
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('{"outcome": "succeed", "bad": "\\ud800"}', "input 'bad' holds a lone surrogate"),
+    ('{"outcome": "succeed", "outcome": "fail"}', "key 'outcome' appears twice"),
+])
+def test_inputs_files_that_are_not_clean_json_exit_2_naming_why(
+        runner: CliRunner, tmp_path: Path, text: str, expected: str) -> None:
+    """Issue 28, item 16: a lone surrogate exited 1 (not naming the input); a duplicate
+    key silently kept the last value."""
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(text)
+    result = run_test(runner, "--inputs", str(inputs))
+    assert result.exit_code == 2, result.output
+    assert expected in result.output

@@ -263,7 +263,7 @@ def _inputs_file(file: Path) -> dict[str, Any]:
         if file.suffix.lower() in (".yaml", ".yml"):
             data = safe_load_bounded(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicates)
     except UsageError as exc:
         raise UsageError(f"inputs file {str(file)!r}: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -281,7 +281,36 @@ def _inputs_file(file: Path) -> dict[str, Any]:
             f"inputs file {str(file)!r} must hold an object of input name -> value, "
             f"not a {type(data).__name__}"
         )
+    for name, value in data.items():
+        if _lone_surrogate(value):
+            raise UsageError(f"inputs file {str(file)!r}: input {name!r} holds a lone "
+                             "surrogate (\\ud800-\\udfff), which is not Unicode text")
     return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (json keeps the last one silently)."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise UsageError(f"key {twice!r} appears twice in one object")
+    return data
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """True when a string in `value` cannot be encoded as UTF-8 (`"\\ud800"` in JSON)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
 
 
 TypeSpec = Any

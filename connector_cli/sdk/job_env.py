@@ -28,11 +28,17 @@ def input_text(value: Any) -> str:
     if isinstance(value, dt.timedelta):
         return repr(value.total_seconds())
     try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
         from connector_cli.literals import to_json
 
-        return json.dumps(to_json(value), separators=(",", ":"), sort_keys=True)
+        try:
+            return json.dumps(to_json(value), separators=(",", ":"), sort_keys=True,
+                              allow_nan=False)
+        except ValueError:  # NaN or Infinity: what a command gets must parse as JSON
+            from connector_cli.errors import UsageError
+
+            raise UsageError("holds NaN or Infinity, which JSON cannot carry") from None
 
 
 def env_name(input_name: str) -> str:

@@ -155,7 +155,10 @@ def render_argv(spec: ShellSpec, inputs: Mapping[str, Any]) -> list[str]:
             raise UsageError(
                 f"shell task: command uses {{{{.inputs.{name}}}}} but inputs are: {known}"
             )
-        return input_text(inputs[name])
+        try:
+            return input_text(inputs[name])
+        except UsageError as exc:
+            raise UsageError(f"shell task: input {name!r} {exc}") from None
 
     return [PLACEHOLDER.sub(replace, arg) for arg in spec.argv]
 
@@ -185,7 +188,10 @@ def command_env(
         if key in seen:
             raise UsageError(f"shell task: inputs {seen[key]!r} and {name!r} both map to ${key}")
         seen[key] = name
-        env[key] = input_text(value)
+        try:
+            env[key] = input_text(value)
+        except UsageError as exc:
+            raise UsageError(f"shell task: input {name!r} {exc}") from None
     env.update(extra)
     return env
 

@@ -442,3 +442,10 @@ async def test_deletes_wait_out_their_grace_off_the_worker_pool(jobs: Jobs) -> N
     assert resource.phase == TaskExecution.RUNNING
     assert waited < 0.5, f"get waited {waited:.2f}s behind deletes"
     assert not any(m.alive() for m in stubborn)
+
+
+async def test_a_struct_with_nan_is_refused_rather_than_sent_as_invalid_json(
+        jobs: Jobs) -> None:
+    """Issue 28, item 16: a STRUCT with NaN reached the job as invalid JSON."""
+    with pytest.raises(UsageError, match="input 'cfg' holds NaN or Infinity"):
+        await jobs.create({"script": "true"}, {"cfg": {"x": float("nan")}})
