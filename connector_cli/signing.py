@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from connector_cli.errors import ResourceMetaError, StartupError
+from connector_cli.errors import ResourceMetaError, StartupError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -140,11 +140,16 @@ def generated_key(state_dir: Path) -> tuple[bytes, Path]:
 
     The key is written to a temporary file and linked into place, so a daemon starting at
     the same moment (another `--processes` worker) reads a whole key or makes none."""
+    from connector_cli.sdk.job_dirs import private_dir
+
+    try:
+        private_dir(state_dir, "state directory")
+    except UsageError as exc:
+        raise StartupError(f"{exc} (or pass --meta-key-file)") from None
     path = state_dir / KEY_FILE_NAME
     if path.exists():
         return _existing_key(path), path
     try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, temporary = tempfile.mkstemp(prefix=".meta-key-", dir=state_dir)
     except OSError as exc:
         raise StartupError(

@@ -237,3 +237,38 @@ def test_the_sweeper_does_nothing_when_off_but_reports_a_bad_setting_every_time(
     for _ in range(2):
         with pytest.raises(UsageError, match=policy.retention_env):
             sweeper.maybe_sweep()
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777])
+def test_a_state_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """Issue 28, item 15: state directories writable by others were used."""
+    from connector_cli.errors import UsageError
+    from connector_cli.sdk.job_dirs import private_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    with pytest.raises(UsageError, match="no other user can write"):
+        private_dir(shared, "state directory")
+    made = private_dir(tmp_path / "fresh" / "state", "state directory")
+    assert made.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_state_directory_of_another_user_or_a_symlink_is_refused(tmp_path: Path) -> None:
+    from connector_cli.errors import StartupError, UsageError
+    from connector_cli.sdk.job_dirs import private_dir
+    from connector_cli.signing import generated_key
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(theirs, 65534, 65534)
+        with pytest.raises(UsageError):
+            private_dir(theirs, "state directory")
+        with pytest.raises(StartupError, match="owned by this user"):
+            generated_key(theirs)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "fresh", target_is_directory=True)
+    (tmp_path / "fresh").mkdir(mode=0o700)
+    with pytest.raises(UsageError):
+        private_dir(link, "state directory")

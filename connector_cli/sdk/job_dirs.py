@@ -27,6 +27,24 @@ from connector_cli.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+def private_dir(path: Path, what: str) -> Path:
+    """`path`, made with mode 0700 when missing, once checked: a real directory (not a
+    symlink) owned by this user that no other user can write. `UsageError` otherwise: a
+    directory another user owns or can write lets them plant or swap the files the daemon
+    trusts there (a signing key, a job's nonce)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = path.lstat()
+    except OSError as exc:
+        raise UsageError(f"cannot create the {what} {str(path)!r}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise UsageError(
+            f"the {what} {str(path)!r} must be a directory owned by this user that no other "
+            "user can write (mode 0700); fix it or choose another"
+        )
+    return path
+
+
 DEFAULT_RETENTION = 24 * 3600.0
 SWEEP_EVERY = 60.0
 

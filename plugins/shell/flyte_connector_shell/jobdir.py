@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from connector_cli import UsageError
-from connector_cli.sdk.job_dirs import RetentionPolicy, Sweeper
+from connector_cli.sdk.job_dirs import RetentionPolicy, Sweeper, private_dir
 
 STATE_DIR_ENV = "FLYTE_CONNECTOR_SHELL_STATE_DIR"
 PREFIX = "shell-"
@@ -45,7 +45,9 @@ class ControlFilesGone(UsageError):
 def state_dir() -> Path:
     """Where jobs with a remote output prefix keep their directories."""
     configured = os.environ.get(STATE_DIR_ENV)
-    return Path(configured) if configured else Path(tempfile.gettempdir(), "flyte-connector-shell")
+    if configured:
+        return Path(configured)
+    return Path(tempfile.gettempdir(), f"flyte-connector-shell-{os.getuid()}")
 
 
 def local_dir(output_prefix: str) -> Optional[Path]:
@@ -59,7 +61,7 @@ def local_dir(output_prefix: str) -> Optional[Path]:
 
 def job_base(output_prefix: str) -> Path:
     """Where the job directory goes: a local output prefix, else the state directory."""
-    return local_dir(output_prefix) or state_dir()
+    return local_dir(output_prefix) or private_dir(state_dir(), "shell state directory")
 
 
 def check_workdir(workdir: Optional[str]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from connector_cli.errors import UsageError
+from connector_cli.sdk.job_dirs import private_dir
 
 SPEC = "spec.json"
 STATUS = "status.json"
@@ -59,7 +60,7 @@ def make_job_dir(output_prefix: str, job_id: str) -> tuple[Path, str]:
         job_dir = Path(local).absolute() / f"sql-{job_id}"
         uri = f"{output_prefix.rstrip('/')}/sql-{job_id}"
     else:
-        job_dir = state_dir().absolute() / job_id
+        job_dir = private_dir(state_dir().absolute(), "SQL state directory") / job_id
         uri = ""
     try:
         job_dir.mkdir(parents=True, exist_ok=False, mode=0o700)
