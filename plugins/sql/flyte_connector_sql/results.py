@@ -74,6 +74,11 @@ class ResultWriter:
             self._file.write(json.dumps(record, default=str) + "\n")
             self.rows += 1
 
+    def size(self) -> int:
+        """Bytes written so far."""
+        self._file.flush()
+        return os.fstat(self._file.fileno()).st_size
+
     def close(self) -> Path:
         """Flush and move the finished file to its final name."""
         self._file.close()

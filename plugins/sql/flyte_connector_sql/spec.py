@@ -23,9 +23,13 @@ POSTGRESQL = "postgresql"
 FORMATS = {"csv": "csv", "jsonl": "jsonl"}
 PASSWORD_KWARG = "sql_password"
 MASK = "****"
-_TEMPLATE_KEYS = {"query", "database", "format", "secrets", "configs"}
+_TEMPLATE_KEYS = {"query", "database", "format", "secrets", "configs", "max_result_bytes",
+                  "timeout_seconds"}
 _PG_SCHEMES = ("postgresql://", "postgres://")
 SQLITE_ROOTS_ENV = "FLYTE_CONNECTOR_SQL_SQLITE_ROOTS"
+# Per-task limits: a task may ask for less than the host's cap, never more.
+MAX_RESULT_ENV, DEFAULT_MAX_RESULT = "FLYTE_CONNECTOR_SQL_MAX_RESULT_BYTES", 256 << 20
+MAX_SECONDS_ENV, DEFAULT_MAX_SECONDS = "FLYTE_CONNECTOR_SQL_MAX_SECONDS", 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +40,8 @@ class QuerySpec:
     engine: str
     target: str
     format: str = "csv"
+    max_result_bytes: int = DEFAULT_MAX_RESULT
+    timeout_seconds: float = DEFAULT_MAX_SECONDS
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -59,9 +65,37 @@ def parse_template(template: TaskTemplate) -> QuerySpec:
     database = custom.get("database", ":memory:")
     if not isinstance(database, str) or not database:
         raise UsageError("custom.database must be a SQLite path or a postgresql:// DSN")
+    limits = (_limit(custom, "max_result_bytes", MAX_RESULT_ENV, DEFAULT_MAX_RESULT),
+              _limit(custom, "timeout_seconds", MAX_SECONDS_ENV, DEFAULT_MAX_SECONDS))
     if database.startswith(_PG_SCHEMES):
-        return QuerySpec(query, POSTGRESQL, check_dsn(database), fmt)
-    return QuerySpec(query, SQLITE, sqlite_path(database), fmt)
+        return QuerySpec(query, POSTGRESQL, check_dsn(database), fmt, int(limits[0]), limits[1])
+    return QuerySpec(query, SQLITE, sqlite_path(database), fmt, int(limits[0]), limits[1])
+
+
+def host_cap(env: str, default: float) -> float:
+    """The host's cap on a per-task limit: `env` (a positive number) or `default`."""
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"{env} must be a positive number, got {raw!r}")
+    return value
+
+
+def _limit(custom: Mapping[str, Any], key: str, env: str, default: float) -> float:
+    """custom[key] if given (positive, at most the host's cap), else the host's cap."""
+    cap = host_cap(env, default)
+    value = custom.get(key)
+    if value is None:
+        return cap
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= cap:
+        raise UsageError(f"custom.{key} must be a positive number up to {cap:g} "
+                         f"(this host's {env}), got {value!r}")
+    return float(value)
 
 
 def _custom(template: TaskTemplate) -> dict[str, Any]:

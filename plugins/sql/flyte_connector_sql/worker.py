@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -36,6 +37,10 @@ class Cancelled(KeyboardInterrupt):
     """Raised when SIGTERM asks the job to stop (a KeyboardInterrupt, so psycopg cancels)."""
 
 
+class LimitExceeded(Exception):
+    """The job passed one of its limits (result size, run time): it fails with this."""
+
+
 class Job:
     """One query run: its directory, spec, cancel flag and handshake."""
 
@@ -44,6 +49,7 @@ class Job:
         self.spec = spec
         self.password = password
         self.cancelled = False
+        self.timed_out = False
         self.raise_on_cancel = False
         self._announced = False
         self._last_progress = 0.0
@@ -52,6 +58,13 @@ class Job:
         self.cancelled = True
         if self.raise_on_cancel:
             raise Cancelled()
+
+    def time_out(self) -> None:
+        """The run time limit passed: cancel as SIGTERM does (from a timer thread)."""
+        import os
+
+        self.timed_out = True
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def check(self) -> None:
         if self.cancelled:
@@ -87,6 +100,11 @@ class Job:
                     break
                 writer.write(batch)
                 self.progress(jobfiles.WRITING, writer.rows)
+                limit = self.spec.get("max_result_bytes")
+                if limit and writer.size() > limit:
+                    raise LimitExceeded(
+                        f"the result passed max_result_bytes ({int(limit)} bytes) after "
+                        f"{writer.rows} rows; select less, or raise custom.max_result_bytes")
         except BaseException:
             writer.discard()
             raise
@@ -192,6 +210,9 @@ def run(job_dir: Path) -> int:
     signal.signal(signal.SIGINT, job.on_signal)
     jobfiles.update_status(job_dir, jobfiles.CONNECTING)
     engine = spec.get("engine", "")
+    timer = threading.Timer(float(spec.get("timeout_seconds") or 0) or 1e9, job.time_out)
+    timer.daemon = True
+    timer.start()
     try:
         runner = run_postgres if engine == POSTGRESQL else run_sqlite
         rows, result = runner(job, decode_params(spec.get("params", {})))
@@ -199,15 +220,32 @@ def run(job_dir: Path) -> int:
         jobfiles.update_status(job_dir, jobfiles.SUCCEEDED, rows=rows, result=result)
     except Cancelled:
         job.raise_on_cancel = False
-        jobfiles.update_status(job_dir, jobfiles.ABORTED, message="cancelled by delete")
+        _ended_early(job)
+    except LimitExceeded as exc:
+        job.raise_on_cancel = False
+        jobfiles.update_status(job_dir, jobfiles.FAILED, message=str(exc))
     except Exception as exc:  # noqa: BLE001 - the query's failure is the job's result
         job.raise_on_cancel = False
-        message = scrub(describe(exc, engine), job.password)
-        state = jobfiles.ABORTED if job.cancelled else jobfiles.FAILED
-        jobfiles.update_status(job_dir, state, message=message)
+        if job.cancelled:
+            _ended_early(job)
+        else:
+            message = scrub(describe(exc, engine), job.password)
+            jobfiles.update_status(job_dir, jobfiles.FAILED, message=message)
     finally:
+        timer.cancel()
         job.announce(ready=False)
     return 0
+
+
+def _ended_early(job: Job) -> None:
+    """Record a job stopped by delete (ABORTED) or by its run time limit (FAILED)."""
+    if job.timed_out:
+        limit = float(job.spec.get("timeout_seconds") or 0)
+        jobfiles.update_status(job.dir, jobfiles.FAILED, message=(
+            f"the query ran longer than timeout_seconds ({limit:g} s) and was cancelled; "
+            "raise custom.timeout_seconds or make it faster"))
+    else:
+        jobfiles.update_status(job.dir, jobfiles.ABORTED, message="cancelled by delete")
 
 
 def main(argv: list[str]) -> int:

@@ -196,3 +196,39 @@ async def test_a_bad_retention_setting_is_one_clear_error(
     monkeypatch.setenv(cleanup.RETENTION_ENV, value)
     with pytest.raises(UsageError, match=cleanup.RETENTION_ENV):
         await jobs.create(template(query="SELECT 1"))
+
+
+ENDLESS_ROWS = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+                "SELECT i, printf('%.200c', 'x') AS pad FROM n")
+
+
+async def test_a_result_over_its_size_limit_fails_clearly(jobs: Jobs) -> None:
+    """Issue 28, item 11: SQL had no cap on result size (279 MiB in 10 s)."""
+    meta = await jobs.create(template(query=ENDLESS_ROWS, max_result_bytes=1 << 20))
+    done = await jobs.wait(meta, timeout=30)
+    assert done.phase == TaskExecution.FAILED
+    assert "max_result_bytes (1048576 bytes)" in done.message
+    assert not any(p.name.startswith("result") for p in Path(meta.job_dir).iterdir())
+
+
+async def test_a_query_over_its_time_limit_fails_clearly(jobs: Jobs) -> None:
+    meta = await jobs.create(template(query=SLOW_SQLITE.replace("60000000", "6000000000"),
+                                      timeout_seconds=1))
+    started = time.monotonic()
+    done = await jobs.wait(meta, timeout=30)
+    assert done.phase == TaskExecution.FAILED
+    assert "ran longer than timeout_seconds (1 s)" in done.message
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("custom,env", [
+    ({"max_result_bytes": 0}, {}),
+    ({"timeout_seconds": 7200}, {}),
+    ({"max_result_bytes": 2048}, {"FLYTE_CONNECTOR_SQL_MAX_RESULT_BYTES": "1024"}),
+])
+async def test_limits_above_the_hosts_cap_are_refused(
+        jobs: Jobs, monkeypatch: pytest.MonkeyPatch, custom: dict, env: dict) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError, match="must be a positive number up to"):
+        await jobs.create(template(query="SELECT 1", **custom))
