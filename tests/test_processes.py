@@ -243,3 +243,16 @@ def test_a_repeated_sigterm_keeps_draining_and_sigint_forces(daemon: Daemon) -> 
     log = "".join(daemon.log)
     assert "received SIGTERM again: still draining (SIGINT stops at once)" in log
     assert "received SIGINT again: stopping the workers now" in log
+
+
+def test_processes_refuse_host_local_connectors() -> None:
+    """Issue 28, item 14: a shell job could bind the daemon's port with SO_REUSEPORT and
+    took 20 of 20 new backend connections."""
+    result = subprocess.run(
+        [str(BIN / "flyte-connector"), "serve", "--processes", "2", "--host", "127.0.0.1",
+         "--port", str(free_port()), "--plugins", "shell"],
+        capture_output=True, text=True, env=cli_env(FLYTE_CONNECTOR_METRICS_PORT="0"),
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "--processes cannot serve host-local connectors (Shell)" in result.stderr

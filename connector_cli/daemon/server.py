@@ -215,6 +215,8 @@ class ConnectorServer:
         started = time.monotonic() if self.launched is None else self.launched
         config = self.config
         self.apis = served_apis(config.api)
+        if config.worker_state:
+            _refuse_host_local(self.registry)
         signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
@@ -408,6 +410,21 @@ class ConnectorServer:
             drain.cancel()
             self.abandoned_threads = max(self.abandoned_threads, 1)
             return stop.exit_code
+
+
+def _refuse_host_local(registry: ConnectorRegistry) -> None:
+    """`serve --processes` shares the port with SO_REUSEPORT, which any process of the
+    daemon's user can join: a job of a host-local connector (one that signs its metas,
+    as shell and sql do) could bind the port and take the backend's connections."""
+    local = sorted({r.connector.name for r in registry.registrations()
+                    if r.connector.sign_resource_meta})
+    if local:
+        raise StartupError(
+            f"--processes cannot serve host-local connectors ({', '.join(local)}): their "
+            "jobs run as the daemon's user and could bind the shared port (SO_REUSEPORT) "
+            "and receive the backend's calls; serve them with one process per pod "
+            "(see docs/deploy.md)"
+        )
 
 
 def _add_services(
