@@ -138,7 +138,9 @@ async def hostile(address: str, counts: dict[str, int], large: int) -> None:
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_send_message_length", 64 * MiB)]
     ) as channel:
-        for body in (b"\xff", b"\x0a\xff\xff\xff\xff\x0f", os.urandom(64)):
+        long_name = pb.GetTaskRequest(  # issue 28: refused before any lookup
+            task_category=pb.TaskCategory(name="n" * MiB)).SerializeToString()
+        for body in (b"\xff", b"\x0a\xff\xff\xff\xff\x0f", os.urandom(64), long_name):
             try:
                 await channel.unary_unary(SERVICE + "GetTask")(body, timeout=10)
             except grpc.aio.AioRpcError:

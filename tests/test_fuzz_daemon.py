@@ -162,6 +162,11 @@ def valid_bodies() -> list[tuple[str, bytes]]:
             task_category=category, resource_meta=meta.encode(), lines=3).SerializeToString()),
         (service + "GetTaskMetrics", pb.GetTaskMetricsRequest(
             task_category=category, resource_meta=meta.encode()).SerializeToString()),
+        # issue 28: a name over the length limit, a NUL in output_prefix
+        (service + "CreateTask", pb.CreateTaskRequest(
+            template=make_template("s" * 5000), output_prefix="out").SerializeToString()),
+        (service + "CreateTask", pb.CreateTaskRequest(
+            template=shell, output_prefix="out\x00/x").SerializeToString()),
     ]
 
 
