@@ -60,7 +60,7 @@ async def test_unfinished_bodies_are_bounded_timed_out_and_given_back() -> None:
     assert slowest < 1.0, f"health waited {slowest:.2f}s"
     assert peak < 512, f"peak RSS {peak:.0f} MiB"
     assert ended > 16, "no unfinished body was timed out or refused"
-    assert after < 200, f"{after:.0f} MiB still held after the client left"
+    assert after < 256, f"{after:.0f} MiB still held after the client left"
     assert "no request body slot" in log
 
 
