@@ -16,8 +16,10 @@ so a flood of unfinished connector calls never delays a health probe.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
+import time
 from typing import Any, Awaitable, Callable, Optional
 
 import grpc
@@ -35,48 +37,61 @@ _BUSY = ("the daemon is reading too many request bodies at once (some never fini
 
 
 class _Slots:
-    """`count` bodies read at a time, `seconds` each."""
+    """`count` bodies read at a time, `seconds` each. Per call this is a semaphore step
+    and a dict entry (the hot path): a sweep once a second, not a timer per call, cancels
+    calls whose body is late and frees the slots of calls that ended before their body
+    was complete."""
 
     def __init__(self, count: int, seconds: float, on_timeout: Callable[[], None]) -> None:
         self.free = asyncio.Semaphore(count)
         self.count, self.seconds = count, seconds
         self.on_timeout = on_timeout
         self.timed_out = self.refused = 0
+        self.holders: dict[asyncio.Task[Any], float] = {}
+        self._sweeping: Optional[asyncio.TimerHandle] = None
 
-    async def enter(self) -> Optional[Callable[..., None]]:
-        """A slot for the current call (None when none frees up within `WAIT_SECONDS`): the
-        function that gives it back. The call is cancelled if that is not called within
-        `seconds`."""
+    async def enter(self) -> bool:
+        """Take a slot for the current call (False when none frees up within
+        `WAIT_SECONDS`); `leave` gives it back."""
         if self.free.locked():
             try:
                 await asyncio.wait_for(self.free.acquire(), WAIT_SECONDS)
             except asyncio.TimeoutError:
                 self.refused += 1
-                return None
+                return False
         else:
             await self.free.acquire()
         task = asyncio.current_task()
         assert task is not None
-        held = [True]
+        self.holders[task] = time.monotonic()
+        if self._sweeping is None:
+            self._sweeping = asyncio.get_running_loop().call_later(1.0, self._sweep)
+        return True
 
-        def leave(*done: asyncio.Task[Any]) -> None:
-            if held[0]:
-                held[0] = False
-                timer.cancel()
+    def leave(self) -> None:
+        """Give back the current call's slot (its body is complete)."""
+        if self.holders.pop(asyncio.current_task(), None) is not None:  # type: ignore[arg-type]
+            self.free.release()
+
+    def _sweep(self) -> None:
+        self._sweeping = None
+        late = time.monotonic() - self.seconds
+        gone = False
+        for task, since in list(self.holders.items()):
+            if task.done() or since < late:
+                del self.holders[task]
                 self.free.release()
-                if done and done[0].cancelled():  # the client left mid-body
-                    self.on_timeout()
+                gone = True
+                if not task.done():
+                    self.timed_out += 1
+                    task.cancel()
+        if gone:
+            self.on_timeout()
+        if self.holders:
+            self._sweeping = asyncio.get_running_loop().call_later(1.0, self._sweep)
 
-        def expire() -> None:
-            if held[0]:
-                self.timed_out += 1
-                task.cancel()
-                leave()
-                self.on_timeout()
 
-        timer = asyncio.get_running_loop().call_later(self.seconds, expire)
-        task.add_done_callback(leave)
-        return leave
+_SLOTS: contextvars.ContextVar[_Slots] = contextvars.ContextVar("body_slots")
 
 
 class BodyGate(grpc.aio.ServerInterceptor):
@@ -88,6 +103,7 @@ class BodyGate(grpc.aio.ServerInterceptor):
     def __init__(self, slots: int, on_timeout: Callable[[], None] = lambda: None) -> None:
         self.calls = _Slots(slots, BODY_SECONDS, on_timeout)
         self.probes = _Slots(PROBE_SLOTS, PROBE_SECONDS, on_timeout)
+        self._wrapped: dict[int, tuple[Any, Any]] = {}  # each handler wrapped once
 
     @property
     def timed_out(self) -> int:
@@ -110,12 +126,18 @@ class BodyGate(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        leave = await (self.probes if method.startswith(_PROBES) else self.calls).enter()
-        if leave is None:
+        slots = self.probes if method.startswith(_PROBES) else self.calls
+        if not await slots.enter():
             logger.warning("refused a %s call: no request body slot freed up within %gs",
                            method.rsplit("/", 1)[-1], WAIT_SECONDS)
             return _refusal(handler)
-        return _releasing(handler, leave)
+        _SLOTS.set(slots)  # the same context reaches the handler (grpc.aio's contract)
+        wrapped = self._wrapped.get(id(handler))
+        if wrapped is None or wrapped[0] is not handler:
+            wrapped = (handler, _releasing(handler))
+            if len(self._wrapped) < 256:  # handlers are made once per method
+                self._wrapped[id(handler)] = wrapped
+        return wrapped[1]
 
 
 def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -134,13 +156,19 @@ def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     return grpc.stream_unary_rpc_method_handler(refuse)
 
 
-def _releasing(handler: grpc.RpcMethodHandler, leave: Callable[[], None]) -> Any:
-    """`handler` with its behaviour giving the slot back first."""
+def _leave() -> None:
+    """Give back the slot the current call took (its body is complete: grpc is calling
+    the handler)."""
+    _SLOTS.get().leave()
+
+
+def _releasing(handler: grpc.RpcMethodHandler) -> Any:
+    """`handler` with its behaviour giving the call's slot back first."""
     if handler.unary_unary is not None:
         inner = handler.unary_unary
 
         async def unary(request: Any, context: Any) -> Any:
-            leave()
+            _leave()
             return await inner(request, context)
 
         return handler._replace(unary_unary=unary)  # type: ignore[attr-defined]
@@ -148,13 +176,13 @@ def _releasing(handler: grpc.RpcMethodHandler, leave: Callable[[], None]) -> Any
         stream = handler.unary_stream
         if not inspect.isasyncgenfunction(stream):  # writes with context.write
             async def writing(request: Any, context: Any) -> Any:
-                leave()
+                _leave()
                 return await stream(request, context)
 
             return handler._replace(unary_stream=writing)  # type: ignore[attr-defined]
 
         async def streaming(request: Any, context: Any) -> Any:
-            leave()
+            _leave()
             async for item in stream(request, context):
                 yield item
 
