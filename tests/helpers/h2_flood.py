@@ -25,7 +25,7 @@ CREATE = "/flyteidl2.connector.AsyncConnectorService/CreateTask"
 class Unfinished:
     """One connection holding `streams` CreateTask bodies of `size` bytes, one byte short."""
 
-    def __init__(self, address: str, streams: int, size: int) -> None:
+    def __init__(self, address: str, streams: int, size: int, path: str = CREATE) -> None:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
         self.conn = h2.connection.H2Connection(
@@ -36,6 +36,7 @@ class Unfinished:
         self.reset = 0
         self.pending: dict[int, memoryview] = {}
         self.size = size
+        self.path = path
         self._flush()
         for _ in range(streams):
             self._open()
@@ -43,7 +44,7 @@ class Unfinished:
     def _open(self) -> None:
         stream = self.conn.get_next_available_stream_id()
         self.conn.send_headers(stream, [
-            (":method", "POST"), (":scheme", "http"), (":path", CREATE),
+            (":method", "POST"), (":scheme", "http"), (":path", self.path),
             (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers"),
         ])
         self.pending[stream] = memoryview(struct.pack(">BI", 0, self.size) + bytes(self.size - 1))
