@@ -36,7 +36,7 @@ from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli import wire
 from connector_cli.connection_args import connection_kwargs
-from connector_cli.errors import LiteralError
+from connector_cli.errors import LiteralError, UsageError
 from connector_cli.masking import current, mask_resource
 from connector_cli.offload import DEFAULT_MAX_RESPONSE_BYTES, fit
 from connector_cli.sdk.connector import (
