@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from connector_cli.daemon.server import HANDSHAKE_MS
+from connector_cli.daemon.limits import HANDSHAKE_MS
 from tests.helpers.daemon_process import Daemon
 from tests.helpers.h2_flood import idle_connections
 from tests.helpers.pressure import figure, peak_rss_mib

@@ -28,6 +28,14 @@ from connector_cli.daemon.addresses import bind_error, check_free, host_port
 from connector_cli.daemon.bodies import BodyGate
 from connector_cli.daemon.health import SERVICE as HEALTH_SERVICE
 from connector_cli.daemon.health import SERVING
+from connector_cli.daemon.limits import (
+    HANDSHAKE_MS,
+    IDLE_MS,
+    body_slots,
+    connection_limit,
+    raise_fd_limit,
+    refuse_host_local,
+)
 from connector_cli.daemon.loop import loop_name
 from connector_cli.daemon.requests import RequestGate, add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService
@@ -42,9 +50,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DELETE_DRAIN = 10.0  # seconds accepted deletes may run past the grace period
-FD_RESERVE = 128
-HANDSHAKE_MS = 5_000  # a real client sends the HTTP/2 preface at once
-IDLE_MS = 300_000  # the backend's channel reconnects after a GOAWAY; pings are not activity
 _server_ids = itertools.count(1)
 
 
@@ -71,35 +76,6 @@ def grpc_options(config: ServerConfig) -> list[tuple[str, Any]]:
         ("grpc.server_handshake_timeout_ms", HANDSHAKE_MS),
         ("grpc.max_connection_idle_ms", IDLE_MS),
     ]
-
-
-def connection_limit() -> int:
-    """Connections the daemon accepts at once: its file descriptor limit (raised to the
-    hard limit at start-up) less `FD_RESERVE` for jobs, files and health's own connections."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1 << 16
-    return max(16, soft - max(FD_RESERVE, soft // 4))
-
-
-def raise_fd_limit() -> None:
-    """Raise the soft limit on open files to the hard one: each connection takes one."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard and soft != resource.RLIM_INFINITY:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-
-
-def body_slots(config: ServerConfig) -> int:
-    """How many request bodies grpc may read at once: four times what the in-flight
-    budget holds in whole messages (a small body holds its slot for microseconds)."""
-    return max(4, 4 * config.inflight_budget // config.max_message_size)
 
 
 def plural(count: int, noun: str) -> str:
@@ -216,7 +192,7 @@ class ConnectorServer:
         config = self.config
         self.apis = served_apis(config.api)
         if config.worker_state:
-            _refuse_host_local(self.registry)
+            refuse_host_local(self.registry)
         signer = self.signer or self._signer()
         self._executor = ThreadPoolExecutor(config.workers, thread_name_prefix=self._thread_prefix)
         self._metrics = self._make_metrics()
@@ -410,21 +386,6 @@ class ConnectorServer:
             drain.cancel()
             self.abandoned_threads = max(self.abandoned_threads, 1)
             return stop.exit_code
-
-
-def _refuse_host_local(registry: ConnectorRegistry) -> None:
-    """`serve --processes` shares the port with SO_REUSEPORT, which any process of the
-    daemon's user can join: a job of a host-local connector (one that signs its metas,
-    as shell and sql do) could bind the port and take the backend's connections."""
-    local = sorted({r.connector.name for r in registry.registrations()
-                    if r.connector.sign_resource_meta})
-    if local:
-        raise StartupError(
-            f"--processes cannot serve host-local connectors ({', '.join(local)}): their "
-            "jobs run as the daemon's user and could bind the shared port (SO_REUSEPORT) "
-            "and receive the backend's calls; serve them with one process per pod "
-            "(see docs/deploy.md)"
-        )
 
 
 def _add_services(
