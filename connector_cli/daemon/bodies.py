@@ -49,16 +49,25 @@ class _Slots:
         self.timed_out = self.refused = 0
         self.holders: dict[asyncio.Task[Any], float] = {}
         self._sweeping: Optional[asyncio.TimerHandle] = None
+        self.waiting = 0
+        self.open = False
 
     async def enter(self) -> bool:
         """Take a slot for the current call (False when none frees up within
         `WAIT_SECONDS`); `leave` gives it back."""
+        if self.open:
+            return True
         if self.free.locked():
+            self.waiting += 1
             try:
                 await asyncio.wait_for(self.free.acquire(), WAIT_SECONDS)
             except asyncio.TimeoutError:
                 self.refused += 1
                 return False
+            finally:
+                self.waiting -= 1
+            if self.open:
+                return True
         else:
             await self.free.acquire()
         task = asyncio.current_task()
@@ -67,6 +76,13 @@ class _Slots:
         if self._sweeping is None:
             self._sweeping = asyncio.get_running_loop().call_later(1.0, self._sweep)
         return True
+
+    def open_all(self) -> None:
+        """Let every call read its body without a slot, waiting ones included: at shutdown
+        a call still waiting would be cancelled by grpc instead of drained."""
+        self.open = True
+        for _ in range(self.waiting):
+            self.free.release()
 
     def leave(self) -> None:
         """Give back the current call's slot (its body is complete)."""
@@ -104,6 +120,11 @@ class BodyGate(grpc.aio.ServerInterceptor):
         self.calls = _Slots(slots, BODY_SECONDS, on_timeout)
         self.probes = _Slots(PROBE_SLOTS, PROBE_SECONDS, on_timeout)
         self._wrapped: dict[int, tuple[Any, Any]] = {}  # each handler wrapped once
+
+    def open_all(self) -> None:
+        """At shutdown: no call waits for a slot any more (see `_Slots.open_all`)."""
+        self.calls.open_all()
+        self.probes.open_all()
 
     @property
     def timed_out(self) -> int:

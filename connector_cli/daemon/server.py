@@ -295,6 +295,8 @@ class ConnectorServer:
         self._stopping = True
         grace = self.config.grace_period if grace is None else grace
         await self._health.enter_graceful_shutdown()
+        if self.bodies is not None:
+            self.bodies.open_all()
         if self._services is not None:
             self._services[0].draining.set()  # open streams end now; unary calls finish
         pending, cancelled = self.in_flight, self._cancelled()
