@@ -2,7 +2,7 @@
 
 grpc buffers a request message until it is complete, and opens the stream's HTTP/2
 window to the whole announced size once it starts reading the message. The byte budget
-of `daemon.requests` sees a body only when it is complete, so streams that announce 15 MB
+of `daemon.gate` sees a body only when it is complete, so streams that announce 15 MB
 and never send the last byte were held without bound (issue 28: 128 such streams took
 1.9 GiB, and most of it stayed after the client left). `BodyGate` is a server interceptor
 that runs when a call's headers arrive, before grpc reads the body: at most `slots`

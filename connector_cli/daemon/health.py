@@ -14,7 +14,9 @@ from typing import Any
 
 import grpc
 
-from connector_cli.daemon.requests import BuiltOnFirstCall, RequestGate, raw_handler
+from connector_cli.daemon.gate import RequestGate
+from connector_cli.daemon.lazy_services import BuiltOnFirstCall
+from connector_cli.daemon.raw_handlers import raw_handler
 
 SERVICE = "grpc.health.v1.Health"
 SERVING, NOT_SERVING = 1, 2  # grpc.health.v1.HealthCheckResponse.ServingStatus

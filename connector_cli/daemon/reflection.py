@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import grpc
 
-from connector_cli.daemon.requests import BuiltOnFirstCall
+from connector_cli.daemon.lazy_services import BuiltOnFirstCall
 
 SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 

@@ -26,6 +26,7 @@ import grpc.aio
 from connector_cli.config import ServerConfig
 from connector_cli.daemon.addresses import bind_error, check_free, host_port
 from connector_cli.daemon.bodies import BodyGate
+from connector_cli.daemon.gate import RequestGate
 from connector_cli.daemon.health import SERVICE as HEALTH_SERVICE
 from connector_cli.daemon.health import SERVING
 from connector_cli.daemon.limits import (
@@ -37,7 +38,7 @@ from connector_cli.daemon.limits import (
     refuse_host_local,
 )
 from connector_cli.daemon.loop import loop_name
-from connector_cli.daemon.requests import RequestGate, add_raw_service
+from connector_cli.daemon.raw_handlers import add_raw_service
 from connector_cli.daemon.servicers import MetadataService, TaskService
 from connector_cli.daemon.servicers_v1 import api_label, served_apis, service_names_for
 from connector_cli.errors import StartupError

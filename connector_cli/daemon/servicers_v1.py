@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 import grpc
 
-from connector_cli.daemon.requests import BuiltOnFirstCall, RequestGate, raw_handler
+from connector_cli.daemon.gate import RequestGate
+from connector_cli.daemon.lazy_services import BuiltOnFirstCall
+from connector_cli.daemon.raw_handlers import raw_handler
 from connector_cli.daemon.servicers import _Call, status_for
 from connector_cli.errors import UsageError
 
