@@ -25,29 +25,28 @@ answers too large for the backend moved to outputs.pb (`connector_cli.offload`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional
 
 from flyteidl2.connector import connector_pb2 as pb
-from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli import wire
 from connector_cli.connection_args import connection_kwargs
-from connector_cli.errors import LiteralError, UsageError
+from connector_cli.errors import UsageError
 from connector_cli.masking import current, mask_resource
 from connector_cli.offload import DEFAULT_MAX_RESPONSE_BYTES, fit
+from connector_cli.responses import ContractError, fill_resource, log_message
+from connector_cli.routes import Route
 from connector_cli.sdk.connector import (
     AsyncConnector,
     Resource,
     call_method,
     implements,
-    method_kind,
 )
 from connector_cli.sdk.registry import ConnectorRegistry
-from connector_cli.sdk.resource_meta import ResourceMeta, meta_decoder
+from connector_cli.sdk.resource_meta import ResourceMeta
 
 if TYPE_CHECKING:
     from connector_cli.connections import ConnectionsSource, Rule
@@ -61,10 +60,6 @@ logger = logging.getLogger(__name__)
 UNKNOWN_TASK_TYPE = "unknown"
 LARGE_INPUTS = 1 << 20  # inputs of this many bytes or more are converted off the event loop
 _NO_SECRETS: Mapping[str, str] = {}
-
-
-class ContractError(Exception):
-    """A connector broke the SDK contract (e.g. `create` returned no ResourceMeta): INTERNAL."""
 
 
 class _Large:
@@ -84,32 +79,6 @@ class Scope:
     def __init__(self) -> None:
         self.label = UNKNOWN_TASK_TYPE
         self.secrets: Mapping[str, str] = _NO_SECRETS
-
-
-class Route:
-    """What serving one task type needs, worked out once per registry change rather than per
-    call: the connector, its meta decoder, and how to call `create`, `get` and `delete`."""
-
-    __slots__ = ("connector", "name", "version", "decode", "signed", "create", "get", "delete")
-
-    def __init__(self, connector: AsyncConnector, name: str, version: int,
-                 executor: Optional[Executor], sign_foreign: bool = False) -> None:
-        self.connector, self.name, self.version = connector, name, version
-        self.decode = meta_decoder(connector.metadata_type)
-        self.signed = connector.sign_resource_meta or (
-            sign_foreign and getattr(connector, "sdk", None) is not None)
-        self.create = _caller(connector, "create", executor)
-        self.get = _caller(connector, "get", executor)
-        self.delete = _caller(connector, "delete", executor)
-
-
-def _caller(connector: AsyncConnector, method: str,
-            executor: Optional[Executor]) -> Callable[..., Awaitable[Any]]:
-    """The connector's own bound method for a plain `async def` (the usual case: one
-    coroutine per call), else `call_method` (threads, own loop) bound to it."""
-    if method_kind(connector, method) == "async" and not connector.own_loop:
-        return getattr(connector, method)  # type: ignore[no-any-return]
-    return functools.partial(call_method, connector, method, executor=executor)
 
 
 class Dispatcher:
@@ -401,19 +370,19 @@ class Dispatcher:
         if inspect.isasyncgen(result):
             try:
                 async for page in result:
-                    yield _log_message(page, where)
+                    yield log_message(page, where)
             finally:
                 await result.aclose()
         elif inspect.isgenerator(result):
             loop, done = asyncio.get_running_loop(), object()
             while (page := await loop.run_in_executor(self.executor, next, result, done)) \
                     is not done:
-                yield _log_message(page, where)
+                yield log_message(page, where)
         elif isinstance(result, (list, tuple)):  # a page: `log_page(...)`
             for page in result:
-                yield _log_message(page, where)
+                yield log_message(page, where)
         else:
-            yield _log_message(result, where)
+            yield log_message(result, where)
 
     def _prepare(
         self, request: Any, scope: Scope, optional: str
@@ -437,67 +406,4 @@ class Dispatcher:
         return connector, meta, extra
 
 
-def fill_resource(out: pb.Resource, resource: Any, where: str) -> None:
-    """Write a connector's `Resource` into the wire message `out` (no copies); outputs
-    are converted by inference, as GetTask carries no interface."""
-    if isinstance(resource, pb.Resource):
-        if resource.phase == 0:
-            raise ContractError(f"{where} returned phase UNDEFINED; return a real phase")
-        out.CopyFrom(resource)
-        return
-    if not isinstance(resource, Resource):
-        raise ContractError(f"{where} returned {type(resource).__name__}; return a Resource")
-    phase = resource.phase
-    if not isinstance(phase, int) or phase == 0:
-        phase = Resource(phase).phase  # a phase set after construction: validate it now
-    if resource.outputs is not None and not _set_outputs(out, resource.outputs, where):
-        return
-    out.phase = phase
-    if resource.message:
-        out.message = resource.message
-    if resource.log_links:
-        out.log_links.extend(resource.log_links)
-    if resource.custom_info:
-        try:
-            out.custom_info.update(resource.custom_info)
-        except (TypeError, ValueError) as exc:
-            raise ContractError(
-                f"{where} returned custom_info that is not JSON data: {exc}"
-            ) from None
-
-
-def _set_outputs(out: pb.Resource, outputs: Any, where: str) -> bool:
-    """Convert outputs into `out`; on failure make `out` a FAILED resource and say False
-    (retrying GetTask cannot fix a connector's outputs, so fail the task, not the RPC).
-
-    A dict of values is written straight into `out.outputs` (no intermediate message)."""
-    from connector_cli.literals import outputs_to_proto, write_outputs
-
-    try:
-        if type(outputs) is dict or isinstance(outputs, Mapping):
-            out.outputs.SetInParent()  # set even when empty, as a converted message would be
-            write_outputs(outputs, None, out.outputs)
-        else:
-            out.outputs.CopyFrom(outputs_to_proto(outputs, None))
-    except LiteralError as exc:
-        logger.error("%s returned outputs that cannot be converted: %s", where, exc)
-        out.ClearField("outputs")
-        out.phase = TaskExecution.FAILED
-        out.message = f"the connector's outputs cannot be converted to Flyte literals: {exc}"
-        return False
-    return True
-
-
 _large_thread: Optional[Executor] = None
-
-
-def _log_message(page: Any, where: str) -> pb.GetTaskLogsResponse:
-    if isinstance(page, pb.GetTaskLogsResponse):
-        return page
-    if isinstance(page, pb.GetTaskLogsResponseBody):
-        return pb.GetTaskLogsResponse(body=page)
-    if isinstance(page, pb.GetTaskLogsResponseHeader):
-        return pb.GetTaskLogsResponse(header=page)
-    raise ContractError(
-        f"{where} produced {type(page).__name__}; return or yield GetTaskLogsResponse messages"
-    )

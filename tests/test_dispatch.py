@@ -12,16 +12,11 @@ from flyteidl2.core.security_pb2 import Connection
 from flyteidl2.core.tasks_pb2 import TaskTemplate
 from google.protobuf.struct_pb2 import Struct
 
-from connector_cli.dispatch import (
-    UNKNOWN_TASK_TYPE,
-    ContractError,
-    Dispatcher,
-    Scope,
-    connection_kwargs,
-    fill_resource,
-)
+from connector_cli.connection_args import connection_kwargs
+from connector_cli.dispatch import UNKNOWN_TASK_TYPE, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError
 from connector_cli.masking import current
+from connector_cli.responses import ContractError, fill_resource
 from connector_cli.sdk.connector import Resource
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.task_requests import (

@@ -38,7 +38,7 @@ LAYERS = [
     {"errors", "_version", "record", "shutdown"},
     {"sdk", "literals", "config", "signing", "connections", "shield", "offload"},
     {"connector_cli", "discovery", "dispatch", "wire", "client", "foreign", "adapters", "masking",
-     "adoption",
+     "adoption", "responses", "routes",
      "task_requests", "connection_args", "v1_messages"},
     {"daemon", "run", "authoring"},
     {"testing", "pytest_plugin"},

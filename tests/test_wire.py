@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector_cli import wire
-from connector_cli.dispatch import ContractError, fill_resource
+from connector_cli.responses import ContractError, fill_resource
 from connector_cli.sdk.connector import Resource
 
 PHASES = [p for p in TaskExecution.Phase.values() if p]

@@ -92,7 +92,7 @@ class FlyteSdkConnector(AsyncConnector):
             **kwargs,
         )
         if not callable(getattr(meta, "encode", None)):
-            from connector_cli.dispatch import ContractError
+            from connector_cli.responses import ContractError
 
             raise ContractError(
                 f"{self.name}.create returned {type(meta).__name__}; return its metadata_type"

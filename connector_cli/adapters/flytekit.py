@@ -198,7 +198,7 @@ class FlytekitConnector(AsyncConnector):
             task_execution_metadata=TaskExecutionMetadata.from_flyte_idl(metadata),
         )
         if not callable(getattr(meta, "encode", None)):
-            from connector_cli.dispatch import ContractError
+            from connector_cli.responses import ContractError
 
             raise ContractError(
                 f"{self.name}.create returned {type(meta).__name__}; return its metadata_type"

@@ -25,9 +25,10 @@ from flyteidl2.connector.service_pb2_grpc import (
 )
 
 from connector_cli.daemon.streams import until_draining
-from connector_cli.dispatch import UNKNOWN_TASK_TYPE, ContractError, Dispatcher, Scope
+from connector_cli.dispatch import UNKNOWN_TASK_TYPE, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, describe_failure
 from connector_cli.masking import current
+from connector_cli.responses import ContractError
 from connector_cli.sdk.registry import ConnectorRegistry
 from connector_cli.shield import is_transient
 
