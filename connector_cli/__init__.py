@@ -17,6 +17,7 @@ _EXPORTS = {
     "is_terminal_phase": "connector_cli.sdk.connector",
     "convert_to_flyte_phase": "connector_cli.sdk.connector",
     "phase_name": "connector_cli.sdk.connector",
+    "template_custom": "connector_cli.sdk.connector",
     "ResourceMeta": "connector_cli.sdk.resource_meta",
     "ConnectorRegistry": "connector_cli.sdk.registry",
     "ConnectorError": "connector_cli.errors",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         convert_to_flyte_phase,
         is_terminal_phase,
         phase_name,
+        template_custom,
     )
     from connector_cli.sdk.pages import log_page, metric, metrics_response
     from connector_cli.sdk.registry import ConnectorRegistry

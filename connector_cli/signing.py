@@ -128,11 +128,9 @@ def read_key(path: str, what: str = "meta key file") -> bytes:
 def default_state_dir() -> Path:
     """The daemon's own state directory: $FLYTE_CONNECTOR_STATE_DIR, else under
     $XDG_STATE_HOME (default ~/.local/state)."""
-    configured = os.environ.get(STATE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "flyte-connector"
+    from connector_cli.sdk.job_dirs import default_state_dir
+
+    return default_state_dir("flyte-connector", STATE_DIR_ENV)
 
 
 def generated_key(state_dir: Path) -> tuple[bytes, Path]:

@@ -4,6 +4,7 @@ wrote `end`, and it runs while the pid in `pid` lives."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -272,3 +273,42 @@ def test_a_state_directory_of_another_user_or_a_symlink_is_refused(tmp_path: Pat
     (tmp_path / "fresh").mkdir(mode=0o700)
     with pytest.raises(UsageError):
         private_dir(link, "state directory")
+
+
+def test_state_directories_default_under_xdg_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from connector_cli.sdk.job_dirs import default_state_dir
+
+    monkeypatch.delenv("X_STATE", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir("flyte-connector-x", "X_STATE") == tmp_path / "flyte-connector-x"
+    monkeypatch.setenv("X_STATE", "/elsewhere")
+    assert default_state_dir("flyte-connector-x", "X_STATE") == Path("/elsewhere")
+
+
+def test_a_meta_may_name_only_a_real_job_directory_of_ours(tmp_path: Path) -> None:
+    from connector_cli.sdk.job_dirs import checked_job_dir
+
+    def named(name: str) -> bool:
+        return name.startswith("job-")
+
+    job = tmp_path / "job-1"
+    job.mkdir()
+    assert checked_job_dir(str(job), named, "test job directory") == job
+    assert checked_job_dir(str(tmp_path / "job-gone"), named, "test job directory") is None
+    (tmp_path / "job-link").symlink_to(job)
+    other = tmp_path / "other"
+    other.mkdir()
+    for forged in ("relative/job-1", str(tmp_path / "job-1" / ".." / "job-1"),
+                   str(tmp_path / "job-link"), str(other)):
+        with pytest.raises(UsageError, match="resource_meta names no test job directory"):
+            checked_job_dir(forged, named, "test job directory")
+
+
+def test_job_files_are_written_whole(tmp_path: Path) -> None:
+    from connector_cli.sdk.job_dirs import write_json
+
+    target = tmp_path / "status.json"
+    write_json(target, {"b": 1, "a": [2]})
+    write_json(target, {"phase": "done"})
+    assert json.loads(target.read_text()) == {"phase": "done"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]

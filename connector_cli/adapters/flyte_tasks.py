@@ -29,6 +29,8 @@ from flyte.connectors import ResourceMeta as FlyteResourceMeta
 from flyte.extend import TaskTemplate
 from flyte.models import NativeInterface, SerializationContext
 
+from connector_cli.sdk.connector import template_custom
+
 if TYPE_CHECKING:
     from flyteidl2.core import tasks_pb2
 
@@ -208,9 +210,7 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
 
 def _configs(template: Any) -> dict[str, str]:
     """The template's `custom.configs`, as the backend puts them in the connection."""
-    from google.protobuf.json_format import MessageToDict
-
-    custom = MessageToDict(template.custom) if template.HasField("custom") else {}
+    custom = template_custom(template)
     configs = custom.get("configs") or {}
     return {str(k): str(v) for k, v in configs.items()} if isinstance(configs, dict) else {}
 

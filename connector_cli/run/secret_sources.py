@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from connector_cli.errors import UsageError
+from connector_cli.sdk.connector import template_custom
 from connector_cli.sdk.secrets import Connection
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def connection_for(template: TaskTemplate, secrets: Mapping[str, str]) -> Connec
     a secret named like the keyword); every given secret is passed as well.
     `custom.configs` become the configs.
     """
-    custom = _custom(template)
+    custom = template_custom(template)
     resolved = dict(secrets)
     for keyword, secret_name in _string_map(custom.get("secrets"), "secrets").items():
         found = _find(secrets, secret_name)
@@ -126,12 +127,6 @@ def connection_for(template: TaskTemplate, secrets: Mapping[str, str]) -> Connec
             )
     configs = _string_map(custom.get("configs"), "configs")
     return Connection(secrets=resolved, configs=configs)
-
-
-def _custom(template: TaskTemplate) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(template.custom) if template.HasField("custom") else {}
 
 
 def _string_map(value: Any, what: str) -> dict[str, str]:

@@ -200,6 +200,16 @@ OPTIONAL_METHODS = ("get_logs", "get_metrics")
 _KINDS: dict[tuple[type, str], Optional[MethodKind]] = {}
 
 
+def template_custom(task_template: Any) -> dict[str, Any]:
+    """A task template's `custom` as plain data (`{}` when it has none): where a task's own
+    settings, and its `secrets` and `configs` mappings, are."""
+    if not task_template.HasField("custom"):
+        return {}
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(task_template.custom)  # type: ignore[no-any-return]
+
+
 def method_kind(connector: AsyncConnector, method: str) -> Optional[MethodKind]:
     """How a connector method must be called, or None when an optional one is not declared.
 

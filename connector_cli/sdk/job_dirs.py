@@ -9,11 +9,17 @@ number of seconds >= 0 is a `UsageError`) and `<PREFIX>_KEEP_DELETED` (`1`, `tru
 `yes` leaves a deleted job's files in place). What a job directory is, when its job
 ended and whether it still runs stay the plugin's own rules, given as two callbacks.
 A `Sweeper` applies the policy at most once a minute, from `create`.
+
+The rules every such plugin shares live here too: where state goes by default
+(`default_state_dir`, private: `private_dir`), checking the directory a resource meta
+names before trusting it (`checked_job_dir`), and writing a job file atomically
+(`write_json`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -21,11 +27,54 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from connector_cli.errors import UsageError
 
 log = logging.getLogger(__name__)
+
+def default_state_dir(name: str, env: str) -> Path:
+    """A state directory: `$env` when set, else `$XDG_STATE_HOME/<name>` (default
+    `~/.local/state/<name>`). Callers make it private with `private_dir` before use."""
+    configured = os.environ.get(env)
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / name
+
+
+def checked_job_dir(job_dir: str, named: Callable[[str], bool], what: str) -> Optional[Path]:
+    """The job directory a resource meta names, or None when it no longer exists.
+
+    `UsageError` ("resource_meta names no <what>") unless it is a real absolute path (no
+    symlink, no `..`), a directory this user owns, whose name `named` accepts: a forged
+    meta must not point a connector at another directory. The plugin then checks what
+    its own files say (a nonce, a spec)."""
+    path = Path(job_dir)
+    refused = UsageError(f"resource_meta names no {what}")
+    if not path.is_absolute() or os.path.realpath(job_dir) != job_dir:
+        raise refused
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise refused from None
+    if not named(path.name) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise refused
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically and durably: a temporary file in the same directory, flushed
+    to disk, renamed into place (a reader sees the old file or the new one, never half)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
 
 def private_dir(path: Path, what: str) -> Path:
     """`path`, made with mode 0700 when missing, once checked: a real directory (not a

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
-from google.protobuf.json_format import MessageToDict
 
 from connector_cli import (
     AsyncConnector,
@@ -28,6 +27,7 @@ from connector_cli import (
     log_page,
     metric,
     metrics_response,
+    template_custom,
 )
 
 
@@ -48,7 +48,7 @@ class JobsvcConnector(AsyncConnector):
         inputs = inputs or {}
         if not endpoint:
             raise UsageError("the task has no 'endpoint' config; add configs={'endpoint': URL}")
-        custom = MessageToDict(task_template.custom) if task_template.HasField("custom") else {}
+        custom = template_custom(task_template)
         body = {"text": inputs["text"], "seconds": inputs.get("seconds", 0.0),
                 "label": custom.get("label", "")}
         job = _call("POST", f"{endpoint}/jobs", api_token, body)

@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
-from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
+from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError, template_custom
 from connector_cli.sdk.resource_meta import check_meta_path
 from flyte_connector_shell import cgroups, jobdir, logs, metrics, procfs, wrapper
 from flyte_connector_shell.metrics import METRICS
@@ -161,9 +161,7 @@ class ShellConnector(AsyncConnector):
         **kwargs: Any,
     ) -> ShellMeta:
         """Start the command in its own session and return at once."""
-        from google.protobuf.json_format import MessageToDict
-
-        custom = MessageToDict(task_template.custom) if task_template.HasField("custom") else {}
+        custom = template_custom(task_template)
         spec = parse_custom(custom)
         exit_code_output = _declared_outputs(task_template, spec)
         inputs = inputs or {}

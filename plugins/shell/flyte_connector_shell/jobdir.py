@@ -21,13 +21,18 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
 from connector_cli import UsageError
-from connector_cli.sdk.job_dirs import RetentionPolicy, Sweeper, private_dir
+from connector_cli.sdk.job_dirs import (
+    RetentionPolicy,
+    Sweeper,
+    checked_job_dir,
+    default_state_dir,
+    private_dir,
+)
 
 STATE_DIR_ENV = "FLYTE_CONNECTOR_SHELL_STATE_DIR"
 PREFIX = "shell-"
@@ -44,10 +49,7 @@ class ControlFilesGone(UsageError):
 
 def state_dir() -> Path:
     """Where jobs with a remote output prefix keep their directories."""
-    configured = os.environ.get(STATE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    return Path(tempfile.gettempdir(), f"flyte-connector-shell-{os.getuid()}")
+    return default_state_dir("flyte-connector-shell", STATE_DIR_ENV)
 
 
 def local_dir(output_prefix: str) -> Optional[Path]:
@@ -115,18 +117,9 @@ def checked(job_dir: str, nonce: str) -> Optional[Path]:
     `UsageError` when the path is not one of this connector's job directories: relative,
     through a symlink or `..`, not named `shell-*`, not ours, or with another nonce.
     """
-    path = Path(job_dir)
-    if not path.is_absolute() or os.path.realpath(job_dir) != job_dir:
-        raise UsageError("resource_meta names no shell job directory (not a real absolute path)")
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    path = checked_job_dir(job_dir, lambda name: name.startswith(PREFIX), "shell job directory")
+    if path is None:
         return None
-    except OSError:
-        raise UsageError("resource_meta names no shell job directory") from None
-    if (not path.name.startswith(PREFIX) or not stat.S_ISDIR(info.st_mode)
-            or info.st_uid != os.getuid()):
-        raise UsageError("resource_meta names no shell job directory")
     found = _read_nonce(path)
     if found is None and nonce and not os.path.lexists(path / NONCE_FILE):
         raise ControlFilesGone("the job removed its own control files from its job directory")

@@ -16,7 +16,7 @@ from typing import Any, AsyncIterator, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution, TaskLog
 
-from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError
+from connector_cli import AsyncConnector, Resource, ResourceMeta, UsageError, template_custom
 from flyte_connector_slurm import jobfiles, metrics, script
 from flyte_connector_slurm.config import SlurmConfig, load_config
 from flyte_connector_slurm.jobfiles import JobPaths
@@ -165,9 +165,7 @@ class SlurmConnector(AsyncConnector):
                      inputs: Optional[dict[str, Any]] = None,
                      task_execution_metadata: Any = None, **kwargs: Any) -> SlurmMeta:
         """Submit the job and return its handle; a refused submission is one clear error."""
-        from google.protobuf.json_format import MessageToDict
-
-        custom = MessageToDict(task_template.custom) if task_template.HasField("custom") else {}
+        custom = template_custom(task_template)
         name = task_template.id.name.rsplit(".", 1)[-1] if task_template.HasField("id") else ""
         spec = parse_custom(custom, default_name=_job_name(name))
         kinds, exit_code_output = _output_kinds(task_template, spec)

@@ -9,7 +9,6 @@ stateless. No file ever holds the database password.
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import time
@@ -17,7 +16,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from connector_cli.errors import UsageError
-from connector_cli.sdk.job_dirs import private_dir
+from connector_cli.sdk.job_dirs import (
+    checked_job_dir,
+    default_state_dir,
+    private_dir,
+    write_json,
+)
 
 SPEC = "spec.json"
 STATUS = "status.json"
@@ -42,11 +46,7 @@ def local_path(prefix: str) -> Optional[str]:
 
 def state_dir() -> Path:
     """Where jobs with a remote output prefix keep their files on the connector host."""
-    configured = os.environ.get(STATE_DIR_ENV)
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "flyte-connector-sql"
+    return default_state_dir("flyte-connector-sql", STATE_DIR_ENV)
 
 
 def make_job_dir(output_prefix: str, job_id: str) -> tuple[Path, str]:
@@ -76,31 +76,19 @@ def checked_dir(job_dir: str, job_id: str) -> Optional[Path]:
     `UsageError` when the path is not this connector's directory of that job: relative,
     through a symlink or `..`, not named after the job, not ours, or without a spec.
     """
-    path = Path(job_dir)
-    if (not path.is_absolute() or os.path.realpath(job_dir) != job_dir
-            or not JOB_ID.match(job_id) or path.name not in (job_id, f"sql-{job_id}")):
+    if not JOB_ID.match(job_id):
         raise UsageError("resource_meta names no SQL job directory")
-    try:
-        info = path.lstat()
-    except FileNotFoundError:
+    path = checked_job_dir(job_dir, (job_id, f"sql-{job_id}").__contains__,
+                           "SQL job directory")
+    if path is None:
         return None
-    except OSError:
-        raise UsageError("resource_meta names no SQL job directory") from None
     try:
         spec = (path / SPEC).lstat()
     except OSError:
         spec = None
-    if (not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or spec is None
-            or not stat.S_ISREG(spec.st_mode)):
+    if spec is None or not stat.S_ISREG(spec.st_mode):
         raise UsageError("resource_meta names no SQL job directory")
     return path
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temp file in the same directory, then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Optional[dict[str, Any]]:

@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from connector_cli.errors import UsageError
+from connector_cli.sdk.connector import template_custom
 
 if TYPE_CHECKING:
     from flyteidl2.core.tasks_pb2 import TaskTemplate
@@ -49,7 +50,7 @@ class QuerySpec:
 
 def parse_template(template: TaskTemplate) -> QuerySpec:
     """Read `custom` (query, database, format); the query may also come from `template.sql`."""
-    custom = _custom(template)
+    custom = template_custom(template)
     unknown = sorted(set(custom) - _TEMPLATE_KEYS)
     if unknown:
         raise UsageError(
@@ -96,14 +97,6 @@ def _limit(custom: Mapping[str, Any], key: str, env: str, default: float) -> flo
         raise UsageError(f"custom.{key} must be a positive number up to {cap:g} "
                          f"(this host's {env}), got {value!r}")
     return float(value)
-
-
-def _custom(template: TaskTemplate) -> dict[str, Any]:
-    if not template.HasField("custom"):
-        return {}
-    from google.protobuf.json_format import MessageToDict
-
-    return MessageToDict(template.custom)
 
 
 def sqlite_path(database: str) -> str:
