@@ -12,9 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Optional, TypeVar
 
-from connector_cli.errors import UsageError, describe_failure
+from flyteidl2.core.execution_pb2 import TaskExecution
+from flyteidl2.task.common_pb2 import Outputs
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError
+
+from connector_cli.errors import ConnectorError, LiteralError, UsageError, bounded, describe_failure
+from connector_cli.literals import literal_to_python
 from connector_cli.run.types import (
     PollUpdate,
     RunObserver,
@@ -28,7 +35,6 @@ from connector_cli.sdk.connector import is_terminal_phase, phase_name
 
 if TYPE_CHECKING:
     from flyteidl2.connector.connector_pb2 import Resource
-    from flyteidl2.task.common_pb2 import Outputs
 
 __all__ = ["Run", "next_poll_delay", "read_outputs_file"]
 
@@ -178,8 +184,6 @@ class Run:
                 result.log_links.append(link)
                 new_links.append(link)
         if resource.HasField("custom_info"):
-            from google.protobuf.json_format import MessageToDict
-
             result.custom_info = MessageToDict(resource.custom_info)
         if resource.HasField("outputs"):
             result.outputs = resource.outputs
@@ -190,8 +194,6 @@ class Run:
         ))
 
     def _finish_terminal(self, resource: Resource) -> None:
-        from flyteidl2.core.execution_pb2 import TaskExecution
-
         if resource.phase != TaskExecution.SUCCEEDED:
             status = "aborted" if resource.phase == TaskExecution.ABORTED else "failed"
             self._finish(status, resource.message)
@@ -206,9 +208,6 @@ class Run:
         Like the Flyte backend, outputs not returned by `get` are read from
         `<output_prefix>/outputs.pb` (when the prefix is a local path). The outputs are
         also decoded against the declared types into `result.output_values`."""
-        from connector_cli.errors import LiteralError
-        from connector_cli.literals import literal_to_python
-
         declared = {v.key: v.value.type for v in self.request.template.interface.outputs.variables}
         result = self.result
         if declared and result.outputs is None:
@@ -245,8 +244,6 @@ class Run:
             self.observer.note(f"could not fetch logs/metrics: {_describe(exc)}")
 
     async def _fetch_metrics(self, resource_meta: bytes) -> None:
-        from google.protobuf.json_format import MessageToDict
-
         try:
             response = await self.target.metrics(self.request, resource_meta, self._wall_start,
                                                  time.time())
@@ -320,11 +317,6 @@ def next_poll_delay(options: RunOptions, current: float, elapsed: float, changed
 
 def read_outputs_file(output_prefix: str) -> Optional[Outputs]:
     """`<output_prefix>/outputs.pb` as `flyteidl2.task.Outputs` when it is a local file."""
-    from pathlib import Path
-
-    from flyteidl2.task.common_pb2 import Outputs
-    from google.protobuf.message import DecodeError
-
     local = output_prefix.removeprefix("file://")
     if "://" in local:
         return None
@@ -379,8 +371,6 @@ def _close(aw: Awaitable[Any]) -> None:
 
 def _describe(exc: BaseException) -> str:
     """A connector's exception: its type (unless ours) and its whole message, bounded."""
-    from connector_cli.errors import ConnectorError, bounded
-
     text = bounded(str(exc))
     if isinstance(exc, ConnectorError):
         return text or type(exc).__name__

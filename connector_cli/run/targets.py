@@ -13,6 +13,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Optional
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from connector_cli.client import ConnectorClient, check_endpoint
+from connector_cli.dispatch import Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, RemoteError
 from connector_cli.run.types import Category, RunRequest, Unsupported
 from connector_cli.sdk.registry import not_served_message
@@ -124,8 +129,6 @@ class InProcessTarget(_MessageTarget):
     def __init__(self, registry: ConnectorRegistry,
                  executor: Optional[concurrent.futures.Executor] = None,
                  plugin_failures: Iterable[str] = ()) -> None:
-        from connector_cli.dispatch import Dispatcher
-
         self.registry = registry
         self.dispatch = Dispatcher(registry, executor or DaemonThreadExecutor())
         self.plugin_failures = list(plugin_failures)
@@ -143,13 +146,9 @@ class InProcessTarget(_MessageTarget):
         logger.debug("running %r in-process", connector)
 
     async def _unary(self, operation: str, message: Any) -> Any:
-        from connector_cli.dispatch import Scope
-
         return await getattr(self.dispatch, operation)(message, Scope())
 
     def _pages(self, message: GetTaskLogsRequest) -> AsyncIterator[GetTaskLogsResponse]:
-        from connector_cli.dispatch import Scope
-
         return self.dispatch.get_logs(message, Scope())
 
     def _unimplemented(self, exc: Exception) -> bool:
@@ -168,8 +167,6 @@ class DaemonTarget(_MessageTarget):
 
     def __init__(self, endpoint: str, tls: Optional[ClientTLS] = None,
                  timeout: float = 10.0, client: Optional[ConnectorClient] = None) -> None:
-        from connector_cli.client import check_endpoint
-
         check_endpoint(endpoint)
         if tls is not None:
             tls.credentials()  # reads the files now, so a bad path is a usage error up front
@@ -182,8 +179,6 @@ class DaemonTarget(_MessageTarget):
     def client(self) -> ConnectorClient:
         """The client, made on first use: its channel belongs to the running loop."""
         if self._client is None:
-            from connector_cli.client import ConnectorClient
-
             self._client = ConnectorClient(self.endpoint, tls=self.tls, timeout=self.timeout)
         return self._client
 
@@ -215,9 +210,6 @@ class DaemonTarget(_MessageTarget):
 
 def metrics_window(start: float, end: float) -> dict[str, Any]:
     """GetTaskMetrics fields for the run's wall-clock window, one point per second."""
-    from google.protobuf.duration_pb2 import Duration
-    from google.protobuf.timestamp_pb2 import Timestamp
-
     start_ts, end_ts = Timestamp(), Timestamp()
     start_ts.FromNanoseconds(int(start * 1e9))
     end_ts.FromNanoseconds(int(end * 1e9))

@@ -9,11 +9,17 @@ Prometheus result shape `flyte-connector test --metrics` prints.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
-if TYPE_CHECKING:
-    from flyteidl2.connector.connector_pb2 import GetTaskLogsResponse, GetTaskMetricsResponse
-    from flyteidl2.core.metrics_pb2 import ExecutionMetricResult
+from flyteidl2.connector.connector_pb2 import (
+    GetTaskLogsResponse,
+    GetTaskLogsResponseBody,
+    GetTaskLogsResponseHeader,
+    GetTaskMetricsResponse,
+)
+from flyteidl2.core.metrics_pb2 import ExecutionMetricResult
+from flyteidl2.logs.dataplane.payload_pb2 import LogLine
+from google.protobuf.struct_pb2 import Struct
 
 __all__ = ["log_page", "metric", "metrics_response"]
 
@@ -31,12 +37,6 @@ def log_page(lines: Iterable[LineLike],
     test --follow` keeps asking from the last token until the job ends, so a job still
     writing should return the token to resume from even when the page is short.
     """
-    from flyteidl2.connector.connector_pb2 import (
-        GetTaskLogsResponse,
-        GetTaskLogsResponseBody,
-        GetTaskLogsResponseHeader,
-    )
-
     body = GetTaskLogsResponseBody(lines=[_log_line(line) for line in lines])
     page = [GetTaskLogsResponse(body=body)]
     if next_token:
@@ -45,8 +45,6 @@ def log_page(lines: Iterable[LineLike],
 
 
 def _log_line(line: LineLike) -> Any:
-    from flyteidl2.logs.dataplane.payload_pb2 import LogLine
-
     if isinstance(line, LogLine):
         return line
     if isinstance(line, str):
@@ -63,9 +61,6 @@ def _log_line(line: LineLike) -> Any:
 def metric(name: str, samples: Iterable[Sample],
            labels: Optional[Mapping[str, str]] = None) -> ExecutionMetricResult:
     """One metric series: `(when, value)` samples (datetime or epoch seconds)."""
-    from flyteidl2.core.metrics_pb2 import ExecutionMetricResult
-    from google.protobuf.struct_pb2 import Struct
-
     values = [[_utc(when).timestamp(), str(value)] for when, value in samples]
     data = Struct()
     data.update({"resultType": "matrix",
@@ -76,8 +71,6 @@ def metric(name: str, samples: Iterable[Sample],
 
 def metrics_response(*metrics: ExecutionMetricResult) -> GetTaskMetricsResponse:
     """What `get_metrics` returns: the series built with `metric`."""
-    from flyteidl2.connector.connector_pb2 import GetTaskMetricsResponse
-
     return GetTaskMetricsResponse(results=list(metrics))
 
 
