@@ -47,11 +47,11 @@ def test_init_writes_a_named_package(package: tuple[Path, Path]) -> None:
     root, _ = package
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == ["README.md", "examples/task.inputs.json", "examples/task.yaml",
-                     "examples/workflow.py",
+                     "examples/workflow.py", "examples/workflow_flytekit.py",
                      "flyte_connector_acme_jobs/__init__.py", "flyte_connector_acme_jobs/connector.py",
-                     "flyte_connector_acme_jobs/task.py",
+                     "flyte_connector_acme_jobs/task.py", "flyte_connector_acme_jobs/task_flytekit.py",
                      "pyproject.toml", "requirements-local.txt", "tests/test_connector.py",
-                     "tests/test_task.py"]
+                     "tests/test_task.py", "tests/test_task_flytekit.py"]
     pyproject = (root / "pyproject.toml").read_text()
     assert 'name = "flyte-connector-acme-jobs"' in pyproject
     assert 'acme_jobs = "flyte_connector_acme_jobs.connector:AcmeJobsConnector"' in pyproject
@@ -59,6 +59,7 @@ def test_init_writes_a_named_package(package: tuple[Path, Path]) -> None:
     # By name, so it installs where flyte-connector is (an image); the local source, which
     # no index has, is installed by requirements-local.txt.
     assert 'dependencies = ["flyte-connector>=' in pyproject and 'flyte = ["flyte-connector[flyte]>=' in pyproject
+    assert 'flytekit = ["flyte-connector[flytekit]>=' in pyproject
     assert (root / "requirements-local.txt").read_text().splitlines()[-1] == f"-e {REPO.resolve()}"
     assert load_task(root / "examples/task.yaml").template.type == "acme-job"
 
@@ -77,7 +78,9 @@ def test_its_own_tests_pass(package: tuple[Path, Path]) -> None:
     tested = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=root,
                  pythonpath=str(site))
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert "5 passed" in tested.stdout  # the connector's 3, the task's 2 (through the Flyte SDK)
+    # The connector's 3, the Flyte 2 task's 2 (through the Flyte SDK) and the flytekit
+    # task's 2 (through flytekit's local execution).
+    assert "7 passed" in tested.stdout
 
 
 def test_flyte_connector_test_runs_its_example(package: tuple[Path, Path]) -> None:
