@@ -30,7 +30,7 @@ pytest.importorskip("flytekit", reason="the flytekit task class needs the flytek
 pytest.importorskip("flyteidl.service.agent_pb2", reason="needs the flyte1 extra")
 
 from flyteidl.admin import agent_pb2 as v1
-from flyteidl.core import tasks_pb2
+from flyteidl.core import tasks_pb2, types_pb2
 from flyteidl.core.execution_pb2 import TaskExecution
 from google.protobuf import json_format
 
@@ -94,6 +94,31 @@ def test_a_missing_secret_is_one_clear_line(package: Path, service: JobService) 
     assert not any(call[0] == "POST" for call in service.calls if not call[2])
 
 
+def test_ctrl_c_deletes_the_job(package: Path, service: JobService) -> None:
+    code = "import workflow_flytekit as w; w.count(text='interrupted run', seconds=30.0)"
+    local = subprocess.Popen([sys.executable, "-c", code], cwd=package, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env=cli_env(PYTHONPATH=str(package), JOBSVC_URL=service.url,
+                                         **{"JOBSVC-TOKEN": TOKEN}))
+    try:
+        deadline = time.monotonic() + 30
+        while not _jobs(service, "interrupted run") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [job] = _jobs(service, "interrupted run")
+        time.sleep(0.5)  # into the mixin's polling, where its SIGINT handler deletes
+        local.send_signal(signal.SIGINT)
+        out, _ = local.communicate(timeout=30)
+    finally:
+        local.kill()
+    assert job["cancelled"], out
+    assert local.returncode == 1 and "never awaited" not in out, out
+
+
+def _jobs(service: JobService, text: str) -> list[dict[str, Any]]:
+    with service.lock:
+        return [job for job in service.jobs.values() if job["text"] == text]
+
+
 def serialized_template(package: Path) -> Any:
     """The TaskTemplate flytekit serializes for the docs' task (as `pyflyte register` does)."""
     code = ("import sys, workflow_flytekit as w\n"
@@ -112,8 +137,11 @@ def test_the_serialized_template_is_what_the_connector_reads(package: Path) -> N
     assert json_format.MessageToDict(template.custom) == {
         "label": "nightly", "secrets": {"api_token": "jobsvc-token"},
         "configs": {"endpoint": "http://jobs.internal:8080"}}
-    assert list(template.interface.inputs.variables) == ["text", "seconds"]
-    assert list(template.interface.outputs.variables) == ["words", "score"]
+    def simple(variables: Any) -> dict[str, str]:  # a protobuf map: no order
+        return {name: types_pb2.SimpleType.Name(v.type.simple) for name, v in variables.items()}
+
+    assert simple(template.interface.inputs.variables) == {"text": "STRING", "seconds": "FLOAT"}
+    assert simple(template.interface.outputs.variables) == {"words": "INTEGER", "score": "FLOAT"}
     assert not template.HasField("container")  # propeller hands it to the connector
 
 
@@ -140,7 +168,7 @@ def test_served_through_flyte_1s_agent_api(package: Path, service: JobService,
         finished = asyncio.run(asyncio.wait_for(_calls(address, template), 30))
         assert finished.phase == TaskExecution.SUCCEEDED and finished.state == v1.SUCCEEDED
         assert primitives(finished.outputs) == {"words": 4, "score": 2.0}
-        [stopped] = [job for job in service.jobs.values() if job["text"] == "never finished"]
+        [stopped] = _jobs(service, "never finished")
         assert stopped["cancelled"] and stopped["label"] == "nightly"
         assert all(ok for _, _, ok in service.calls)
     finally:

@@ -175,8 +175,13 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
         return KitResource(phase=out.phase, message=out.message,
                            log_links=list(out.log_links), outputs=outputs)
 
-    async def delete(self, resource_meta: _BridgeMeta, **kwargs: Any) -> None:
-        """DeleteTask (flytekit calls it when a local run is interrupted)."""
+    def delete(self, resource_meta: _BridgeMeta, **kwargs: Any) -> None:
+        """DeleteTask, when a local run is interrupted. A plain `def`: flytekit calls it
+        from its SIGINT handler, inside its running loop, where an `async def` one fails
+        (`asyncio.run` there cannot start); a loop on a thread of its own runs it."""
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
         from flyteidl2.connector import connector_pb2 as pb
 
         from connector_cli.dispatch import Scope
@@ -184,7 +189,8 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
         request = pb.DeleteTaskRequest(task_category=self.category,
                                        resource_meta=resource_meta.data,
                                        connection=resource_meta.connection)
-        await self.dispatcher.delete(request, Scope())
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, self.dispatcher.delete(request, Scope())).result()
 
 
 def _connection(custom: Mapping[str, Any]) -> Any:
