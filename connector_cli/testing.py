@@ -171,7 +171,8 @@ async def run_task(
 
     `target` is a connector, a registry, or a `RunningDaemon` (then the calls go over
     gRPC). `template` and `inputs` may be files (any form `flyte-connector test` reads);
-    `template` may also be a Flyte SDK task object (serialized as the backend gets it).
+    `template` may also be a Flyte SDK or flytekit task object (serialized as the backend
+    gets it).
     `secrets` resolve the template's `custom.secrets` like the Flyte backend does. On `timeout`
     the job is deleted and the status is "timed_out". With `raise_errors`, an exception
     raised by the connector's create/get is re-raised after the cleanup, and inputs that do
@@ -228,7 +229,7 @@ def _run_request(
         loaded = load_task(template)
         template, defaults = loaded.template, loaded.defaults
     elif not isinstance(template, TaskTemplate):
-        template = template_of(template)  # a Flyte SDK task object
+        template = template_of(template)  # a Flyte SDK or flytekit task object
     if isinstance(inputs, (str, os.PathLike)):
         inputs = read_inputs(inputs)
     prefix = os.fspath(output_prefix) if output_prefix is not None else None

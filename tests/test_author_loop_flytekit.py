@@ -2,14 +2,16 @@
 
 `init` a package, fill in its connector and flytekit task class from the docs' example
 (docs/examples/jobsvc/), then run the task a flytekit user calls against a small REST job
-service on 127.0.0.1: through flytekit's own local execution (`pyflyte run` and calling
-the workflow), and serialized by flytekit into the TaskTemplate propeller sends, served by
-`flyte-connector serve` through Flyte 1's agent API (v1 stubs: create, get, delete).
+service on 127.0.0.1: through flytekit's own local execution (`pyflyte run`, calling the
+workflow, Ctrl-C), through `flyte-connector test module:task`, and serialized by flytekit
+into the TaskTemplate propeller sends, served by `flyte-connector serve` through Flyte 1's
+agent API (v1 stubs: create, get, delete).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import subprocess
@@ -84,6 +86,19 @@ def test_flytekit_runs_the_workflow_locally_against_the_connector(
     done = run(sys.executable, "workflow_flytekit.py", cwd=package, **env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "DefaultNamedTupleOutput(o0=4, o1=2.0)"
+
+
+def test_flyte_connector_test_runs_the_flytekit_task_object(package: Path, service: JobService) -> None:
+    done = run(sys.executable, "-m", "connector_cli", "test", "workflow_flytekit:count",
+               "--plugins", "none", "-m", CONNECTOR, "-i", "text=alpha beta", "-i", "seconds=0.2",
+               "--secret", f"jobsvc-token={TOKEN}", "--poll-interval", "0.1", "--follow", "--json",
+               cwd=package, JOBSVC_URL=service.url, JOBSVC_TOKEN=TOKEN)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "succeeded" and result["outputs"] == {"words": 2, "score": 1.0}
+    assert result["task"]["form"] == "flytekit task" and result["task"]["type"] == "jobsvc"
+    assert result["logs"] == ["counted 'alpha'", "counted 'beta'", "done: 2 words"]
+    assert TOKEN not in done.stdout + done.stderr
 
 
 def test_a_missing_secret_is_one_clear_line(package: Path, service: JobService) -> None:

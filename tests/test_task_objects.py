@@ -49,7 +49,7 @@ def test_a_template_object_runs_like_its_file(tasks_module: Path) -> None:
     ("no_such_module:job", ("no module named 'no_such_module' for task 'no_such_module:job': run from "
                             "the directory that holds it, or install its package")),
     ("my_tasks:missing", "module 'my_tasks' has no 'missing' (task 'my_tasks:missing')"),
-    ("my_tasks:not_a_task", "my_tasks:not_a_task is an int, not a task: give a Flyte SDK task object"),
+    ("my_tasks:not_a_task", "my_tasks:not_a_task is an int, not a task: give a Flyte SDK or flytekit task object"),
 ])
 def test_what_is_not_a_task_is_one_line_and_exit_2(tasks_module: Path, spec: str, message: str) -> None:
     result = CliRunner().invoke(cli, ["test", spec, "--plugins", "none"])

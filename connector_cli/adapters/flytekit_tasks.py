@@ -9,7 +9,8 @@ connector registry: `execute` first puts a bridge there that runs *our* connecto
 the daemon's own `Dispatcher` on the messages the daemon's Flyte 1 service would pass it
 (the v1 request converted as served, the meta encoded and decoded, configs and secrets as
 the connection), so a local run tests what serving does. `task_template(task)` is the
-TaskTemplate `pyflyte register` serializes, the one propeller sends the daemon.
+TaskTemplate `pyflyte register` serializes, the one propeller sends the daemon (and what
+`flyte-connector test module:task` sends, read as the daemon's Flyte 1 service reads it).
 
 Behind the `flytekit` extra: with `connector_cli.adapters.flytekit`, the only modules
 that import `flytekit`.
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     from connector_cli.sdk.connector import AsyncConnector
 
-__all__ = ["ConnectorTask", "local_bridge", "task_template"]
+__all__ = ["ConnectorTask", "is_flytekit_task", "local_bridge", "task_template"]
 
 _LOCK = threading.Lock()
 _BRIDGES: dict[tuple[str, int], Any] = {}
@@ -83,6 +84,11 @@ class ConnectorTask(AsyncConnectorExecutorMixin, PythonTask):  # type: ignore[mi
         """Run locally through flytekit: our connector, bridged into its registry."""
         local_bridge(self.connector())
         return super().execute(**kwargs)
+
+
+def is_flytekit_task(value: Any) -> bool:
+    """True for a flytekit task object (what `flyte-connector test module:attr` accepts)."""
+    return isinstance(value, PythonTask)
 
 
 def task_template(task: Any, project: str = "local", domain: str = "development",

@@ -91,8 +91,8 @@ def test_command(ctx: click.Context, task: str, **opts: Any) -> None:
     """Run TASK's connector: create, poll get until done, delete on abort.
 
     TASK is a file holding a TaskTemplate or TaskSpec (binary protobuf, proto-JSON or
-    YAML), or MODULE:ATTR naming a Flyte SDK task object, which the Flyte SDK serializes
-    into the TaskTemplate the backend would send.
+    YAML), or MODULE:ATTR naming a Flyte SDK or flytekit task object, which its SDK
+    serializes into the TaskTemplate the backend would send.
     Exit status: 0 succeeded, 1 failed/aborted/error, 2 bad usage or input,
     3 timed out, 130 interrupted.
     """

@@ -2,8 +2,10 @@
 
 The object is a Flyte SDK task (what a Flyte 2 user calls in workflow code; it is
 serialized by the Flyte SDK into the TaskTemplate the backend sends, by
-`connector_cli.adapters.flyte_tasks`) or a ready `flyteidl2` TaskTemplate. The module is
-imported from the current directory first, as `--modules` are.
+`connector_cli.adapters.flyte_tasks`), a flytekit task (Flyte 1's; serialized by flytekit,
+by `connector_cli.adapters.flytekit_tasks`, then read as the daemon's Flyte 1 service
+reads propeller's) or a ready `flyteidl2` TaskTemplate. The module is imported from the
+current directory first, as `--modules` are.
 """
 
 from __future__ import annotations
@@ -71,12 +73,19 @@ def template_of(value: Any, what: str = "the task") -> Any:
         from connector_cli.adapters.flyte_tasks import task_template
 
         template = task_template(value)
+    elif _is_flytekit_task(value):
+        from flyteidl2.core.tasks_pb2 import TaskTemplate as V2Template
+
+        from connector_cli.adapters import flytekit_tasks
+        from connector_cli.v1_messages import recast
+
+        template = recast(flytekit_tasks.task_template(value), V2Template)
     else:
         kind = type(value).__name__
         article = "an" if kind[:1].lower() in "aeiou" else "a"
-        raise UsageError(f"{what} is {article} {kind}, not a task: give a Flyte SDK "
-                         "task object (e.g. one made with the task class `init` writes) or a "
-                         "flyteidl2 TaskTemplate")
+        raise UsageError(f"{what} is {article} {kind}, not a task: give a Flyte SDK or "
+                         "flytekit task object (e.g. one made with a task class `init` "
+                         "writes) or a flyteidl2 TaskTemplate")
     if not template.type:
         raise UsageError(f"{what} has no task type")
     return template
@@ -90,6 +99,14 @@ def _is_flyte_task(value: Any) -> bool:
     return is_flyte_task(value)
 
 
+def _is_flytekit_task(value: Any) -> bool:
+    if "flytekit" not in sys.modules:  # the object cannot be a flytekit task
+        return False
+    from connector_cli.adapters.flytekit_tasks import is_flytekit_task
+
+    return is_flytekit_task(value)
+
+
 def _connector_of(value: Any) -> str:
     """`module:Class` of the connector a task class names (`ConnectorTask.connector`)."""
     cls = getattr(type(value), "connector", None)
@@ -101,4 +118,6 @@ def _connector_of(value: Any) -> str:
 def _form(value: Any) -> str:
     from flyteidl2.core.tasks_pb2 import TaskTemplate
 
-    return "TaskTemplate object" if isinstance(value, TaskTemplate) else "Flyte SDK task"
+    if isinstance(value, TaskTemplate):
+        return "TaskTemplate object"
+    return "flytekit task" if _is_flytekit_task(value) else "Flyte SDK task"
