@@ -18,24 +18,35 @@ that import `flytekit`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
 
+import flytekit
+from flyteidl.admin import agent_pb2 as v1
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.security_pb2 import Connection
+from flytekit.configuration import ImageConfig, SerializationSettings
 from flytekit.core.base_task import PythonTask
 from flytekit.core.interface import Interface
 from flytekit.extend.backend.base_connector import AsyncConnectorBase, AsyncConnectorExecutorMixin
 from flytekit.extend.backend.base_connector import ConnectorRegistry as KitRegistry
 from flytekit.extend.backend.base_connector import Resource as KitResource
 from flytekit.extend.backend.base_connector import ResourceMeta as KitResourceMeta
+from flytekit.models.literals import LiteralMap
+from flytekit.tools.translator import get_serializable
 
+from connector_cli.dispatch import Dispatcher, Scope
 from connector_cli.errors import UsageError
 from connector_cli.sdk.connector import template_custom
+from connector_cli.sdk.registry import ConnectorRegistry, category_message
+from connector_cli.v1_messages import create_request, resource
 
 if TYPE_CHECKING:
     from flyteidl.core import tasks_pb2
-    from flytekit.configuration import SerializationSettings
 
     from connector_cli.sdk.connector import AsyncConnector
 
@@ -95,9 +106,6 @@ def task_template(task: Any, project: str = "local", domain: str = "development"
                   version: str = "local") -> tasks_pb2.TaskTemplate:
     """The (flyteidl v1) TaskTemplate flytekit serializes for `task`: what registration
     stores and propeller sends in CreateTask."""
-    from flytekit.configuration import ImageConfig, SerializationSettings
-    from flytekit.tools.translator import get_serializable
-
     settings = SerializationSettings(image_config=ImageConfig.auto_default_image(),
                                      project=project, domain=domain, version=version)
     template: tasks_pb2.TaskTemplate = get_serializable(
@@ -131,9 +139,6 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
     """Our connector as a flytekit connector, called through our `Dispatcher`."""
 
     def __init__(self, connector: AsyncConnector) -> None:
-        from connector_cli.dispatch import Dispatcher
-        from connector_cli.sdk.registry import ConnectorRegistry, category_message
-
         registry = ConnectorRegistry()
         registry.register(connector)
         self.name = connector.name
@@ -149,11 +154,6 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
         """CreateTask as the daemon's Flyte 1 service passes it on, plus the connection
         propeller does not send: `custom.configs`, and `custom.secrets` resolved by
         flytekit's secrets manager (environment, then secret files)."""
-        from flyteidl.admin import agent_pb2 as v1
-
-        from connector_cli.dispatch import Scope
-        from connector_cli.v1_messages import create_request
-
         template = task_template.to_flyte_idl()
         request = create_request(v1.CreateTaskRequest(
             template=template, output_prefix=output_prefix,
@@ -166,12 +166,6 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
 
     async def get(self, resource_meta: _BridgeMeta, **kwargs: Any) -> KitResource:
         """GetTask; the outputs as the daemon's Flyte 1 service returns them."""
-        from flyteidl2.connector import connector_pb2 as pb
-        from flytekit.models.literals import LiteralMap
-
-        from connector_cli.dispatch import Scope
-        from connector_cli.v1_messages import resource
-
         request = pb.GetTaskRequest(task_category=self.category,
                                     resource_meta=resource_meta.data,
                                     output_prefix=resource_meta.output_prefix,
@@ -185,13 +179,6 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
         """DeleteTask, when a local run is interrupted. A plain `def`: flytekit calls it
         from its SIGINT handler, inside its running loop, where an `async def` one fails
         (`asyncio.run` there cannot start); a loop on a thread of its own runs it."""
-        import asyncio
-        from concurrent.futures import ThreadPoolExecutor
-
-        from flyteidl2.connector import connector_pb2 as pb
-
-        from connector_cli.dispatch import Scope
-
         request = pb.DeleteTaskRequest(task_category=self.category,
                                        resource_meta=resource_meta.data,
                                        connection=resource_meta.connection)
@@ -202,8 +189,6 @@ class _Bridge(AsyncConnectorBase):  # type: ignore[misc]
 def _connection(custom: Mapping[str, Any]) -> Any:
     """The connection of a local run: `custom.configs` as given, each `custom.secrets`
     name's value from flytekit's secrets manager; None when the task has neither."""
-    from flyteidl2.core.security_pb2 import Connection
-
     secrets, configs = custom.get("secrets") or {}, custom.get("configs") or {}
     if not isinstance(secrets, dict) or not isinstance(configs, dict):
         raise UsageError("the task's custom 'secrets' and 'configs' must be mappings")
@@ -214,8 +199,6 @@ def _connection(custom: Mapping[str, Any]) -> Any:
 
 
 def _secret(keyword: str, name: str) -> str:
-    import flytekit
-
     manager = flytekit.current_context().secrets
     try:
         value: str = manager.get(key=name)
