@@ -17,10 +17,13 @@ import `flyte`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
 
+from flyte._internal.runtime.task_serde import get_proto_task
+from flyte._internal.runtime.types_serde import transform_native_to_typed_interface
 from flyte.connectors import AsyncConnector as FlyteAsyncConnector
 from flyte.connectors import AsyncConnectorExecutorMixin
 from flyte.connectors import ConnectorRegistry as FlyteRegistry
@@ -28,8 +31,13 @@ from flyte.connectors import Resource as FlyteResource
 from flyte.connectors import ResourceMeta as FlyteResourceMeta
 from flyte.extend import TaskTemplate
 from flyte.models import NativeInterface, SerializationContext
+from flyteidl2.connector import connector_pb2 as pb
+from flyteidl2.core.security_pb2 import Connection
 
+from connector_cli.dispatch import Dispatcher, Scope
+from connector_cli.literals import json_to_inputs, literal_to_python
 from connector_cli.sdk.connector import template_custom
+from connector_cli.sdk.registry import ConnectorRegistry, category_message
 
 if TYPE_CHECKING:
     from flyteidl2.core import tasks_pb2
@@ -87,7 +95,6 @@ class ConnectorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[
             return result
         # The mixin returns the outputs in the serialized interface's order (sorted by
         # name); the caller expects the order they were declared in.
-        from flyte._internal.runtime.types_serde import transform_native_to_typed_interface
 
         typed: Any = transform_native_to_typed_interface(self.native_interface)
         by_name = dict(zip((v.key for v in typed.outputs.variables), result))
@@ -105,11 +112,7 @@ def task_template(task: Any, project: str = "local", domain: str = "development"
     """The TaskTemplate the Flyte SDK serializes for `task` (the one the backend sends in
     CreateTask). A task not yet in an environment is given one named after it, as
     `flyte.TaskEnvironment.from_task` would."""
-    from flyte._internal.runtime.task_serde import get_proto_task
-
     if getattr(task, "parent_env_name", None) is None:
-        import copy
-
         task = copy.copy(task)
         task.parent_env_name = task.name
     context = SerializationContext(project=project, domain=domain, version=version)
@@ -145,9 +148,6 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
     metadata_type = _BridgeMeta
 
     def __init__(self, connector: AsyncConnector) -> None:
-        from connector_cli.dispatch import Dispatcher
-        from connector_cli.sdk.registry import ConnectorRegistry
-
         registry = ConnectorRegistry()
         registry.register(connector)
         self.name = connector.name
@@ -159,11 +159,6 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
                      inputs: Optional[dict[str, Any]] = None, task_execution_metadata: Any = None,
                      **secrets: Any) -> _BridgeMeta:
         """CreateTask as the backend sends it, built from the Flyte SDK's native values."""
-        from flyteidl2.connector import connector_pb2 as pb
-
-        from connector_cli.dispatch import Scope
-        from connector_cli.literals import json_to_inputs
-
         # The Flyte SDK's local execution gives no execution metadata; neither do we. It
         # resolves `custom.secrets` itself (into `secrets`); the configs are ours to add.
         configs = _configs(task_template)
@@ -176,10 +171,6 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
 
     async def get(self, resource_meta: _BridgeMeta, **secrets: Any) -> Any:
         """GetTask; outputs read with the declared types, in the interface's order."""
-        from flyteidl2.connector import connector_pb2 as pb
-
-        from connector_cli.dispatch import Scope
-
         request = pb.GetTaskRequest(
             task_category=self._category(), resource_meta=resource_meta.data,
             output_prefix=resource_meta.output_prefix,
@@ -192,10 +183,6 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
 
     async def delete(self, resource_meta: _BridgeMeta, **secrets: Any) -> None:
         """DeleteTask."""
-        from flyteidl2.connector import connector_pb2 as pb
-
-        from connector_cli.dispatch import Scope
-
         request = pb.DeleteTaskRequest(
             task_category=self._category(), resource_meta=resource_meta.data,
             connection=_connection(secrets, resource_meta.configs),
@@ -203,8 +190,6 @@ class _Bridge(FlyteAsyncConnector[_BridgeMeta]):  # type: ignore[misc]
         await self.dispatcher.delete(request, Scope())
 
     def _category(self) -> Any:
-        from connector_cli.sdk.registry import category_message
-
         return category_message((self.task_type_name, self.task_type_version))
 
 
@@ -216,8 +201,6 @@ def _configs(template: Any) -> dict[str, str]:
 
 
 def _connection(secrets: Mapping[str, Any], configs: Mapping[str, str]) -> Any:
-    from flyteidl2.core.security_pb2 import Connection
-
     if not secrets and not configs:
         return None
     return Connection(secrets={k: str(v) for k, v in secrets.items()}, configs=dict(configs))
@@ -225,8 +208,6 @@ def _connection(secrets: Mapping[str, Any], configs: Mapping[str, str]) -> Any:
 
 def _outputs(resource: Any, template: Any) -> Optional[dict[str, Any]]:
     """The outputs as Python values of the declared types, in the interface's order."""
-    from connector_cli.literals import literal_to_python
-
     if not resource.HasField("outputs"):
         return None
     declared = [(v.key, v.value.type) for v in template.interface.outputs.variables]

@@ -13,13 +13,25 @@ import dataclasses
 import functools
 import json
 import keyword
+import os
 import re
+import shlex
+import shutil
 import string
+import sys
+from importlib.metadata import PackageNotFoundError, distribution
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from urllib.parse import unquote, urlparse
 
+import yaml
+from google.protobuf.json_format import MessageToDict
+
+import connector_cli
 from connector_cli._version import __version__
 from connector_cli.errors import UsageError
+from connector_cli.run.task_files import make_template, read_inputs
 
 if TYPE_CHECKING:
     from flyteidl2.core.tasks_pb2 import TaskTemplate
@@ -115,9 +127,6 @@ def next_steps(made: Scaffold) -> list[str]:
     `requirements-local.txt` installs it from where it came from in the same command.
     Commands not on PATH are given with their full path.
     """
-    import shlex
-    import sys
-
     root = made.root.resolve()
     python, bindir = Path(sys.executable), Path(sys.executable).parent
     local = ["-r", LOCAL_REQUIREMENTS] if (made.root / LOCAL_REQUIREMENTS).exists() else []
@@ -165,10 +174,6 @@ def _command(name: str, path: Path) -> str:
     `path` may be a versioned interpreter (`.venv/bin/python3.11`): its plain-named link
     in the same directory (`.venv/bin/python`) counts as the same command. A command the
     install step will put in a directory on PATH is given by name."""
-    import os
-    import shlex
-    import shutil
-
     plain = path.parent / name
     if plain.exists() and os.path.realpath(plain) == os.path.realpath(path):
         path = plain
@@ -190,8 +195,6 @@ def framework_source() -> Optional[Path]:
     An editable install runs from the checkout itself (its pyproject.toml sits next to the
     package); a plain install from a directory or wheel records it in direct_url.json.
     """
-    import connector_cli
-
     checkout = Path(connector_cli.__file__).resolve().parent.parent
     pyproject = checkout / "pyproject.toml"
     if pyproject.is_file() and 'name = "flyte-connector"' in pyproject.read_text("utf-8"):
@@ -200,9 +203,6 @@ def framework_source() -> Optional[Path]:
 
 
 def _direct_url_path() -> Optional[Path]:
-    from importlib.metadata import PackageNotFoundError, distribution
-    from urllib.parse import unquote, urlparse
-
     try:
         text = distribution("flyte-connector").read_text("direct_url.json")
     except PackageNotFoundError:
@@ -217,8 +217,6 @@ def _direct_url_path() -> Optional[Path]:
 
 def _render_files(names: PackageNames) -> Iterable[tuple[str, str]]:
     """(relative path, text) of every scaffold file; `package/` becomes the package."""
-    from importlib.resources import files
-
     values = names.placeholders()
     base = files("connector_cli.authoring").joinpath(_TEMPLATES)
     for source, relative in _walk(base, ""):
@@ -246,8 +244,6 @@ def starter_template_yaml(
     run_hint: Optional[str] = None,
 ) -> str:
     """A task template as commented YAML; input/output types inferred from example values."""
-    from connector_cli.run.task_files import make_template
-
     if not task_type or not _TASK_TYPE.match(task_type):
         raise UsageError(f"task type {task_type!r} must be letters, digits, '_', '.' or '-'")
     template = make_template(task_type, version=version, inputs=inputs, outputs=outputs,
@@ -269,9 +265,6 @@ def template_yaml(template: TaskTemplate, custom: Optional[Mapping[str, Any]] = 
     `custom` (the mapping the template's Struct was built from) is written as given, so
     integers stay integers instead of the Struct's doubles.
     """
-    import yaml
-    from google.protobuf.json_format import MessageToDict
-
     data = MessageToDict(template)
     for role in ("inputs", "outputs"):
         for variable in data.get("interface", {}).get(role, {}).get("variables", []):
@@ -287,8 +280,6 @@ def read_examples(pairs: Iterable[str], option: str,
                   file: Optional[str | Path] = None) -> dict[str, Any]:
     """Example values from a JSON/YAML object file and NAME=EXAMPLE pairs (JSON when it
     parses, else a string), as `flyte-connector test` reads inputs."""
-    from connector_cli.run.task_files import read_inputs
-
     return read_inputs(file, pairs, option)
 
 
@@ -312,8 +303,6 @@ class _Flow(dict):
 @functools.lru_cache(maxsize=None)
 def _dumper() -> type:
     """A SafeDumper that indents lists and writes `_Flow` mappings on one line."""
-    import yaml
-
     class Dumper(yaml.SafeDumper):
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> Any:
             return super().increase_indent(flow, False)
