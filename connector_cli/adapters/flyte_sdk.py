@@ -22,6 +22,7 @@ from flyte.connectors import ConnectorRegistry as FlyteRegistry
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
+from connector_cli.adapters.flyte_types import native_inputs, resource_proto
 from connector_cli.adoption import Adopter
 from connector_cli.errors import ResourceMetaError, TransientError
 from connector_cli.sdk.connector import AsyncConnector
@@ -85,7 +86,7 @@ class FlyteSdkConnector(AsyncConnector):
         task_execution_metadata: Any = None, **kwargs: Any,
     ) -> ResourceMeta:
         """Inputs to native values by Flyte's type engine, then the Flyte connector's create."""
-        native = await _native_inputs(task_template, inputs)
+        native = await native_inputs(task_template, inputs)
         meta = await self.inner.create(
             task_template=task_template, inputs=native, output_prefix=output_prefix,
             task_execution_metadata=task_execution_metadata or pb.TaskExecutionMetadata(),
@@ -101,8 +102,6 @@ class FlyteSdkConnector(AsyncConnector):
 
     async def get(self, resource_meta: Any, **kwargs: Any) -> pb.Resource:
         """The Flyte connector's get, its Resource converted by Flyte's own rules."""
-        from flyte.connectors._connector import get_resource_proto
-
         try:
             resource = await self.inner.get(resource_meta=resource_meta.value, **kwargs)
         except RuntimeError as exc:
@@ -110,7 +109,7 @@ class FlyteSdkConnector(AsyncConnector):
                 raise TransientError(str(exc)) from exc
             raise
         try:
-            proto = await get_resource_proto(resource)
+            proto = await resource_proto(resource)
         except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
             logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
             return pb.Resource(
@@ -193,26 +192,6 @@ def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs
     names = {p.name for p in params}
     return {k: v for k, v in kwargs.items() if k in names}
-
-
-async def _native_inputs(template: Any, inputs: Any) -> dict[str, Any]:
-    """Inputs as the Flyte SDK's server hands them over: each input's Python type guessed
-    from its literal type by Flyte's type engine, values converted by the same engine."""
-    from flyte._internal.runtime.convert import Inputs, convert_from_inputs_to_native
-    from flyte.models import NativeInterface
-    from flyte.types import TypeEngine
-    from flyteidl2.task import common_pb2
-
-    types: dict[str, Any] = {
-        entry.key: (TypeEngine.guess_python_type(entry.value.type), inspect.Parameter.empty)
-        for entry in template.interface.inputs.variables
-    }
-    interface = NativeInterface.from_types(inputs=types, outputs={})
-    proto = inputs if inputs is not None else common_pb2.Inputs()
-    result: dict[str, Any] = await convert_from_inputs_to_native(
-        interface, Inputs(proto_inputs=proto)
-    )
-    return result
 
 
 ADOPTER: Adopter[FlyteSdkConnector] = Adopter(

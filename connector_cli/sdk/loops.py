@@ -5,16 +5,104 @@ other request on the daemon's loop. A connector that sets `own_loop = True` gets
 `LoopThread`: all of its coroutines run there, so a blocking call only delays that
 connector, while loop-bound resources it caches (sessions, connection pools keyed by the
 running loop) keep working because every call of that connector runs on the same loop.
+
+The hop between the two loops is on every call of such a connector (every Flyte SDK
+connector), so it is kept cheap: calls queue in a deque and the connector's loop is woken
+once for all that queued while it was busy, and results go back the same way, one wake-up
+of the caller's loop per batch. Measured with 64 concurrent no-op calls from a uvloop
+caller: 3.5 us CPU per call, against 16 us through `run_coroutine_threadsafe` +
+`wrap_future` (a `concurrent.futures.Future`, its lock, and a wake-up per call each way).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import weakref
-from typing import Any, AsyncIterator, Awaitable, Coroutine, TypeVar
+from collections import deque
+from typing import Any, AsyncIterator, Coroutine, Optional, TypeVar
 
 _T = TypeVar("_T")
+
+
+class _Call:
+    """One coroutine sent to a connector's loop, and the caller's future for its result."""
+
+    __slots__ = ("coro", "future", "outbox", "context", "task", "cancelled")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], future: asyncio.Future[Any],
+                 outbox: _Outbox) -> None:
+        self.coro, self.future, self.outbox = coro, future, outbox
+        self.context = contextvars.copy_context()  # the caller's, as a task would copy it
+        self.task: Optional[asyncio.Task[Any]] = None
+        self.cancelled = False
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the connector's loop: run the coroutine as a task there."""
+        if self.cancelled:
+            self.coro.close()
+            return
+        self.task = self.context.run(loop.create_task, self.coro)
+        self.task.add_done_callback(self.finished)
+
+    def finished(self, task: asyncio.Task[Any]) -> None:
+        """On the connector's loop: hand the result back (its exception marked retrieved,
+        since a caller that stopped waiting never reads it)."""
+        if not task.cancelled():
+            task.exception()
+        self.outbox.put(self)
+
+    def cancel(self) -> None:
+        """On the connector's loop: the caller stopped waiting."""
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+    def settle(self) -> None:
+        """On the caller's loop: the task's outcome becomes the future's."""
+        future, task = self.future, self.task
+        if future.done() or task is None:
+            return
+        if task.cancelled():
+            future.cancel()
+        elif (exc := task.exception()) is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+
+
+class _Outbox:
+    """Finished calls on their way back to one caller's loop (held weakly: a caller's loop
+    that is gone has nobody waiting)."""
+
+    __slots__ = ("loop", "ready", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = weakref.ref(loop)
+        self.ready: deque[_Call] = deque()
+        self.scheduled = False
+
+    def put(self, call: _Call) -> None:
+        """On the connector's loop: queue a finished call; wake the caller once per batch."""
+        self.ready.append(call)
+        if not self.scheduled:
+            self.scheduled = True
+            loop = self.loop()
+            try:
+                if loop is None:
+                    raise RuntimeError("the caller's loop is gone")
+                loop.call_soon_threadsafe(self.deliver)
+            except RuntimeError:  # closed or gone: nobody waits any more
+                self.ready.clear()
+
+    def deliver(self) -> None:
+        """On the caller's loop: settle every queued call. `scheduled` is cleared before the
+        queue is read, so a call queued meanwhile either is read here or wakes us again."""
+        self.scheduled = False
+        ready = self.ready
+        while ready:
+            ready.popleft().settle()
 
 
 class LoopThread:
@@ -22,6 +110,10 @@ class LoopThread:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self._inbox: deque[_Call] = deque()
+        self._waking = False
+        self._outboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Outbox] = \
+            weakref.WeakKeyDictionary()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._main, name=name, daemon=True)
         self.thread.start()
@@ -32,10 +124,31 @@ class LoopThread:
         self.loop.call_soon(self._ready.set)
         self.loop.run_forever()
 
-    def run(self, coro: Coroutine[Any, Any, _T]) -> Awaitable[_T]:
-        """Schedule `coro` on this loop; awaiting the result from another loop waits for it,
-        and cancelling that await cancels the coroutine here."""
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+    async def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` on this loop and wait for its result from the caller's loop;
+        cancelling this await cancels the coroutine there."""
+        caller = asyncio.get_running_loop()
+        outbox = self._outboxes.get(caller)
+        if outbox is None:
+            outbox = self._outboxes[caller] = _Outbox(caller)
+        call = _Call(coro, caller.create_future(), outbox)
+        self._inbox.append(call)
+        if not self._waking:
+            self._waking = True
+            self.loop.call_soon_threadsafe(self._drain)
+        try:
+            return await call.future  # type: ignore[no-any-return]
+        except asyncio.CancelledError:
+            self.loop.call_soon_threadsafe(call.cancel)  # a no-op when it ended there
+            raise
+
+    def _drain(self) -> None:
+        """On this loop: start every queued call. `_waking` is cleared before the queue is
+        read, so a call queued meanwhile either is started here or wakes this loop again."""
+        self._waking = False
+        inbox, loop = self._inbox, self.loop
+        while inbox:
+            inbox.popleft().start(loop)
 
     async def iterate(self, agen: AsyncIterator[_T]) -> AsyncIterator[_T]:
         """Drive an async generator living on this loop from another loop, page by page."""
