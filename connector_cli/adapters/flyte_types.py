@@ -74,8 +74,10 @@ def _interface(template: Any) -> Optional[_Interface]:
     if found is not None and found.registry_size == size:
         return found
     try:
-        types: dict[str, Any] = {entry.key: TypeEngine.guess_python_type(entry.value.type)
-                 for entry in template.interface.inputs.variables}
+        types: dict[str, Any] = {
+            entry.key: TypeEngine.guess_python_type(entry.value.type)
+            for entry in template.interface.inputs.variables
+        }
     except Exception:  # noqa: BLE001 - the full path raises it again, as c0 does
         return None
     found = _Interface(types, size)

@@ -1,0 +1,94 @@
+"""The hop to a connector's own loop (`connector_cli.sdk.loops.LoopThread.run`): results,
+exceptions, cancellation and context variables cross it as they would on one loop, and
+calls queued together (one wake-up for a batch) all settle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+import pytest
+
+from connector_cli.sdk.loops import LoopThread
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+@pytest.fixture(scope="module")
+def hop() -> LoopThread:
+    return LoopThread("connector-loop-test-hop")
+
+
+async def test_many_concurrent_calls_each_get_their_own_result(hop: LoopThread) -> None:
+    threads: set[str] = set()
+
+    async def double(n: int) -> int:
+        threads.add(threading.current_thread().name)
+        await asyncio.sleep(0 if n % 3 else 0.001)
+        return 2 * n
+
+    results = await asyncio.gather(*(hop.run(double(n)) for n in range(500)))
+    assert results == [2 * n for n in range(500)]
+    assert threads == {"connector-loop-test-hop"}
+
+
+async def test_an_exception_arrives_as_raised(hop: LoopThread) -> None:
+    class Boom(Exception):
+        pass
+
+    async def fail() -> None:
+        raise Boom("no")
+
+    with pytest.raises(Boom, match="no"):
+        await hop.run(fail())
+    assert await hop.run(asyncio.sleep(0, result="still serving")) == "still serving"
+
+
+async def test_cancelling_the_caller_cancels_the_coroutine_there(hop: LoopThread) -> None:
+    started, seen = threading.Event(), threading.Event()
+
+    async def wait_forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.set()
+            raise
+
+    call = asyncio.ensure_future(hop.run(wait_forever()))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 5)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await asyncio.get_running_loop().run_in_executor(None, seen.wait, 5)
+
+
+async def test_a_coroutine_cancelled_there_cancels_the_caller(hop: LoopThread) -> None:
+    async def cancel_itself() -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await hop.run(cancel_itself())
+
+
+async def test_the_callers_context_variables_are_seen_there(hop: LoopThread) -> None:
+    async def read() -> str:
+        return REQUEST_ID.get()
+
+    async def as_request(name: str) -> str:
+        REQUEST_ID.set(name)
+        return await hop.run(read())
+
+    assert await asyncio.gather(as_request("a"), as_request("b")) == ["a", "b"]
+    assert REQUEST_ID.get() == "-"
+
+
+def test_calls_from_several_caller_loops_in_turn(hop: LoopThread) -> None:
+    """A caller's loop that closed (one per test run, say) leaves the hop working."""
+    async def call(n: int) -> Any:
+        return await hop.run(asyncio.sleep(0, result=n))
+
+    for n in range(3):
+        assert asyncio.run(call(n)) == n
