@@ -65,11 +65,31 @@ async def outcome(coro: Any) -> Any:
     return [(name, type(value), value) for name, value in result.items()]
 
 
-@settings(max_examples=300, deadline=None)
-@given(types=st.dictionaries(NAMES, st.sampled_from(TYPES), max_size=5),
-       sent=st.lists(st.tuples(NAMES, LITERALS), max_size=6))
+MATCHING = {
+    int: st.integers(min_value=-(2**63), max_value=2**63 - 1).map(lambda v: primitive(integer=v)),
+    float: st.floats().map(lambda v: primitive(float_value=v)),
+    str: st.text(max_size=5).map(lambda v: primitive(string_value=v)),
+    bool: st.booleans().map(lambda v: primitive(boolean=v)),
+}
+
+
+@st.composite
+def requests(draw: Any) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """An interface and the inputs sent: mostly each input's own primitive (the fast path),
+    sometimes another literal, a missing, repeated or undeclared name (the full path)."""
+    kinds = st.one_of(st.sampled_from([int, float, str, bool]), st.sampled_from(TYPES))
+    types = draw(st.dictionaries(NAMES, kinds, max_size=5))
+    sent = [(name, draw(st.one_of(MATCHING.get(kind, LITERALS), LITERALS)
+                        if draw(st.integers(0, 4)) == 0 else MATCHING.get(kind, LITERALS)))
+            for name, kind in types.items() if draw(st.integers(0, 9))]
+    return types, sent + draw(st.lists(st.tuples(NAMES, LITERALS), max_size=1))
+
+
+@settings(max_examples=400, deadline=None)
+@given(request=requests())
 async def test_inputs_convert_as_the_flyte_sdk_converts_them(
-        types: dict[str, Any], sent: list[tuple[str, Any]]) -> None:
+        request: tuple[dict[str, Any], list[tuple[str, Any]]]) -> None:
+    types, sent = request
     task = template(types)
     inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name=n, value=v)
                                          for n, v in sent])
