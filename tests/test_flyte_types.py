@@ -62,7 +62,7 @@ async def outcome(coro: Any) -> Any:
         result = await coro
     except Exception as exc:  # noqa: BLE001 - comparing which error, not handling it
         return type(exc)
-    return [(name, type(value), value) for name, value in result.items()]
+    return [(name, type(value), repr(value)) for name, value in result.items()]
 
 
 MATCHING = {
