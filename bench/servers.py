@@ -20,6 +20,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 KIT_ENV = "BENCH_KIT"
 CONVERTING_FLOOR = "floor+conversion"  # the floor, its CreateTask converting the inputs
+C0 = "c0"  # the Flyte SDK's own server with the kit's Flyte SDK `bench` connector
+FLYTE_DAEMON = "ours"  # the daemon serving that same connector through our adapter
+FLYTE_MODULE = "flyte_bench_connector"  # the kit's Flyte SDK connector
 
 
 def find_kit() -> Optional[Path]:
@@ -77,10 +80,12 @@ def daemon_argv(port: int, modules: tuple[str, ...], plugins: str, processes: in
 
 
 class Server:
-    """One server subprocess: `kind` 'daemon', 'floor' or `CONVERTING_FLOOR`."""
+    """One server subprocess: `kind` 'daemon', 'floor', `CONVERTING_FLOOR`, `C0` or
+    `FLYTE_DAEMON`; `env` is added to its environment."""
 
     def __init__(self, kind: str, kit: Path, core: Optional[int], plugins: str = "none",
-                 processes: int = 1, modules: tuple[str, ...] = ("bench_connector",)) -> None:
+                 processes: int = 1, modules: tuple[str, ...] = ("bench_connector",),
+                 env: Optional[dict[str, str]] = None) -> None:
         self.kind = kind
         self.port = free_port()
         if kind == "floor":
@@ -88,13 +93,20 @@ class Server:
         elif kind == CONVERTING_FLOOR:
             argv = [sys.executable, str(HERE / "floor_converting.py"), "--kit", str(kit),
                     "--port", str(self.port)]
+        elif kind == C0:  # c0's public entry point, bound to 127.0.0.1 by the kit's wrapper
+            argv = [sys.executable, str(kit / "c0_server.py"), "--port", str(self.port),
+                    "--prometheus-port", str(free_port())]
+        elif kind == FLYTE_DAEMON:
+            argv = daemon_argv(self.port, (FLYTE_MODULE,), "none")
         else:
             argv = daemon_argv(self.port, modules, plugins, processes)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")}
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO)])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")} \
+            | (env or {})
+        env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(REPO), str(kit)])
         env["GRPC_VERBOSITY"] = "ERROR"
         started = time.perf_counter()
         self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL if kind == C0 else None,
                                      text=True, start_new_session=True,
                                      preexec_fn=pinned(core))  # type: ignore[arg-type]
         self.address = f"127.0.0.1:{self.port}"
