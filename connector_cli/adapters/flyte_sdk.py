@@ -1,6 +1,7 @@
 """Serve connectors written against the Flyte SDK's `flyte.connectors` API, unchanged.
 
-The only module of this package that imports `flyte`. Discovery imports it when a plugin
+With `flyte_types` (the type engine's per-call work), the only modules of this package
+that import `flyte`. Discovery imports it when a plugin
 turns out to be a Flyte SDK connector (see `connector_cli.foreign`); each Flyte connector
 is wrapped in a `FlyteSdkConnector`, one of ours, so the daemon serves, lists and counts it
 like any other. The wrapper keeps the Flyte SDK server's semantics: inputs converted by
@@ -8,7 +9,8 @@ Flyte's own type engine, outputs by Flyte's own rules, `resource_meta` through t
 connector's own `metadata_type`, the connection as keyword arguments. It runs every call
 of a connector on an event loop of that connector's own (`own_loop`), so one that blocks
 inside `async def` cannot stall the daemon. Differences are listed in
-docs/migrating-from-flyte.md.
+docs/migrating-from-flyte.md; what it costs against the Flyte SDK's own server is in
+docs/serve.md ("Flyte SDK connectors") and `make bench` (bench/bench_flyte_sdk.py).
 """
 
 from __future__ import annotations
