@@ -117,22 +117,33 @@ async def test_no_inputs_or_an_unknown_type_behave_as_on_c0() -> None:
     assert await outcome(native_inputs(odd, None)) == await outcome(_engine_inputs(odd, None))
 
 
-async def test_a_transformer_registered_over_int_is_used(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def doubling() -> Any:
     from flyte.types._type_engine import SimpleTransformer
 
-    doubled = SimpleTransformer(
+    return SimpleTransformer(
         "doubled", int, TypeEngine.to_literal_type(int),
         lambda v: primitive(integer=v * 2), lambda lv: lv.scalar.primitive.integer * 2)
-    task = template({"x": int})
-    inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name="x",
+
+
+def doubled_output(resource: Any) -> int:
+    return int(resource.outputs.literals[0].value.scalar.primitive.integer)
+
+
+@pytest.mark.parametrize("name", ["x", "y_first_seen_doubled"])
+async def test_a_transformer_registered_over_int_is_used(
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Registered after the fast path has seen the interface and the output, or before."""
+    task = template({name: int})
+    inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name=name,
                                                                  value=primitive(integer=4))])
-    assert await native_inputs(task, inputs) == {"x": 4}
-    resource = Resource(phase=TaskExecution.SUCCEEDED, outputs={"o": 4})
-    assert (await resource_proto(resource)).outputs.literals[0].value.scalar.primitive.integer == 4
-    monkeypatch.setitem(TypeEngine._REGISTRY, int, doubled)
-    assert await native_inputs(task, inputs) == {"x": 8}
-    assert (await resource_proto(resource)).outputs.literals[0].value.scalar.primitive.integer == 8
+    resource = Resource(phase=TaskExecution.SUCCEEDED, outputs={name: 4})
+    if name == "x":
+        assert await native_inputs(task, inputs) == {"x": 4}
+        assert doubled_output(await resource_proto(resource)) == 4
+    monkeypatch.setitem(TypeEngine._REGISTRY, int, doubling())
+    for _ in range(2):
+        assert await native_inputs(task, inputs) == {name: 8}
+        assert doubled_output(await resource_proto(resource)) == 8
 
 
 OUTPUT_VALUES = st.one_of(

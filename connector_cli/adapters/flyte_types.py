@@ -11,14 +11,14 @@ outputs, most of a GetTask's or CreateTask's CPU.
 Here the same answers come cheaper, and only where they are certainly the same:
 - inputs: per interface (its serialized `VariableMap`) the guessed types are kept, and when
   every input's type is `int`, `float`, `str` or `bool` served by the type engine's own
-  transformer, a literal holding exactly that primitive is its value (what that transformer
-  returns); the dict is in the order the Flyte SDK's `LiteralMap` yields (kept per set of
-  names). Anything else (another type, another literal shape, a transformer registered in
-  their place) goes through the type engine exactly as `c0` does.
-- outputs: an `int`, `str` or `bool` output is converted by the type engine once per (name,
-  value) and its encoded `NamedLiteral` kept in a bounded table (GetTask is polled; its
-  outputs repeat). Any other value, custom info, or a changed transformer: the Flyte SDK's
-  own `get_resource_proto`.
+  transformer for it, a literal holding exactly that primitive is its value (what that
+  transformer returns); the dict is in the order the Flyte SDK's `LiteralMap` yields (kept
+  per set of names). Anything else (another type, another literal shape, a transformer
+  registered in place of the type engine's own) goes through the type engine as `c0` does.
+- outputs: an `int`, `str` or `bool` output served by the type engine's own transformer is
+  converted by the type engine once per (name, value) and its encoded `NamedLiteral` kept
+  in a bounded table (GetTask is polled; its outputs repeat). Any other value, custom info,
+  or another transformer: the Flyte SDK's own `get_resource_proto`.
 """
 
 from __future__ import annotations
@@ -27,13 +27,21 @@ import inspect
 from typing import Any, Optional
 
 from flyte.types import TypeEngine
+from flyte.types._type_engine import (
+    BoolTransformer,
+    FloatTransformer,
+    IntTransformer,
+    StrTransformer,
+)
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.task import common_pb2
 
 CACHE_ENTRIES = 4096
 CACHE_STR_CHARS = 256
-# the Primitive field a stock transformer reads for each Python type it owns
-_PRIMITIVES = {int: "integer", float: "float_value", str: "string_value", bool: "boolean"}
+# The type engine's own transformers, and the Primitive field each reads when it is given
+# exactly that field; a transformer registered in their place is always called.
+_STOCK = {int: (IntTransformer, "integer"), float: (FloatTransformer, "float_value"),
+          str: (StrTransformer, "string_value"), bool: (BoolTransformer, "boolean")}
 _OUTPUT_TYPES = frozenset({int, str, bool})  # float is left out: -0.0 == 0.0 as a cache key
 
 
@@ -46,23 +54,19 @@ class _Interface:
     def __init__(self, types: dict[str, Any], registry_size: int) -> None:
         self.types = types
         self.registry_size = registry_size
-        registry = TypeEngine._REGISTRY
         fields: Optional[dict[str, tuple[str, Any]]] = {}
         for name, python_type in types.items():
-            field = _PRIMITIVES.get(python_type)
-            transformer = registry.get(python_type)
-            if field is None or transformer is None or \
-                    TypeEngine.get_transformer(python_type) is not transformer:
+            stock = _STOCK.get(python_type)
+            if stock is None or TypeEngine.get_transformer(python_type) is not stock[0]:
                 fields = None
                 break
-            fields[name] = (field, transformer)  # type: ignore[index]
+            fields[name] = (stock[1], stock[0])  # type: ignore[index]
         self.fields = fields
 
 
 _INTERFACES: dict[bytes, Optional[_Interface]] = {}
 _ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
 _OUTPUTS: dict[tuple[str, type, Any], bytes] = {}
-_OUTPUT_TRANSFORMERS: dict[type, Any] = {}
 
 
 def _interface(template: Any) -> Optional[_Interface]:
@@ -181,12 +185,9 @@ async def _outputs(outputs: dict[str, Any]) -> Optional[bytes]:
     parts = []
     for name, value in outputs.items():
         kind = type(value)
-        if kind not in _OUTPUT_TYPES or (kind is str and len(value) > CACHE_STR_CHARS):
+        if kind not in _OUTPUT_TYPES or (kind is str and len(value) > CACHE_STR_CHARS) or \
+                registry.get(kind) is not _STOCK[kind][0]:
             return None
-        transformer = registry.get(kind)
-        if _OUTPUT_TRANSFORMERS.get(kind, transformer) is not transformer:
-            _OUTPUTS.clear()  # another transformer took the type over
-        _OUTPUT_TRANSFORMERS[kind] = transformer
         key = (name, kind, value)
         part = _OUTPUTS.get(key)
         if part is None:
