@@ -92,3 +92,26 @@ def test_calls_from_several_caller_loops_in_turn(hop: LoopThread) -> None:
 
     for n in range(3):
         assert asyncio.run(call(n)) == n
+
+
+@pytest.mark.parametrize("on_uvloop", [False, True])
+def test_the_connectors_loop_is_of_the_kind_the_daemon_runs_on(on_uvloop: bool) -> None:
+    """uvloop's when the caller runs on uvloop (the daemon by default), else asyncio's."""
+    if on_uvloop:
+        uvloop = pytest.importorskip("uvloop")
+
+    hops: list[LoopThread] = []
+
+    async def kind() -> str:
+        hops.append(LoopThread("connector-loop-kind"))
+        return await hops[0].run(_running_loop_module())
+
+    module = uvloop.run(kind()) if on_uvloop else asyncio.run(kind())
+    assert module.startswith("uvloop") == on_uvloop
+    hops[0].loop.call_soon_threadsafe(hops[0].loop.stop)
+    hops[0].thread.join(5)
+    hops[0].loop.close()
+
+
+async def _running_loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
