@@ -1,8 +1,8 @@
 """Serve connectors written against the Flyte SDK's `flyte.connectors` API, unchanged.
 
-With `flyte_types` (the type engine's per-call work), the only modules of this package
-that import `flyte`. Discovery imports it when a plugin
-turns out to be a Flyte SDK connector (see `connector_cli.foreign`); each Flyte connector
+With `flyte_types` (the type engine's per-call work) and `flyte_tasks`, the only modules
+of this package that import `flyte`. Discovery imports it when a plugin turns out to be
+a Flyte SDK connector (see `connector_cli.foreign`); each Flyte connector
 is wrapped in a `FlyteSdkConnector`, one of ours, so the daemon serves, lists and counts it
 like any other. The wrapper keeps the Flyte SDK server's semantics: inputs converted by
 Flyte's own type engine, outputs by Flyte's own rules, `resource_meta` through the

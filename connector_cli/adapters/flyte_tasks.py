@@ -11,8 +11,8 @@ interface, the meta encoded and decoded, configs and secrets as the connection),
 local Flyte run tests what serving will do. `task_template(task)` is the TaskTemplate the
 Flyte SDK serializes for the backend (what `flyte-connector test module:task` sends).
 
-Behind the `flyte` extra: with `connector_cli.adapters.flyte_sdk`, the only modules that
-import `flyte`.
+Behind the `flyte` extra: with `connector_cli.adapters.flyte_sdk` and `flyte_types`, the
+only modules that import `flyte`.
 """
 
 from __future__ import annotations
