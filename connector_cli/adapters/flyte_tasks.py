@@ -36,7 +36,7 @@ from flyteidl2.core.security_pb2 import Connection
 
 from connector_cli.dispatch import Dispatcher, Scope
 from connector_cli.literals import json_to_inputs, literal_to_python
-from connector_cli.sdk.connector import template_custom
+from connector_cli.sdk.connector import task_custom, template_custom
 from connector_cli.sdk.registry import ConnectorRegistry, category_message
 
 if TYPE_CHECKING:
@@ -80,12 +80,7 @@ class ConnectorTask(AsyncConnectorExecutorMixin, TaskTemplate):  # type: ignore[
 
     def custom_config(self, sctx: SerializationContext) -> dict[str, Any]:
         """`custom` as the backend reads it: the settings, `secrets` and `configs`."""
-        custom = dict(self.settings())
-        if self.connector_secrets:
-            custom["secrets"] = dict(self.connector_secrets)
-        if self.connector_configs:
-            custom["configs"] = dict(self.connector_configs)
-        return custom
+        return task_custom(self.settings(), self.connector_secrets, self.connector_configs)
 
     async def execute(self, **kwargs: Any) -> Any:
         """Run locally through the Flyte SDK: our connector, bridged into its registry."""

@@ -41,7 +41,7 @@ from flytekit.tools.translator import get_serializable
 
 from connector_cli.dispatch import Dispatcher, Scope
 from connector_cli.errors import UsageError
-from connector_cli.sdk.connector import template_custom
+from connector_cli.sdk.connector import task_custom, template_custom
 from connector_cli.sdk.registry import ConnectorRegistry, category_message
 from connector_cli.v1_messages import create_request, resource
 
@@ -84,12 +84,7 @@ class ConnectorTask(AsyncConnectorExecutorMixin, PythonTask):  # type: ignore[mi
 
     def get_custom(self, settings: SerializationSettings) -> dict[str, Any]:
         """`custom` as our connectors read it: the settings, `secrets` and `configs`."""
-        custom = dict(self.settings())
-        if self.connector_secrets:
-            custom["secrets"] = dict(self.connector_secrets)
-        if self.connector_configs:
-            custom["configs"] = dict(self.connector_configs)
-        return custom
+        return task_custom(self.settings(), self.connector_secrets, self.connector_configs)
 
     def execute(self, **kwargs: Any) -> Any:
         """Run locally through flytekit: our connector, bridged into its registry."""

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import inspect
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Optional
 
 from flyteidl2.core.execution_pb2 import TaskExecution
 
@@ -208,6 +208,19 @@ def template_custom(task_template: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
     return MessageToDict(task_template.custom)  # type: ignore[no-any-return]
+
+
+def task_custom(settings: Mapping[str, Any], secrets: Mapping[str, str],
+                configs: Mapping[str, str]) -> dict[str, Any]:
+    """A task's `custom` as our connectors read it (what `template_custom` gives back): its
+    own settings, plus `secrets` (keyword -> secret name) and `configs` when it has any.
+    The task classes of both Flyte SDKs (`connector_cli.adapters`) build theirs with it."""
+    custom = dict(settings)
+    if secrets:
+        custom["secrets"] = dict(secrets)
+    if configs:
+        custom["configs"] = dict(configs)
+    return custom
 
 
 def method_kind(connector: AsyncConnector, method: str) -> Optional[MethodKind]:
