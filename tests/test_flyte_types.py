@@ -99,13 +99,20 @@ async def test_inputs_convert_as_the_flyte_sdk_converts_them(
 
 
 async def test_inputs_come_in_the_order_the_flyte_sdk_hands_them_over() -> None:
-    names = ["b", "a", "c", "zz", "q"]
-    task = template(dict.fromkeys(names, int))
-    inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name=n, value=primitive(
-        integer=i)) for i, n in enumerate(names)])
-    got = await native_inputs(task, inputs)
-    assert list(got) == list(await _engine_inputs(task, inputs)) and list(got) != names
-    assert got == {n: i for i, n in enumerate(names)}
+    """c0 hands inputs over in its protobuf map's order, which is seeded per process: equal
+    to the sent order now and then, so the test sends eight orders and expects c0's in each,
+    and the sent order not in all eight (a chance of 1 in 120**8)."""
+    reordered = []
+    for round_ in range(8):
+        names = [f"{name}{round_}" for name in ("b", "a", "c", "zz", "q")]
+        task = template(dict.fromkeys(names, int))
+        inputs = common_pb2.Inputs(literals=[common_pb2.NamedLiteral(name=n, value=primitive(
+            integer=i)) for i, n in enumerate(names)])
+        got = await native_inputs(task, inputs)
+        assert list(got) == list(await _engine_inputs(task, inputs))
+        assert got == {n: i for i, n in enumerate(names)}
+        reordered.append(list(got) != names)
+    assert any(reordered)
 
 
 async def test_no_inputs_or_an_unknown_type_behave_as_on_c0() -> None:

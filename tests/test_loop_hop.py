@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -32,6 +33,26 @@ async def test_many_concurrent_calls_each_get_their_own_result(hop: LoopThread) 
     results = await asyncio.gather(*(hop.run(double(n)) for n in range(500)))
     assert results == [2 * n for n in range(500)]
     assert threads == {"connector-loop-test-hop"}
+
+
+async def test_a_call_is_answered_when_it_ends_not_after_the_blocking_calls_behind_it(
+        hop: LoopThread) -> None:
+    """A connector that blocks its loop runs queued calls one after another; each caller
+    still hears back as soon as its own call ends (the first after 0.2 s, not after 1.6)."""
+    starts: list[float] = []
+
+    async def blocking(seconds: float) -> float:
+        starts.append(time.perf_counter())
+        time.sleep(seconds)
+        return seconds
+
+    held = asyncio.ensure_future(hop.run(blocking(0.3)))  # the batch below queues behind it
+    await asyncio.sleep(0.05)
+    calls = [asyncio.ensure_future(hop.run(blocking(0.2))) for _ in range(8)]
+    await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+    first_answer = time.perf_counter()
+    assert await asyncio.gather(held, *calls) == [0.3] + [0.2] * 8
+    assert first_answer < starts[-1], "the first answer waited for the last call to start"
 
 
 async def test_an_exception_arrives_as_raised(hop: LoopThread) -> None:

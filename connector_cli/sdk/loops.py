@@ -29,7 +29,7 @@ _T = TypeVar("_T")
 class _Call:
     """One coroutine sent to a connector's loop, and the caller's future for its result."""
 
-    __slots__ = ("coro", "future", "outbox", "context", "task", "cancelled")
+    __slots__ = ("coro", "future", "outbox", "context", "task", "cancelled", "outcome", "error")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], future: asyncio.Future[Any],
                  outbox: _Outbox) -> None:
@@ -37,20 +37,24 @@ class _Call:
         self.context = contextvars.copy_context()  # the caller's, as a task would copy it
         self.task: Optional[asyncio.Task[Any]] = None
         self.cancelled = False
+        self.outcome: Any = None
+        self.error: Optional[BaseException] = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the connector's loop: run the coroutine as a task there."""
         if self.cancelled:
             self.coro.close()
             return
-        self.task = self.context.run(loop.create_task, self.coro)
-        self.task.add_done_callback(self.finished)
+        self.task = self.context.run(loop.create_task, self._run())
 
-    def finished(self, task: asyncio.Task[Any]) -> None:
-        """On the connector's loop: hand the result back (its exception marked retrieved,
-        since a caller that stopped waiting never reads it)."""
-        if not task.cancelled():
-            task.exception()
+    async def _run(self) -> None:
+        """On the connector's loop: await the coroutine and hand its outcome back in the
+        same step, so a caller is answered as soon as its call ends, not after the steps
+        of every other call queued behind it on a loop that a blocking connector holds."""
+        try:
+            self.outcome = await self.coro
+        except BaseException as exc:  # the caller's to see, cancellation included
+            self.error = exc
         self.outbox.put(self)
 
     def cancel(self) -> None:
@@ -60,16 +64,18 @@ class _Call:
             self.task.cancel()
 
     def settle(self) -> None:
-        """On the caller's loop: the task's outcome becomes the future's."""
-        future, task = self.future, self.task
-        if future.done() or task is None:
+        """On the caller's loop: the call's outcome becomes the future's."""
+        future = self.future
+        if future.done():
             return
-        if task.cancelled():
+        error = self.error
+        if error is None:
+            future.set_result(self.outcome)
+        elif isinstance(error, asyncio.CancelledError):
             future.cancel()
-        elif (exc := task.exception()) is not None:
-            future.set_exception(exc)
         else:
-            future.set_result(task.result())
+            future.set_exception(error)
+        self.error = None  # no cycle through the traceback
 
 
 class _Outbox:
