@@ -53,7 +53,7 @@ class _Call:
         of every other call queued behind it on a loop that a blocking connector holds."""
         try:
             self.outcome = await self.coro
-        except BaseException as exc:  # the caller's to see, cancellation included
+        except BaseException as exc:  # noqa: BLE001 - the caller's to see, cancellation too
             self.error = exc
         self.outbox.put(self)
 
