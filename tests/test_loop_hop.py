@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -53,6 +55,29 @@ async def test_a_call_is_answered_when_it_ends_not_after_the_blocking_calls_behi
     first_answer = time.perf_counter()
     assert await asyncio.gather(held, *calls) == [0.3] + [0.2] * 8
     assert first_answer < starts[-1], "the first answer waited for the last call to start"
+
+
+async def test_a_call_cancelled_before_it_started_leaves_no_unawaited_coroutine(
+        hop: LoopThread) -> None:
+    async def blocking() -> None:
+        time.sleep(0.3)
+
+    async def queued() -> str:
+        return "never"
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        held = asyncio.ensure_future(hop.run(blocking()))
+        await asyncio.sleep(0.05)
+        call = asyncio.ensure_future(hop.run(queued()))
+        await asyncio.sleep(0.05)  # started on the held loop, its first step not yet run
+        call.cancel()
+        await held
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await hop.run(asyncio.sleep(0))  # the cancellation has run there
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
 async def test_an_exception_arrives_as_raised(hop: LoopThread) -> None:

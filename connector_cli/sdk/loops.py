@@ -29,14 +29,15 @@ _T = TypeVar("_T")
 class _Call:
     """One coroutine sent to a connector's loop, and the caller's future for its result."""
 
-    __slots__ = ("coro", "future", "outbox", "context", "task", "cancelled", "outcome", "error")
+    __slots__ = ("coro", "future", "outbox", "context", "task", "cancelled", "began", "outcome",
+                 "error")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], future: asyncio.Future[Any],
                  outbox: _Outbox) -> None:
         self.coro, self.future, self.outbox = coro, future, outbox
         self.context = contextvars.copy_context()  # the caller's, as a task would copy it
         self.task: Optional[asyncio.Task[Any]] = None
-        self.cancelled = False
+        self.cancelled = self.began = False
         self.outcome: Any = None
         self.error: Optional[BaseException] = None
 
@@ -51,6 +52,7 @@ class _Call:
         """On the connector's loop: await the coroutine and hand its outcome back in the
         same step, so a caller is answered as soon as its call ends, not after the steps
         of every other call queued behind it on a loop that a blocking connector holds."""
+        self.began = True
         try:
             self.outcome = await self.coro
         except BaseException as exc:  # noqa: BLE001 - the caller's to see, cancellation too
@@ -60,8 +62,9 @@ class _Call:
     def cancel(self) -> None:
         """On the connector's loop: the caller stopped waiting."""
         self.cancelled = True
-        if self.task is not None:
-            self.task.cancel()
+        task = self.task
+        if task is not None and task.cancel() and not self.began:
+            self.coro.close()  # never started: the task ends before awaiting it
 
     def settle(self) -> None:
         """On the caller's loop: the call's outcome becomes the future's."""
