@@ -70,7 +70,7 @@ lint: install install-flyte  # ruff (pyflakes, pycodestyle, isort, ...) and mypy
 		{ test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: reformat these" >&2; exit 1; }; } && \
 		go vet ./...; fi
 
-bench: install install-flyte  # the c0 comparison needs the Flyte SDK (the `flyte` extra)
+bench: install install-flyte  # the c0 and pyflyte comparisons need the `flyte` and `flytekit` extras
 	$(BIN)/python bench/run.py $(BENCH)
 
 fuzz: install  # the daemon fuzz tests with many more examples (FUZZ_EXAMPLES, default 5000)

@@ -2,7 +2,8 @@
 
 Usage: python bench/run.py [NAME ...]   (NAME matches bench_NAME.py; default: all)
 Each benchmark prints its own figures, as ratios against a baseline measured in the
-same run. The exit status is non-zero if any benchmark script failed to run.
+same run. They run in name order: bench_flytekit.py (against `pyflyte serve connector`)
+right after bench_flyte_sdk.py (against `c0`). The exit status is non-zero if any benchmark script failed to run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Server processes for bench_server.py: the daemon or the reference floor, pinned to a core.
+"""Server processes for the benchmarks: the daemon, the reference floor, or another server
+of the same connector (`c0`, `pyflyte serve connector`), pinned to a core.
 
 A server starts in its own session (so the load generator's `--server-pid` counts every
 process of a `--processes N` daemon), and `ready_s` is the time from spawn until it has
@@ -23,6 +24,8 @@ CONVERTING_FLOOR = "floor+conversion"  # the floor, its CreateTask converting th
 C0 = "c0"  # the Flyte SDK's own server with the kit's Flyte SDK `bench` connector
 FLYTE_DAEMON = "ours"  # the daemon serving that same connector through our adapter
 FLYTE_MODULE = "flyte_bench_connector"  # the kit's Flyte SDK connector
+PYFLYTE = "pyflyte"  # flytekit's own server (bound to loopback) with flytekit_bench_connector
+KIT_MODULE = "flytekit_bench_connector"  # the kit's connector written for flytekit
 
 
 def find_kit() -> Optional[Path]:
@@ -80,13 +83,15 @@ def daemon_argv(port: int, modules: tuple[str, ...], plugins: str, processes: in
 
 
 class Server:
-    """One server subprocess: `kind` 'daemon', 'floor', `CONVERTING_FLOOR`, `C0` or
-    `FLYTE_DAEMON`; `env` is added to its environment."""
+    """One server subprocess: `kind` 'daemon' (or `FLYTE_DAEMON`: ours serving `modules`),
+    'floor', `CONVERTING_FLOOR`, `C0` or `PYFLYTE`; `env` is added to its environment.
+    `v1`: measured through Flyte 1's agent API (always so for `PYFLYTE`), readiness too."""
 
     def __init__(self, kind: str, kit: Path, core: Optional[int], plugins: str = "none",
                  processes: int = 1, modules: tuple[str, ...] = ("bench_connector",),
-                 env: Optional[dict[str, str]] = None) -> None:
+                 env: Optional[dict[str, str]] = None, v1: bool = False) -> None:
         self.kind = kind
+        self.v1 = v1 or kind == PYFLYTE
         self.port = free_port()
         if kind == "floor":
             argv = [sys.executable, str(kit / "floor_server.py"), "--port", str(self.port)]
@@ -96,8 +101,10 @@ class Server:
         elif kind == C0:  # c0's public entry point, bound to 127.0.0.1 by the kit's wrapper
             argv = [sys.executable, str(kit / "c0_server.py"), "--port", str(self.port),
                     "--prometheus-port", str(free_port())]
-        elif kind == FLYTE_DAEMON:
-            argv = daemon_argv(self.port, (FLYTE_MODULE,), "none")
+        elif kind == PYFLYTE:  # flytekit's entry point, bound to 127.0.0.1 by the tests' wrapper
+            argv = [sys.executable, "-m", "tests.helpers.pyflyte_loopback", "--port",
+                    str(self.port), "--prometheus_port", str(free_port())]
+            argv += [arg for module in modules for arg in ("--modules", module)]
         else:
             argv = daemon_argv(self.port, modules, plugins, processes)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLYTE_CONNECTOR_")} \
@@ -106,11 +113,12 @@ class Server:
         env["GRPC_VERBOSITY"] = "ERROR"
         started = time.perf_counter()
         self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL if kind == C0 else None,
+                                     stdout=subprocess.DEVNULL if kind in (C0, PYFLYTE)
+                                     else None,
                                      text=True, start_new_session=True,
                                      preexec_fn=pinned(core))  # type: ignore[arg-type]
         self.address = f"127.0.0.1:{self.port}"
-        self.ready_s = wait_ready(self.address, self.proc, 30.0) - started
+        self.ready_s = wait_ready(self.address, self.proc, 30.0, self.v1) - started
 
     @property
     def pid(self) -> int:
@@ -156,12 +164,12 @@ def session_pids(leader: int) -> list[int]:
     return pids
 
 
-def wait_ready(address: str, proc: subprocess.Popen, timeout: float) -> float:
-    """perf_counter() when ListConnectors first answered (TCP probe every 1 ms first)."""
+def wait_ready(address: str, proc: subprocess.Popen, timeout: float, v1: bool = False) -> float:
+    """perf_counter() when ListConnectors (`v1`: ListAgents) first answered (TCP probe
+    every 1 ms first)."""
     import grpc
-    from flyteidl2.connector import connector_pb2 as pb
-    from flyteidl2.connector.service_pb2_grpc import ConnectorMetadataServiceStub
 
+    probe = _list_agents if v1 else _list_connectors
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,20 +182,35 @@ def wait_ready(address: str, proc: subprocess.Popen, timeout: float) -> float:
             continue
         with grpc.insecure_channel(address) as channel:
             try:
-                ConnectorMetadataServiceStub(channel).ListConnectors(
-                    pb.ListConnectorsRequest(), timeout=2)
+                probe(channel)
                 return time.perf_counter()
             except grpc.RpcError:
                 time.sleep(0.001)
     raise RuntimeError(f"{address} did not answer ListConnectors within {timeout}s")
 
 
+def _list_connectors(channel: object) -> None:
+    from flyteidl2.connector import connector_pb2 as pb
+    from flyteidl2.connector.service_pb2_grpc import ConnectorMetadataServiceStub
+
+    ConnectorMetadataServiceStub(channel).ListConnectors(pb.ListConnectorsRequest(), timeout=2)
+
+
+def _list_agents(channel: object) -> None:
+    from flyteidl.admin import agent_pb2 as v1
+    from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
+
+    AgentMetadataServiceStub(channel).ListAgents(v1.ListAgentsRequest(), timeout=2)
+
+
 def loadgen(kit: Path, server: Server, rpc: str, seconds: float, core: Optional[int],
             concurrency: int = 64, channels: int = 1, task_type: str = "bench") -> dict:
-    """One run of the kit's load generator against `server`: its JSON line."""
+    """One run of the kit's load generator against `server` (through Flyte 1's API, by
+    loadgen_v1.py, when `server.v1`): its JSON line."""
     import json
 
-    argv = [sys.executable, str(kit / "loadgen.py"), "--target", server.address, "--rpc", rpc,
+    script = HERE / "loadgen_v1.py" if server.v1 else kit / "loadgen.py"
+    argv = [sys.executable, str(script), "--target", server.address, "--rpc", rpc,
             "--concurrency", str(concurrency), "--duration", str(seconds), "--task-type",
             task_type, "--server-pid", str(server.pid), "--channels", str(channels)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
