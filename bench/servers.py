@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -169,7 +169,7 @@ def wait_ready(address: str, proc: subprocess.Popen, timeout: float, v1: bool = 
     every 1 ms first)."""
     import grpc
 
-    probe = _list_agents if v1 else _list_connectors
+    probe = _probe(v1)
     host, port = address.rsplit(":", 1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -186,21 +186,24 @@ def wait_ready(address: str, proc: subprocess.Popen, timeout: float, v1: bool = 
                 return time.perf_counter()
             except grpc.RpcError:
                 time.sleep(0.001)
-    raise RuntimeError(f"{address} did not answer ListConnectors within {timeout}s")
+    raise RuntimeError(f"{address} did not answer {'ListAgents' if v1 else 'ListConnectors'} "
+                       f"within {timeout}s")
 
 
-def _list_connectors(channel: object) -> None:
+def _probe(v1: bool) -> Callable[[object], object]:
+    """The call that says a server is ready: ListAgents (`v1`) or ListConnectors, its
+    modules imported now, while the server starts, rather than once it listens."""
+    if v1:
+        from flyteidl.admin import agent_pb2
+        from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
+
+        return lambda channel: AgentMetadataServiceStub(channel).ListAgents(
+            agent_pb2.ListAgentsRequest(), timeout=2)
     from flyteidl2.connector import connector_pb2 as pb
     from flyteidl2.connector.service_pb2_grpc import ConnectorMetadataServiceStub
 
-    ConnectorMetadataServiceStub(channel).ListConnectors(pb.ListConnectorsRequest(), timeout=2)
-
-
-def _list_agents(channel: object) -> None:
-    from flyteidl.admin import agent_pb2 as v1
-    from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub
-
-    AgentMetadataServiceStub(channel).ListAgents(v1.ListAgentsRequest(), timeout=2)
+    return lambda channel: ConnectorMetadataServiceStub(channel).ListConnectors(
+        pb.ListConnectorsRequest(), timeout=2)
 
 
 def loadgen(kit: Path, server: Server, rpc: str, seconds: float, core: Optional[int],
