@@ -22,6 +22,7 @@ from tests.helpers.pressure import figure, health_while, peak_rss_mib, rss_mib
 from tests.helpers.raw_grpc import raw_call
 
 pytestmark = pytest.mark.timeout(180)
+HEALTH = "/grpc.health.v1.Health/Check"
 
 
 def big_create(size: int) -> bytes:
@@ -62,6 +63,38 @@ async def test_unfinished_bodies_are_bounded_timed_out_and_given_back() -> None:
     assert ended > 16, "no unfinished body was timed out or refused"
     assert after < 256, f"{after:.0f} MiB still held after the client left"
     assert "no request body slot" in log
+
+
+async def test_a_flood_of_unfinished_health_calls_does_not_delay_a_probe() -> None:
+    """128 health calls announcing 15 MB and stopping one byte short, each replaced as soon
+    as the daemon ends it: a probe took 5 s while they held health's 8 slots; now a probe
+    takes the slot of the oldest unfinished one."""
+    daemon = Daemon()
+    address = daemon.wait_ready()
+    pid = daemon.proc.pid
+    try:
+        conns = [Unfinished(address, 16, 15_000_000, path=HEALTH, reopen=True)
+                 for _ in range(8)]
+
+        async def flood() -> int:
+            deadline = time.monotonic() + 6
+            while time.monotonic() < deadline:
+                for conn in conns:
+                    await asyncio.to_thread(conn.pump, 0.05)
+            return sum(c.reset for c in conns)
+
+        slowest, ended = await health_while(address, flood)
+        peak = peak_rss_mib(pid)
+        for conn in conns:
+            conn.close()
+    finally:
+        daemon.proc.terminate()
+        daemon.finish()
+    figure(f"128 unfinished 15 MB health calls, reopened when ended: slowest probe "
+           f"{slowest:.3f}s, peak RSS {peak:.0f} MiB, {ended} flood calls ended")
+    assert slowest < 1.0, f"a probe waited {slowest:.2f}s"
+    assert ended > 16, "no unfinished health call was ended"
+    assert peak < 512, f"peak RSS {peak:.0f} MiB"
 
 
 async def test_large_bodies_that_finish_still_work_side_by_side() -> None:

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import grpc
 
+from connector_cli.daemon.bodies import BodyGate
 from connector_cli.daemon.memory import InFlightBytes
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,13 @@ class Refused(Exception):
 
 
 class RequestGate:
-    """Parses request bodies and applies the byte budget; shared by every raw handler."""
+    """Reads request bodies within `bodies`' slots, parses them and applies the byte
+    budget; shared by every raw handler."""
 
-    def __init__(self, budget: int, bad_log: Optional[BadRequestLog] = None) -> None:
+    def __init__(self, budget: int, body_slots: int = 64,
+                 bad_log: Optional[BadRequestLog] = None) -> None:
         self.inflight = InFlightBytes(budget)
+        self.bodies = BodyGate(body_slots, self.inflight.trim_soon)
         self.bad_log = bad_log or BadRequestLog()
         self.refused = 0
         self._one_large: Optional[asyncio.Semaphore] = None

@@ -1,6 +1,11 @@
-"""The services registered over raw bytes: each method's body is parsed by the daemon's
-`RequestGate` (`gate.py`), large bodies one at a time and off the event loop, so a bad or
-oversized body gets its own status and never reaches a servicer.
+"""The services registered over raw bytes: each method's body is read within a slot of
+the daemon's `BodyGate` (`bodies.py`) and parsed by its `RequestGate` (`gate.py`), large
+bodies one at a time and off the event loop, so a bad, oversized or unfinished body gets
+its own status and never reaches a servicer.
+
+Every method is registered as request-streaming, whatever its shape, so grpc calls the
+handler when the headers arrive and reads the body only when `Slots.read` asks for it;
+on the wire a unary call is the same one message.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from typing import Any, AsyncIterator
 
 import grpc
 
+from connector_cli.daemon.bodies import Slots
 from connector_cli.daemon.gate import LARGE_REQUEST, Refused, RequestGate
+
+_NO_MESSAGE = "the call carried no request message"
+EOF = grpc.aio.EOF
 
 
 def _open(gate: RequestGate, cls: Any, method: str, data: bytes) -> tuple[Any, int]:
@@ -31,12 +40,24 @@ async def _refuse(context: Any, refused: Refused) -> None:
     await context.abort(refused.code, refused.detail)
 
 
-def _unary(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
+async def _body(slots: Slots, context: Any) -> bytes:
+    """The call's one request body, read within a slot."""
+    data = await slots.read(context)
+    if data is EOF:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _NO_MESSAGE)
+    return data  # type: ignore[no-any-return]
+
+
+def _unary(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any) -> Any:
     """A unary handler over raw bytes. It answers bytes: a handler may return its response
     already serialized (the daemon's GetTask and CreateTask do), or a message."""
     parse = cls.FromString
+    read = slots.read
 
-    async def handle(data: bytes, context: Any) -> bytes:
+    async def handle(requests: Any, context: Any) -> bytes:
+        data = await read(context)
+        if data is EOF:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _NO_MESSAGE)
         try:
             request = parse(data) if len(data) < LARGE_REQUEST else None
         except Exception:  # noqa: BLE001 - garbage: `_large` refuses it with its reason
@@ -76,13 +97,27 @@ async def _large(gate: RequestGate, cls: Any, method: str, handler: Any, data: b
         gate.inflight.release(held)
 
 
-def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
-    if not inspect.isasyncgenfunction(handler):  # streams with context.write (health Watch)
-        return _unary(gate, cls, method, handler)
+def _stream(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any) -> Any:
+    """A server-streaming handler over raw bytes: an async generator, or a coroutine that
+    writes with `context.write` (health's Watch)."""
+    if not inspect.isasyncgenfunction(handler):
+        async def write(requests: Any, context: Any) -> None:
+            try:
+                request, held = _open(gate, cls, method, await _body(slots, context))
+            except Refused as refused:
+                await _refuse(context, refused)
+                raise
+            try:
+                await handler(request, context)
+            finally:
+                if held:
+                    gate.inflight.release(held)
 
-    async def handle(data: bytes, context: Any) -> AsyncIterator[Any]:
+        return write
+
+    async def handle(requests: Any, context: Any) -> AsyncIterator[Any]:
         try:
-            request, held = _open(gate, cls, method, data)
+            request, held = _open(gate, cls, method, await _body(slots, context))
         except Refused as refused:
             await _refuse(context, refused)
             raise
@@ -96,12 +131,13 @@ def _stream(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
     return handle
 
 
-def _bidi(gate: RequestGate, cls: Any, method: str, handler: Any) -> Any:
-    """A stream-stream handler over raw bytes: each request message parsed by `gate`."""
+def _bidi(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any) -> Any:
+    """A stream-stream handler over raw bytes: each request message read within a slot and
+    parsed by `gate`."""
 
-    async def handle(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[Any]:
+    async def handle(requests: Any, context: Any) -> AsyncIterator[Any]:
         async def parsed() -> AsyncIterator[Any]:
-            async for data in requests:
+            async for data in slots.messages(context):
                 try:
                     yield gate.parse(cls, data, method)
                 except Refused as refused:
@@ -124,6 +160,7 @@ def raw_handler(service: Any, servicer: Any, gate: RequestGate) -> grpc.GenericR
     from google.protobuf import message_factory
 
     handlers = {}
+    slots = gate.bodies.slots_for(service.full_name)
     for method in service.methods:
         cls = message_factory.GetMessageClass(method.input_type)
         serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
@@ -132,11 +169,11 @@ def raw_handler(service: Any, servicer: Any, gate: RequestGate) -> grpc.GenericR
             if not method.server_streaming:
                 raise ValueError(f"{service.full_name}.{method.name} streams only requests")
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                _bidi(gate, cls, method.name, impl), response_serializer=serialize)
+                _bidi(gate, slots, cls, method.name, impl), response_serializer=serialize)
         elif method.server_streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                _stream(gate, cls, method.name, impl), response_serializer=serialize)
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _stream(gate, slots, cls, method.name, impl), response_serializer=serialize)
         else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                _unary(gate, cls, method.name, impl))
+            handlers[method.name] = grpc.stream_unary_rpc_method_handler(
+                _unary(gate, slots, cls, method.name, impl))
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

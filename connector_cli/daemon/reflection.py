@@ -14,18 +14,19 @@ from typing import Any, Sequence
 
 import grpc
 
+from connector_cli.daemon.bodies import BodyGate
 from connector_cli.daemon.lazy_services import BuiltOnFirstCall
 
 SERVICE = "grpc.reflection.v1alpha.ServerReflection"
 
 
-def lazy_reflection(names: Sequence[str], draining: asyncio.Event,
+def lazy_reflection(names: Sequence[str], draining: asyncio.Event, bodies: BodyGate,
                     modules: Sequence[str] = ()) -> BuiltOnFirstCall:
     """Reflection listing `names`, built by its first call, which first imports `modules`
-    (descriptors of services that are themselves built by their first call); its streams
-    end at `draining`."""
+    (descriptors of services that are themselves built by their first call); its request
+    messages are read within `bodies`' slots and its streams end at `draining`."""
     return BuiltOnFirstCall(SERVICE, functools.partial(_build, tuple(names), draining,
-                                                       tuple(modules)))
+                                                       bodies, tuple(modules)))
 
 
 class _Collect:
@@ -41,7 +42,7 @@ class _Collect:
         """The generic handler above serves the same methods."""
 
 
-def _build(names: Sequence[str], draining: asyncio.Event,
+def _build(names: Sequence[str], draining: asyncio.Event, bodies: BodyGate,
            modules: Sequence[str] = ()) -> grpc.GenericRpcHandler:
     import importlib
 
@@ -56,4 +57,4 @@ def _build(names: Sequence[str], draining: asyncio.Event,
         reflection.aio.ReflectionServicer(names), collect
     )
     (handler,) = collect.handlers
-    return draining_streams(handler, draining)
+    return draining_streams(bodies.gate_requests(handler), draining)

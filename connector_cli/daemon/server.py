@@ -164,9 +164,9 @@ class ConnectorServer:
         # before the grpc server exists: a bad connections file stops start-up cleanly
         tasks = TaskService(self.registry, self._executor, self._metrics, signer, config)
         raise_fd_limit()
-        self.gate = RequestGate(config.inflight_budget)
-        self.bodies = BodyGate(body_slots(config), self.gate.inflight.trim_soon)
-        server = grpc.aio.server(options=grpc_options(config), interceptors=[self.bodies])
+        self.gate = RequestGate(config.inflight_budget, body_slots(config))
+        self.bodies = self.gate.bodies
+        server = grpc.aio.server(options=grpc_options(config))
         metadata = MetadataService(self.registry, self._executor, self._metrics)
         self._services = (tasks, metadata)
         self._health = _add_services(server, tasks, metadata, self.gate, tasks.draining,
@@ -385,6 +385,6 @@ def _add_services(
         modules = (DESCRIPTOR_MODULE,)
     health = LazyHealth(gate)
     reflection = lazy_reflection((*service_names_for(apis), HEALTH, REFLECTION), draining,
-                                 modules)
+                                 gate.bodies, modules)
     server.add_generic_rpc_handlers((health, reflection))
     return health

@@ -23,9 +23,11 @@ CREATE = "/flyteidl2.connector.AsyncConnectorService/CreateTask"
 
 
 class Unfinished:
-    """One connection holding `streams` CreateTask bodies of `size` bytes, one byte short."""
+    """One connection holding `streams` CreateTask bodies of `size` bytes, one byte short;
+    with `reopen`, a stream the server ends is replaced by a new one at once."""
 
-    def __init__(self, address: str, streams: int, size: int, path: str = CREATE) -> None:
+    def __init__(self, address: str, streams: int, size: int, path: str = CREATE,
+                 reopen: bool = False) -> None:
         host, port = address.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
         self.conn = h2.connection.H2Connection(
@@ -37,6 +39,7 @@ class Unfinished:
         self.pending: dict[int, memoryview] = {}
         self.size = size
         self.path = path
+        self.reopen = reopen
         self._flush()
         for _ in range(streams):
             self._open()
@@ -80,6 +83,8 @@ class Unfinished:
         if isinstance(event, (h2.events.StreamReset, h2.events.StreamEnded)):
             self.reset += 1
             self.pending.pop(event.stream_id, None)
+            if self.reopen:
+                self._open()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.closed = True
 
