@@ -13,7 +13,10 @@ from connector_cli.errors import StartupError
 from connector_cli.sdk.registry import ConnectorRegistry
 
 FD_RESERVE = 128
-HANDSHAKE_MS = 5_000  # a real client sends the HTTP/2 preface at once
+# A real client sends the HTTP/2 preface (and finishes TLS) within milliseconds in-cluster;
+# while idle connections fill the limit, new ones (a kubelet probe's) are refused until
+# this sheds them.
+HANDSHAKE_MS = 1_000
 IDLE_MS = 300_000  # the backend's channel reconnects after a GOAWAY; pings are not activity
 
 
