@@ -48,6 +48,8 @@ async def test_flyte_sdk_logger_records_are_masked_json_and_follow_the_level(
     messages = [r["message"] for r in flyte]
     assert "connecting with key ****" in messages and "again with key ****" in messages, log
     assert ("debug line with key ****" in messages) is debug_shown
+    late = [r["message"] for r in records if r["logger"] == "late_library"]
+    assert late == ["late logger with key ****"], log[-2000:]
 
 
 async def test_a_nul_in_output_prefix_is_invalid_argument_without_a_traceback() -> None:

@@ -4,7 +4,9 @@ The handler masks the secrets of the request being served in every record, which
 logger (the framework's, a connector's, a library's) produced it. Libraries that keep
 their records from the root handler (their own handler, `propagate = False`, as the Flyte
 SDK's `flyte` logger does) are taken over by `host_library_loggers` once plugins are
-loaded, or they would print secrets in clear and ignore `--log-format` and `--log-level`.
+loaded, or they would print secrets in clear and ignore `--log-format` and `--log-level`;
+a logger a library creates later is taken over the moment it adds a handler of its own or
+turns propagation off.
 """
 
 from __future__ import annotations
@@ -89,20 +91,46 @@ class HostedLogger(logging.Logger):
         """Ignored: `--log-level` decides."""
 
 
+class _WatchedLogger(logging.Logger):
+    """A logger created after start-up: taken over (`HostedLogger`) when its library gives
+    it a handler of its own or turns its propagation off."""
+
+    @property  # type: ignore[override]
+    def propagate(self) -> bool:
+        """True until the library turns it off, which takes the logger over instead."""
+        return True
+
+    @propagate.setter
+    def propagate(self, value: bool) -> None:
+        if not value:
+            _host(self)
+
+    def addHandler(self, hdlr: logging.Handler) -> None:
+        """Take the logger over rather than let its records bypass the daemon's handler."""
+        _host(self)
+
+
+def _host(item: logging.Logger) -> None:
+    """Make `item` a `HostedLogger`: no handlers of its own, the root's level."""
+    for old in list(item.handlers):
+        item.removeHandler(old)
+    item.__class__ = HostedLogger
+    item.level = logging.NOTSET
+    logging.root.manager._clear_cache()  # type: ignore[attr-defined]
+
+
 def host_library_loggers(own: str = "connector_cli") -> list[str]:
     """Take over every logger (but the daemon's own) that has handlers of its own or does
-    not propagate: its handlers go, its level follows the root's. The names taken over."""
+    not propagate: its handlers go, its level follows the root's; loggers created from now
+    on are watched (`_WatchedLogger`). The names taken over."""
     taken = []
     for name, item in list(logging.root.manager.loggerDict.items()):
         if not isinstance(item, logging.Logger) or name == own or name.startswith(own + "."):
             continue
         if item.propagate and not item.handlers:
             continue
-        for old in list(item.handlers):
-            item.removeHandler(old)
-        item.__class__ = HostedLogger
-        item.level = logging.NOTSET
+        _host(item)
         taken.append(name)
-    if taken:
-        logging.root.manager._clear_cache()  # type: ignore[attr-defined]
+    if logging.getLoggerClass() is logging.Logger:
+        logging.setLoggerClass(_WatchedLogger)
     return taken
