@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 ENV = "FLYTE_CONNECTOR_SHELL_CGROUPS"
 PREFIX = "flyte-shell-"
+SWEEP_EVERY = 600.0  # seconds between sweeps of lost jobs' empty cgroups (`sweep`)
 
 
 @functools.cache
@@ -145,6 +146,27 @@ def remove(path: Path, wait: float = 1.0) -> None:
             if time.monotonic() >= deadline:
                 return
             time.sleep(0.01)
+
+
+def sweep(min_age: float = 300.0) -> int:
+    """Remove the empty job cgroups made at least `min_age` seconds ago: those of jobs that
+    ended without being polled to the end or deleted (a lost job's). A cgroup with
+    processes stays, and so does a young one (a job being created moves into it); how
+    many went."""
+    root = base()
+    if root is None:
+        return 0
+    removed = 0
+    now = time.time()
+    for path in root.glob(PREFIX + "*"):
+        try:
+            if now - path.stat().st_mtime < min_age or members(path):
+                continue
+            path.rmdir()
+        except OSError:
+            continue
+        removed += 1
+    return removed
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -150,6 +150,7 @@ class ShellConnector(AsyncConnector):
         self._lock = threading.Lock()
         self._children: set[int] = set()
         self._sweeper = jobdir.sweeper()
+        self._cgroups_swept = -cgroups.SWEEP_EVERY  # the first create sweeps
         log.info("shell jobs are tracked by %s", cgroups.mode())
 
     def create(
@@ -172,6 +173,9 @@ class ShellConnector(AsyncConnector):
         check_exec(argv, env)
         jobdir.check_workdir(spec.workdir)
         self._sweeper.maybe_sweep()  # a bad retention setting is reported before a job starts
+        if time.monotonic() - self._cgroups_swept >= cgroups.SWEEP_EVERY:
+            self._cgroups_swept = time.monotonic()
+            cgroups.sweep()
         base = jobdir.job_base(output_prefix)
         job_dir, nonce = jobdir.make(base)
         self._sweeper.remember(base)
