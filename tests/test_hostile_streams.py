@@ -8,7 +8,6 @@ sends all but the last byte. Before the fix grpc held every one of them (128 str
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import pytest
@@ -17,7 +16,7 @@ from flyteidl2.core.tasks_pb2 import TaskTemplate
 
 from connector_cli.daemon.bodies import BODY_SECONDS
 from tests.helpers.daemon_process import Daemon
-from tests.helpers.h2_flood import Unfinished
+from tests.helpers.h2_flood import Unfinished, flood
 from tests.helpers.pressure import figure, health_while, peak_rss_mib, rss_mib
 from tests.helpers.raw_grpc import raw_call
 
@@ -37,15 +36,7 @@ async def test_unfinished_bodies_are_bounded_timed_out_and_given_back() -> None:
     pid = daemon.proc.pid
     try:
         conns = [Unfinished(address, 16, 15_000_000) for _ in range(8)]
-
-        async def flood() -> int:
-            deadline = time.monotonic() + BODY_SECONDS + 4
-            while time.monotonic() < deadline:
-                for conn in conns:
-                    await asyncio.to_thread(conn.pump, 0.05)
-            return sum(c.reset for c in conns)
-
-        slowest, ended = await health_while(address, flood)
+        slowest, ended = await health_while(address, lambda: flood(conns, BODY_SECONDS + 4))
         peak = peak_rss_mib(pid)
         for conn in conns:
             conn.close()
@@ -75,15 +66,7 @@ async def test_a_flood_of_unfinished_health_calls_does_not_delay_a_probe() -> No
     try:
         conns = [Unfinished(address, 16, 15_000_000, path=HEALTH, reopen=True)
                  for _ in range(8)]
-
-        async def flood() -> int:
-            deadline = time.monotonic() + 6
-            while time.monotonic() < deadline:
-                for conn in conns:
-                    await asyncio.to_thread(conn.pump, 0.05)
-            return sum(c.reset for c in conns)
-
-        slowest, ended = await health_while(address, flood)
+        slowest, ended = await health_while(address, lambda: flood(conns, 6))
         peak = peak_rss_mib(pid)
         for conn in conns:
             conn.close()

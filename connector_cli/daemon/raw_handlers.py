@@ -102,11 +102,7 @@ def _stream(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any
     writes with `context.write` (health's Watch)."""
     if not inspect.isasyncgenfunction(handler):
         async def write(requests: Any, context: Any) -> None:
-            try:
-                request, held = _open(gate, cls, method, await _body(slots, context))
-            except Refused as refused:
-                await _refuse(context, refused)
-                raise
+            request, held = await _opened(gate, slots, cls, method, context)
             try:
                 await handler(request, context)
             finally:
@@ -116,11 +112,7 @@ def _stream(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any
         return write
 
     async def handle(requests: Any, context: Any) -> AsyncIterator[Any]:
-        try:
-            request, held = _open(gate, cls, method, await _body(slots, context))
-        except Refused as refused:
-            await _refuse(context, refused)
-            raise
+        request, held = await _opened(gate, slots, cls, method, context)
         try:
             async for item in handler(request, context):
                 yield item
@@ -129,6 +121,17 @@ def _stream(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any
                 gate.inflight.release(held)
 
     return handle
+
+
+async def _opened(gate: RequestGate, slots: Slots, cls: Any, method: str,
+                  context: Any) -> tuple[Any, int]:
+    """The call's request read within a slot and parsed (see `_open`), or the call ended
+    with the refusal's status."""
+    try:
+        return _open(gate, cls, method, await _body(slots, context))
+    except Refused as refused:
+        await _refuse(context, refused)
+        raise
 
 
 def _bidi(gate: RequestGate, slots: Slots, cls: Any, method: str, handler: Any) -> Any:

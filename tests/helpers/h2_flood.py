@@ -9,6 +9,7 @@ buffers each body until it is complete, which is what item 2 of issue 28 is abou
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 import struct
@@ -110,6 +111,16 @@ class Unfinished:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def flood(conns: list[Unfinished], seconds: float) -> int:
+    """Pump every connection in turn for `seconds` (off the event loop); how many of their
+    streams the server ended."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for conn in conns:
+            await asyncio.to_thread(conn.pump, 0.05)
+    return sum(c.reset for c in conns)
 
 
 def idle_connections(address: str, count: int) -> list[socket.socket]:
