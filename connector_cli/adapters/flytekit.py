@@ -32,7 +32,7 @@ import sys
 from typing import Any, Callable, ClassVar
 
 from flyteidl.admin import agent_pb2 as v1
-from flyteidl.core import literals_pb2, tasks_pb2
+from flyteidl.core import literals_pb2
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
@@ -75,6 +75,8 @@ from flytekit.extend.backend.base_connector import (  # noqa: E402
 )
 
 logger = logging.getLogger(__name__)
+_NO_INPUTS = literals_pb2.LiteralMap()
+_NO_METADATA = v1.TaskExecutionMetadata()
 
 SDK = "flytekit"
 FLYTEKIT_LOGGERS = ("flytekit", "user_space", "developer")
@@ -177,25 +179,23 @@ class FlytekitConnector(AsyncConnector):
         self, task_template: Any, output_prefix: str, inputs: Any = None,
         task_execution_metadata: Any = None, **kwargs: Any,
     ) -> ResourceMeta:
-        """flytekit's models from the request, then the connector's create (or `do`)."""
-        from flytekit.models.literals import LiteralMap
-        from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
+        """flytekit's models from the request (built when the connector reads them:
+        `flytekit_models`), then the connector's create (or `do`)."""
+        from connector_cli.adapters import flytekit_models as models
 
-        template = TaskTemplate.from_flyte_idl(recast(task_template, tasks_pb2.TaskTemplate))
-        literals = recast(inputs, literals_pb2.LiteralMap) if inputs is not None else None
+        template = models.task_template(task_template)
         if self.is_sync:
             result = await _mirror(
                 self.inner.do, task_template=template, output_prefix=output_prefix,
-                inputs=LiteralMap.from_flyte_idl(literals) if literals is not None else None,
+                inputs=models.literal_map(inputs) if inputs is not None else None,
             )
             return SyncResult(await self._proto(result))
-        metadata = v1.TaskExecutionMetadata()
-        if task_execution_metadata is not None:
-            metadata = recast(task_execution_metadata, v1.TaskExecutionMetadata)
         meta = await _mirror(
             self.inner.create, task_template=template, output_prefix=output_prefix,
-            inputs=LiteralMap.from_flyte_idl(literals or literals_pb2.LiteralMap()),
-            task_execution_metadata=TaskExecutionMetadata.from_flyte_idl(metadata),
+            inputs=models.literal_map(inputs if inputs is not None else _NO_INPUTS),
+            task_execution_metadata=models.execution_metadata(
+                task_execution_metadata if task_execution_metadata is not None
+                else _NO_METADATA),
         )
         if not callable(getattr(meta, "encode", None)):
             from connector_cli.responses import ContractError
@@ -221,8 +221,10 @@ class FlytekitConnector(AsyncConnector):
     async def _proto(self, result: Any) -> v1.Resource:
         """A flytekit Resource as the v1 message; outputs that cannot be converted fail
         the task (a retried GetTask could not fix them), as in the Flyte SDK adapter."""
+        from connector_cli.adapters.flytekit_types import resource_proto
+
         try:
-            proto: v1.Resource = await result.to_flyte_idl()
+            proto = await resource_proto(result)
         except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
             logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
             return v1.Resource(
