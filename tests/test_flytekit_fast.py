@@ -6,7 +6,9 @@ it; `flytekit_models`' views the values of `TaskTemplate` / `LiteralMap` /
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import json
 import math
 import pickle
 from typing import Any
@@ -22,14 +24,15 @@ from flyteidl2.core import tasks_pb2 as tasks_v2
 from flyteidl2.task import common_pb2
 from flytekit.core.type_engine import SimpleTransformer, TypeEngine
 from flytekit.extend.backend.base_connector import Resource
+from flytekit.extend.backend.base_connector import ResourceMeta as KitMeta
 from flytekit.models.literals import LiteralMap
 from flytekit.models.task import TaskExecutionMetadata, TaskTemplate
 from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector_cli.adapters import flytekit_meta, flytekit_types
 from connector_cli.adapters import flytekit_models as models
-from connector_cli.adapters import flytekit_types
 from connector_cli.adapters.flytekit_types import resource_proto
 from connector_cli.v1_messages import recast
 
@@ -279,3 +282,73 @@ def test_a_view_copies_and_pickles_as_flytekits_own_model() -> None:
                 assert mine == theirs and mine.custom == theirs.custom
     with pytest.raises(AttributeError):
         models.task_template(bench_template()).no_such_attribute  # noqa: B018
+
+
+# --- the meta codec -------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Inner:
+    a: int = 0
+
+
+@dataclasses.dataclass
+class FlatMeta(KitMeta):  # type: ignore[misc]
+    job_id: str
+    region: Any = "local"
+    tries: Any = 0
+
+
+# real annotations (this module's are strings): `inner`'s type is a dataclass
+NestedMeta: Any = dataclasses.make_dataclass(
+    "NestedMeta", [("job_id", str), ("inner", Inner, dataclasses.field(default_factory=Inner))],
+    bases=(KitMeta,))
+
+
+@dataclasses.dataclass
+class OwnCodecMeta(FlatMeta):
+    def encode(self) -> bytes:
+        return b"own:" + self.job_id.encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> OwnCodecMeta:
+        return cls(job_id=data.decode()[4:])
+
+
+META_VALUES = st.one_of(st.text(max_size=5), st.integers(), st.floats(), st.booleans(),
+                        st.none(), st.lists(st.integers(), max_size=2),
+                        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+                        st.builds(Inner, st.integers()))
+
+
+def decoded(cls: Any, data: bytes, how: Any) -> Any:
+    try:
+        value = how(cls, data)
+    except Exception as exc:  # noqa: BLE001 - comparing which error, not handling it
+        return type(exc)
+    return type(value), value
+
+
+@settings(max_examples=300, deadline=None)
+@given(job_id=st.text(max_size=6), region=META_VALUES, tries=META_VALUES,
+       cls=st.sampled_from([FlatMeta, OwnCodecMeta]))
+def test_metas_encode_to_flytekits_bytes(job_id: str, region: Any, tries: Any, cls: Any) -> None:
+    meta = cls(job_id=job_id, region=region, tries=tries)
+    assert flytekit_meta.encode(meta) == meta.encode()
+    nested = NestedMeta(job_id=job_id, inner=Inner(a=len(job_id)))
+    assert flytekit_meta.encode(nested) == nested.encode()
+
+
+JSON_OBJECTS = st.dictionaries(
+    st.sampled_from(["job_id", "region", "tries", "inner", "other"]),
+    st.one_of(JSON, st.fixed_dictionaries({"a": st.integers()})), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.one_of(JSON_OBJECTS.map(json.dumps), JSON.map(json.dumps),
+                      st.text(max_size=8)),
+       cls=st.sampled_from([FlatMeta, NestedMeta, OwnCodecMeta]))
+def test_metas_decode_as_flytekit_decodes_them(body: str, cls: Any) -> None:
+    for data in (body.encode(), body.encode("utf-16")):
+        assert decoded(cls, data, flytekit_meta.decode) == \
+            decoded(cls, data, lambda c, d: c.decode(d))

@@ -29,6 +29,7 @@ import importlib.metadata
 import inspect
 import logging
 import sys
+import types
 from typing import Any, Callable, ClassVar
 
 from flyteidl.admin import agent_pb2 as v1
@@ -106,15 +107,18 @@ class FlytekitMeta(ResourceMeta):
         self.value = value
 
     def encode(self) -> bytes:
-        """The flytekit meta's own encoding."""
-        data: bytes = self.value.encode()
-        return data
+        """The flytekit meta's own encoding (`flytekit_meta`: the same bytes)."""
+        from connector_cli.adapters.flytekit_meta import encode
+
+        return encode(self.value)
 
     @classmethod
     def decode(cls, data: bytes) -> FlytekitMeta:
         """Decode with the connector's `metadata_type`; bad bytes are INVALID_ARGUMENT."""
+        from connector_cli.adapters.flytekit_meta import decode
+
         try:
-            return cls(cls.kit_type.decode(data))
+            return cls(decode(cls.kit_type, data))
         except Exception as exc:  # noqa: BLE001 - any decoding failure means bad bytes
             raise ResourceMetaError(
                 f"resource_meta is not a valid {getattr(cls.kit_type, '__name__', 'meta')} "
@@ -267,10 +271,27 @@ class FlytekitConnector(AsyncConnector):
 
 async def _mirror(fn: Callable[..., Any], **kwargs: Any) -> Any:
     """flytekit's `mirror_async_methods`: await `async def`, run plain `def` on a thread."""
-    if inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         return await fn(**kwargs)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(fn, **kwargs))
+
+
+_ASYNC: dict[Any, bool] = {}
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """`inspect.iscoroutinefunction(fn)`, kept per function of a bound method (a connector's
+    methods: one look-up a call instead of inspect's unwrapping)."""
+    func = fn.__func__ if type(fn) is types.MethodType else None
+    if func is None:
+        return inspect.iscoroutinefunction(fn)
+    found = _ASYNC.get(func)
+    if found is None:
+        if len(_ASYNC) >= 1024:
+            _ASYNC.clear()
+        found = _ASYNC[func] = inspect.iscoroutinefunction(fn)
+    return found
 
 
 ADOPTER: Adopter[FlytekitConnector] = Adopter(
