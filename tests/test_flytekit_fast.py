@@ -350,5 +350,16 @@ JSON_OBJECTS = st.dictionaries(
        cls=st.sampled_from([FlatMeta, NestedMeta, OwnCodecMeta]))
 def test_metas_decode_as_flytekit_decodes_them(body: str, cls: Any) -> None:
     for data in (body.encode(), body.encode("utf-16")):
-        assert decoded(cls, data, flytekit_meta.decode) == \
-            decoded(cls, data, lambda c, d: c.decode(d))
+        expected = decoded(cls, data, lambda c, d: c.decode(d))
+        first = decoded(cls, data, flytekit_meta.decode)
+        assert first == expected
+        assert decoded(cls, data, flytekit_meta.decode) == expected  # from the kept kwargs
+
+
+def test_a_kept_meta_is_a_new_object_each_time() -> None:
+    data = FlatMeta(job_id="j1").encode()
+    first = flytekit_meta.decode(FlatMeta, data)
+    first.region = "changed"
+    second = flytekit_meta.decode(FlatMeta, data)
+    assert second is not first and second == FlatMeta(job_id="j1")
+    assert (FlatMeta, data) in flytekit_meta._KWARGS

@@ -8,7 +8,8 @@ does not override the codec, the same bytes and the same object come straight: a
 whose values are all `str`, `int`, `float`, `bool` or None (what `asdict` copies as they
 are) is written from its fields in order; bytes whose JSON object names only fields whose
 type is not a dataclass (those `dataclass_from_dict` passes as they are) are the class's
-keyword arguments. Anything else goes through flytekit's own methods.
+keyword arguments, kept per bytes (bounded) when they are all plain values, as GetTask is
+polled with the same bytes. Anything else goes through flytekit's own methods.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _ENCODE = KitResourceMeta.encode
 _DECODE = KitResourceMeta.decode.__func__  # type: ignore[attr-defined]
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+CACHE_ENTRIES = 4096
+# GetTask is polled with the same bytes: a flat meta's keyword arguments, kept per bytes
+_KWARGS: dict[tuple[type, bytes], dict[str, Any]] = {}
 
 
 def _fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
@@ -50,9 +54,17 @@ def encode(meta: Any) -> bytes:
 
 def decode(cls: Any, data: bytes) -> Any:
     """`cls.decode(data)`: an equal object, or the same error."""
-    if getattr(cls.decode, "__func__", None) is _DECODE and isinstance(cls, type) and \
-            dataclasses.is_dataclass(cls):
+    if getattr(cls.decode, "__func__", None) is _DECODE and type(data) is bytes and \
+            isinstance(cls, type) and dataclasses.is_dataclass(cls):
+        key = (cls, data)
+        kwargs = _KWARGS.get(key)
+        if kwargs is not None:
+            return cls(**kwargs)
         src = json.loads(data.decode("utf-8"))
         if type(src) is dict and _fields(cls)[1].issuperset(src):
+            if all(type(value) in _PLAIN for value in src.values()):  # nothing to share
+                if len(_KWARGS) >= CACHE_ENTRIES:
+                    _KWARGS.clear()
+                _KWARGS[key] = src.copy()
             return cls(**src)
     return cls.decode(data)
