@@ -7,11 +7,13 @@ Each is wrapped in a `FlytekitConnector`, one of ours, so the daemon serves, lis
 counts it like any other, through both API generations.
 
 The wrapper keeps `pyflyte serve connector`'s semantics: flytekit's model objects
-(`TaskTemplate`, `LiteralMap`, `TaskExecutionMetadata`) built from the v1 messages, plain
+(`TaskTemplate`, `LiteralMap`, `TaskExecutionMetadata`) built from the v1 messages by
+flytekit's `from_flyte_idl` (when the connector reads them: `flytekit_models`), plain
 `def` methods on a worker thread and `async def` ones awaited (flytekit's
 `mirror_async_methods`), outputs converted by flytekit's own `Resource.to_flyte_idl` (its
-type engine), `resource_meta` encoded and decoded by the connector's own `metadata_type`
-(bytes identical to flytekit's server, so a task in flight survives the switch both ways),
+type engine; plain values once per value: `flytekit_types`), `resource_meta` encoded and
+decoded by the connector's own `metadata_type` (`flytekit_meta` for flat dataclasses;
+bytes identical to flytekit's server, so a task in flight survives the switch both ways),
 secrets looked up by the connector itself (`get_connector_secret`). Every call runs on an
 event loop of the connector's own (`own_loop`), so one that blocks inside `async def`
 cannot stall the daemon. A `SyncConnectorBase` connector (`is_sync`) answers Flyte 1's
