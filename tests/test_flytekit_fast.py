@@ -195,6 +195,7 @@ def same(view: Any, full: Any, names: tuple[str, ...]) -> None:
         assert getattr(view, name) == getattr(full, name), name
     assert view.to_flyte_idl().SerializeToString() == full.to_flyte_idl().SerializeToString()
     assert view == full and str(view) == str(full) and repr(view) == repr(full)
+    assert vars(view).keys() == vars(full).keys()
 
 
 TEMPLATE_FIELDS = ("id", "type", "metadata", "interface", "custom", "container",

@@ -55,14 +55,13 @@ class _Lazy:
         full = self.model.from_flyte_idl(recast(source, self.message))
         for key, value in vars(full).items():
             state.setdefault(key, value)
-        state[_SOURCE] = None
+        state.pop(_SOURCE, None)  # from here on its attributes are flytekit's model's
         return True
 
     def __reduce__(self) -> Any:
         """Copied or pickled as flytekit's own model, with what the connector set."""
         self._build()
-        state = {k: v for k, v in self.__dict__.items() if k != _SOURCE}
-        return _rebuild, (self.model, state)
+        return _rebuild, (self.model, dict(self.__dict__))
 
 
 def _lazy(model: type, message: Any) -> type:
