@@ -127,3 +127,31 @@ async def test_large_inputs_within_the_budget_neither_block_health_nor_pile_up()
     assert [c for c, _ in results] == [grpc.StatusCode.OK] * 4  # type: ignore[union-attr]
     assert slowest < 1.0, f"health waited {slowest:.2f}s"
     assert peak < 512, f"peak RSS {peak:.0f} MiB"
+
+
+async def test_a_call_that_sends_no_request_message_is_invalid_argument() -> None:
+    """Methods are registered request-streaming so their bodies are read within a slot; a
+    client that half-closes without a message gets a status naming that, on every shape."""
+    daemon = Daemon()
+    address = daemon.wait_ready()
+    results = {}
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            for method, shape in (("CreateTask", channel.stream_unary),
+                                  ("GetTaskLogs", channel.stream_stream)):
+                call = shape(f"/flyteidl2.connector.AsyncConnectorService/{method}")(iter(()))
+                try:
+                    if method == "GetTaskLogs":
+                        async for _ in call:
+                            pass
+                    else:
+                        await call
+                except grpc.aio.AioRpcError as exc:
+                    results[method] = (exc.code(), exc.details())
+            health = await channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5)
+    finally:
+        daemon.proc.terminate()
+        daemon.finish()
+    assert results == dict.fromkeys(("CreateTask", "GetTaskLogs"), (
+        grpc.StatusCode.INVALID_ARGUMENT, "the call carried no request message")), results
+    assert health == b"\x08\x01"  # SERVING
