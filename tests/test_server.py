@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import AsyncIterator
 
 import grpc
 import grpc.aio
@@ -115,6 +116,21 @@ async def test_reflection_lists_and_describes_the_services() -> None:
     listed = {s.name for s in replies[0].list_services_response.service}
     assert listed >= {*SERVICES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"}
     assert replies[1].file_descriptor_response.file_descriptor_proto
+
+
+async def test_a_reflection_session_may_pause_between_questions() -> None:
+    """A probe's body must arrive within 1 s (daemon/bodies.py), but only a stream's first
+    message is timed: a client that asks again 1.5 s later is still answered."""
+    async def questions() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+        await asyncio.sleep(1.5)
+        yield reflection_pb2.ServerReflectionRequest(file_containing_symbol=SERVICES[0])
+
+    async with serve_in_background(fresh_registry()) as daemon:
+        async with grpc.aio.insecure_channel(daemon.address) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            replies = [r async for r in stub.ServerReflectionInfo(questions(), timeout=10)]
+    assert len(replies) == 2 and replies[1].file_descriptor_response.file_descriptor_proto
 
 
 async def test_metrics_endpoint(plugin_path: Path) -> None:

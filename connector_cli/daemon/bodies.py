@@ -95,12 +95,14 @@ class Slots:
                 self.free.release()
 
     async def messages(self, context: Any) -> AsyncIterator[Any]:
-        """Every request message of a request-streaming call, each read within a slot."""
-        while True:
-            message = await self.read(context)
-            if message is grpc.aio.EOF:
-                return
+        """Every request message of a request-streaming call, the first read within a slot.
+        The later ones are not timed: a read then also waits for the client's next request
+        (a reflection session between two questions), which no deadline can tell apart
+        from a slow body."""
+        message = await self.read(context)
+        while message is not grpc.aio.EOF:
             yield message
+            message = await context.read()
 
     async def _wait(self) -> bool:
         """Wait up to `WAIT_SECONDS` for a slot; False when none freed up."""
