@@ -11,15 +11,19 @@ parts; this module imports neither SDK.
 
 from __future__ import annotations
 
+import logging
 import threading
 import types
 import typing
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
+from flyteidl2.core.execution_pb2 import TaskExecution
+
 from connector_cli.errors import RegistrationError
 from connector_cli.sdk.connector import AsyncConnector
 
 W = TypeVar("W", bound=AsyncConnector)
+logger = logging.getLogger(__name__)
 
 
 class Adopter(Generic[W]):
@@ -105,3 +109,28 @@ class Adopter(Generic[W]):
 def _defined_in(cls: type, module_name: str) -> bool:
     module = cls.__module__
     return module == module_name or module.startswith(module_name + ".")
+
+
+class UndefinedAsQueued:
+    """Both SDKs let a connector report phase UNDEFINED (a job not started yet), which
+    Flyte's backends treat as a failure: such a resource is reported as QUEUED, with a
+    warning logged once per connector."""
+
+    __slots__ = ("name", "logged")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.logged = False
+
+    def __call__(self, resource: Any) -> Any:
+        """`resource` (a v2 `Resource` message) with UNDEFINED replaced by QUEUED."""
+        if resource.phase == TaskExecution.UNDEFINED:
+            if not self.logged:
+                self.logged = True
+                logger.warning(
+                    "connector %r returned phase UNDEFINED (job not started yet?); reporting "
+                    "it as QUEUED, because Flyte fails a task on UNDEFINED (logged once)",
+                    self.name,
+                )
+            resource.phase = TaskExecution.QUEUED
+        return resource

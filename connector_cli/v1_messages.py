@@ -2,13 +2,15 @@
 
 Flyte 2's connector API was cut from Flyte 1's agent API with the same field numbers, so
 most of a message converts by its wire bytes: what one generation writes, the other parses
-field for field (tests/test_v1_messages.py walks both descriptors and proves it, listing
+field for field (tests/test_v1_api.py walks both descriptors and proves it, listing
 every field only one side has). What is not shared is converted here by name:
 
 - v1 requests carry the deprecated `task_type` when `task_category` is unset (older
   propellers): it becomes the category (version 0), as flytekit's server reads it;
 - v1 `TaskExecutionMetadata.overrides` and v2-only fields (`Outputs.produced_artifacts`,
-  `TaskLog.link_type`, `LogLine.short_pod_name`, ...) have no counterpart and are dropped;
+  `TaskLog.link_type`, `LogLine.short_pod_name`, ...) have no counterpart and are dropped
+  (the daemon's CreateTask parses a v1 request as v2 directly and keeps `overrides` as
+  an unknown field, see `daemon.servicers_v1`);
 - a v1 `Resource` also gets the deprecated `state` (older propellers read it when `phase`
   is unset) and, when the connector raised, an `agent_error`;
 - v1 `Agent` (ListAgents) has `is_sync` and the deprecated `supported_task_types`.

@@ -194,3 +194,52 @@ def test_a_meta_without_fields_encodes_as_an_empty_object() -> None:
 
     assert Empty().encode() == b"{}"
     assert Empty.decode(b"{}") == Empty()
+
+
+@dataclasses.dataclass
+class PolledMeta(ResourceMeta):
+    job_id: str
+    attempt: int = 0
+    region: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.job_id == "forged":
+            raise ValueError("job_id 'forged' is not one of ours")
+
+
+@dataclasses.dataclass
+class ListMeta(ResourceMeta):
+    ids: list[str]
+
+
+def test_a_flat_meta_decoded_twice_from_the_same_bytes_is_two_equal_objects() -> None:
+    from connector_cli.sdk.resource_meta import meta_decoder
+
+    decode = meta_decoder(PolledMeta)
+    data = PolledMeta(job_id="j-1", attempt=2).encode()
+    first, second = decode(data), decode(bytes(data))
+    assert first == second == PolledMeta(job_id="j-1", attempt=2)
+    assert first is not second
+    first.attempt = 9  # a connector may change what it was given
+    assert decode(data).attempt == 2
+
+
+def test_a_kept_flat_meta_still_runs_its_checks_every_time() -> None:
+    from connector_cli.sdk.resource_meta import meta_decoder
+
+    decode = meta_decoder(PolledMeta)
+    for _ in range(3):
+        with pytest.raises(ResourceMetaError, match="'forged' is not one of ours"):
+            decode(b'{"job_id":"forged"}')
+    with pytest.raises(ResourceMetaError, match="field 'attempt': expected an integer"):
+        decode(b'{"attempt":"2","job_id":"j"}')
+
+
+def test_a_meta_with_a_list_is_rebuilt_from_its_bytes_each_time() -> None:
+    from connector_cli.sdk.resource_meta import meta_decoder
+
+    decode = meta_decoder(ListMeta)
+    data = ListMeta(ids=["a"]).encode()
+    first = decode(data)
+    first.ids.append("b")
+    assert decode(data).ids == ["a"]

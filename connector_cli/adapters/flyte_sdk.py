@@ -26,7 +26,7 @@ from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.adapters.flyte_types import native_inputs, resource_proto
-from connector_cli.adoption import Adopter
+from connector_cli.adoption import Adopter, UndefinedAsQueued
 from connector_cli.errors import ResourceMetaError, TransientError
 from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
@@ -139,7 +139,7 @@ class FlyteSdkConnector(AsyncConnector):
             (FlyteMeta,), {"flyte_type": flyte_type, "__module__": __name__,
                            "plain_fields": _plain_fields(flyte_type)},
         )
-        self._undefined_logged = False
+        self._queued = UndefinedAsQueued(self.name)
 
     async def create(
         self, task_template: Any, output_prefix: str, inputs: Any = None,
@@ -176,18 +176,7 @@ class FlyteSdkConnector(AsyncConnector):
                 phase=TaskExecution.FAILED,
                 message=f"the connector's result cannot be converted to Flyte literals: {exc}",
             )
-        if proto.phase == TaskExecution.UNDEFINED:
-            self._log_undefined()
-            proto.phase = TaskExecution.QUEUED
-        return proto
-
-    def _log_undefined(self) -> None:
-        if not self._undefined_logged:
-            self._undefined_logged = True
-            logger.warning(
-                "connector %r returned phase UNDEFINED (job not started yet?); reporting it as "
-                "QUEUED, because Flyte fails a task on UNDEFINED (logged once)", self.name,
-            )
+        return self._queued(proto)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         """The Flyte connector's delete."""

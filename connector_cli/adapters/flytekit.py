@@ -39,7 +39,7 @@ from flyteidl.core import literals_pb2
 from flyteidl2.connector import connector_pb2 as pb
 from flyteidl2.core.execution_pb2 import TaskExecution
 
-from connector_cli.adoption import Adopter
+from connector_cli.adoption import Adopter, UndefinedAsQueued
 from connector_cli.errors import ResourceMetaError
 from connector_cli.foreign import FLYTEKIT_GROUP
 from connector_cli.sdk.connector import AsyncConnector
@@ -179,7 +179,7 @@ class FlytekitConnector(AsyncConnector):
                 f"FlytekitMeta[{getattr(kit_type, '__name__', kit_type)}]",
                 (FlytekitMeta,), {"kit_type": kit_type, "__module__": __name__},
             )
-        self._undefined_logged = False
+        self._queued = UndefinedAsQueued(self.name)
 
     async def create(
         self, task_template: Any, output_prefix: str, inputs: Any = None,
@@ -218,10 +218,7 @@ class FlytekitConnector(AsyncConnector):
         else:
             proto = await self._proto(
                 await _mirror(self.inner.get, resource_meta=resource_meta.value))
-        resource: pb.Resource = recast(proto, pb.Resource)
-        if resource.phase == TaskExecution.UNDEFINED:
-            self._log_undefined()
-            resource.phase = TaskExecution.QUEUED
+        resource: pb.Resource = self._queued(recast(proto, pb.Resource))
         return resource
 
     async def _proto(self, result: Any) -> v1.Resource:
@@ -238,14 +235,6 @@ class FlytekitConnector(AsyncConnector):
                 message=f"the connector's result cannot be converted to Flyte literals: {exc}",
             )
         return proto
-
-    def _log_undefined(self) -> None:
-        if not self._undefined_logged:
-            self._undefined_logged = True
-            logger.warning(
-                "connector %r returned phase UNDEFINED; reporting it as QUEUED, because "
-                "Flyte fails a task on UNDEFINED (logged once)", self.name,
-            )
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
         """The connector's delete (nothing to cancel for a sync connector)."""

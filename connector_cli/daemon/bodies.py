@@ -26,9 +26,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any, AsyncIterator, Callable, Optional
 
 import grpc
+
+from connector_cli.daemon.loop import running_loop, task_on
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +51,8 @@ class Slots:
 
     def __init__(self, count: int, seconds: float, on_timeout: Callable[[], None],
                  evict: bool = False) -> None:
-        self.free = asyncio.Semaphore(count)
+        self.free = count  # slots no call holds
+        self._queue: deque[asyncio.Future[bool]] = deque()  # calls waiting, oldest first
         self.count, self.seconds = count, seconds
         self.on_timeout = on_timeout
         self.evict = evict
@@ -58,6 +62,7 @@ class Slots:
         self._sweeping: Optional[asyncio.TimerHandle] = None
         self.waiting = 0
         self.open = False
+        self.loop = running_loop()
 
     async def read(self, context: Any) -> Any:
         """The call's next request message (`grpc.aio.EOF` when it has none left), read
@@ -65,18 +70,17 @@ class Slots:
         DEADLINE_EXCEEDED when the body does not arrive within `seconds`."""
         if self.open:
             return await context.read()
-        if not self.free.locked():
-            await self.free.acquire()
+        if self.free:
+            self.free -= 1
         elif not (self.evict and self._take_oldest()):
             if not await self._wait():
                 self.refused += 1
                 logger.warning("refused a call: no request body slot freed up within %gs",
                                WAIT_SECONDS)
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, _BUSY)
-            if self.open:  # woken by the shutdown: no slot taken
+            if self.open:  # woken by the shutdown (`open_all`), which hands over no slot
                 return await context.read()
-        task = asyncio.current_task()
-        assert task is not None
+        task = task_on(self.loop)
         self.holders[task] = time.monotonic()
         if self._sweeping is None:
             self._sweeping = asyncio.get_running_loop().call_later(1.0, self._sweep)
@@ -92,7 +96,7 @@ class Slots:
             await context.abort(*ending)
         finally:
             if self.holders.pop(task, None) is not None:
-                self.free.release()
+                self._release()
 
     async def messages(self, context: Any) -> AsyncIterator[Any]:
         """Every request message of a request-streaming call, the first read within a slot.
@@ -105,15 +109,34 @@ class Slots:
             message = await context.read()
 
     async def _wait(self) -> bool:
-        """Wait up to `WAIT_SECONDS` for a slot; False when none freed up."""
+        """Wait up to `WAIT_SECONDS` for a slot handed over by `_release`; False when none
+        freed up."""
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[bool] = loop.create_future()
+        self._queue.append(granted)
+        timer = loop.call_later(WAIT_SECONDS, _give_up, granted)
         self.waiting += 1
         try:
-            await asyncio.wait_for(self.free.acquire(), WAIT_SECONDS)
-        except asyncio.TimeoutError:
-            return False
+            return await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled() and granted.result():
+                self._release()  # handed a slot just as the call was cancelled
+            raise
         finally:
+            timer.cancel()
             self.waiting -= 1
-        return True
+
+    def _release(self) -> None:
+        """A slot given back: handed to the oldest waiting call, else free. A plain counter
+        rather than `asyncio.Semaphore`, whose `acquire` and `locked` cost each body read
+        a coroutine and a generator."""
+        queue = self._queue
+        while queue:
+            granted = queue.popleft()
+            if not granted.done():
+                granted.set_result(True)
+                return
+        self.free += 1
 
     def _take_oldest(self) -> bool:
         """End the oldest call still reading its body and take over its slot (holders are
@@ -137,8 +160,10 @@ class Slots:
         """Let every call read its body without a slot, waiting ones included: at shutdown
         a call still waiting would be cancelled by grpc instead of drained."""
         self.open = True
-        for _ in range(self.waiting):
-            self.free.release()
+        while self._queue:
+            granted = self._queue.popleft()
+            if not granted.done():
+                granted.set_result(True)
 
     def _sweep(self) -> None:
         self._sweeping = None
@@ -147,7 +172,7 @@ class Slots:
         for task, since in list(self.holders.items()):
             if since < late or task.done():
                 del self.holders[task]
-                self.free.release()
+                self._release()
                 if not task.done():
                     ended += 1
                     self._end(task, grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -159,6 +184,11 @@ class Slots:
             self.on_timeout()
         if self.holders:
             self._sweeping = asyncio.get_running_loop().call_later(1.0, self._sweep)
+
+
+def _give_up(granted: asyncio.Future[bool]) -> None:
+    if not granted.done():
+        granted.set_result(False)
 
 
 class BodyGate:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from asyncio import current_task
 from concurrent.futures import Executor
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Optional, Protocol
@@ -24,6 +23,7 @@ from flyteidl2.connector.service_pb2_grpc import (
     ConnectorMetadataServiceServicer,
 )
 
+from connector_cli.daemon.loop import running_loop, task_on
 from connector_cli.daemon.streams import until_draining
 from connector_cli.dispatch import UNKNOWN_TASK_TYPE, Dispatcher, Scope
 from connector_cli.errors import ConnectorNotFound, UsageError, describe_failure
@@ -111,6 +111,7 @@ class _Base:
         self.in_flight = 0
         self.cancelled = 0
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.loop = running_loop()
         self.tracebacks = TracebackLimit()
         self._unknown: set[str] = set()
 
@@ -142,8 +143,8 @@ class _Call:
 
     async def __aenter__(self) -> _Call:
         service = self.service
-        self.task = current_task()
-        service.tasks.add(self.task)  # type: ignore[arg-type]
+        self.task = task_on(service.loop)
+        service.tasks.add(self.task)
         service.in_flight += 1
         service.metrics.started(self.operation)
         self.started = perf_counter()

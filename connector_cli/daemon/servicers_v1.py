@@ -17,6 +17,7 @@ import functools
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 
 import grpc
+from flyteidl2.connector import connector_pb2 as pb
 
 from connector_cli.daemon.gate import RequestGate
 from connector_cli.daemon.lazy_services import BuiltOnFirstCall
@@ -101,11 +102,16 @@ class _V1:
 class AgentTaskService(_V1):
     """flyteidl.service.AsyncAgentService, answered by the v2 `TaskService`."""
 
-    async def CreateTask(self, request: Any, context: Any) -> Any:
-        from connector_cli.v1_messages import create_request
+    # A v1 CreateTaskRequest's bytes parse as the v2 one (`v1_messages`). Parsed once as
+    # v2, instead of as v1 and then serialized and parsed again: 1.4 us against 6 us for
+    # the bench's 441-byte request, in a tight loop. What only v1 has (the execution
+    # metadata's `overrides`) rides along as an unknown field, which no connector reads
+    # (flytekit's models have no `overrides` either).
+    parsed_as = {"CreateTask": pb.CreateTaskRequest}
 
+    async def CreateTask(self, request: pb.CreateTaskRequest, context: Any) -> Any:
         # v1 and v2 CreateTaskResponse are one field, `resource_meta` = 1: the bytes serve both
-        return await self.tasks.CreateTask(create_request(request), context)
+        return await self.tasks.CreateTask(request, context)
 
     async def GetTask(self, request: Any, context: Any) -> Any:
         from connector_cli.v1_messages import get_request, get_response
