@@ -15,7 +15,7 @@ import logging
 import threading
 import types
 import typing
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, ClassVar, Generic, Iterable, TypeVar
 
 from flyteidl2.core.execution_pb2 import TaskExecution
 
@@ -109,6 +109,36 @@ class Adopter(Generic[W]):
 def _defined_in(cls: type, module_name: str) -> bool:
     module = cls.__module__
     return module == module_name or module.startswith(module_name + ".")
+
+
+class Adopted(AsyncConnector):
+    """One connector of another SDK served as one of ours: on a loop of its own (its
+    SDK's server gives it the whole loop, so it may block it), handed the request's wire
+    inputs (its SDK converts them), its phase UNDEFINED reported as QUEUED."""
+
+    own_loop: ClassVar[bool] = True
+    raw_inputs: ClassVar[bool] = True
+
+    def __init__(self, inner: Any, task_type_name: str, task_type_version: int) -> None:
+        self.inner = inner
+        self.name = str(inner.name)  # type: ignore[misc]
+        self.task_type_name = task_type_name  # type: ignore[misc]
+        self.task_type_version = task_type_version  # type: ignore[misc]
+        self._queued = UndefinedAsQueued(self.name)
+
+    async def _converted(self, convert: Callable[[Any], Awaitable[Any]], result: Any,
+                         failed: Callable[..., Any]) -> Any:
+        """`await convert(result)`: the SDK's own conversion of what the connector's `get`
+        returned. Outputs it cannot convert fail the task, since a retried GetTask could
+        not fix them: a `failed(phase=FAILED, message=...)` saying why."""
+        try:
+            return await convert(result)
+        except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
+            logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
+            return failed(
+                phase=TaskExecution.FAILED,
+                message=f"the connector's result cannot be converted to Flyte literals: {exc}",
+            )
 
 
 class UndefinedAsQueued:

@@ -23,12 +23,10 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Optional
 from flyte.connectors import AsyncConnector as FlyteAsyncConnector
 from flyte.connectors import ConnectorRegistry as FlyteRegistry
 from flyteidl2.connector import connector_pb2 as pb
-from flyteidl2.core.execution_pb2 import TaskExecution
 
 from connector_cli.adapters.flyte_types import native_inputs, resource_proto
-from connector_cli.adoption import Adopter, UndefinedAsQueued
+from connector_cli.adoption import Adopted, Adopter
 from connector_cli.errors import ResourceMetaError, TransientError
-from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
 
 logger = logging.getLogger(__name__)
@@ -121,25 +119,19 @@ def _plain_fields(flyte_type: Any) -> Optional[tuple[str, ...]]:
     return tuple(f.name for f in fields)
 
 
-class FlyteSdkConnector(AsyncConnector):
+class FlyteSdkConnector(Adopted):
     """One Flyte SDK connector instance served as one of ours."""
 
     sdk: ClassVar[str] = SDK
-    own_loop: ClassVar[bool] = True
-    raw_inputs: ClassVar[bool] = True
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = str(inner.name)  # type: ignore[misc]
-        self.task_type_name = inner.task_type_name  # type: ignore[misc]
-        self.task_type_version = inner.task_type_version  # type: ignore[misc]
+        super().__init__(inner, inner.task_type_name, inner.task_type_version)
         flyte_type = getattr(inner, "metadata_type", None) or _declared_meta(type(inner))
         self.metadata_type = type(  # type: ignore[misc]
             f"FlyteMeta[{getattr(flyte_type, '__name__', flyte_type)}]",
             (FlyteMeta,), {"flyte_type": flyte_type, "__module__": __name__,
                            "plain_fields": _plain_fields(flyte_type)},
         )
-        self._queued = UndefinedAsQueued(self.name)
 
     async def create(
         self, task_template: Any, output_prefix: str, inputs: Any = None,
@@ -168,14 +160,7 @@ class FlyteSdkConnector(AsyncConnector):
             if _http_transient(exc):
                 raise TransientError(str(exc)) from exc
             raise
-        try:
-            proto = await resource_proto(resource)
-        except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
-            logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
-            return pb.Resource(
-                phase=TaskExecution.FAILED,
-                message=f"the connector's result cannot be converted to Flyte literals: {exc}",
-            )
+        proto = await self._converted(resource_proto, resource, pb.Resource)
         return self._queued(proto)
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:

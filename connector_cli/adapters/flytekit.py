@@ -37,12 +37,10 @@ from typing import Any, Callable, ClassVar
 from flyteidl.admin import agent_pb2 as v1
 from flyteidl.core import literals_pb2
 from flyteidl2.connector import connector_pb2 as pb
-from flyteidl2.core.execution_pb2 import TaskExecution
 
-from connector_cli.adoption import Adopter, UndefinedAsQueued
+from connector_cli.adoption import Adopted, Adopter
 from connector_cli.errors import ResourceMetaError
 from connector_cli.foreign import FLYTEKIT_GROUP
-from connector_cli.sdk.connector import AsyncConnector
 from connector_cli.sdk.resource_meta import ResourceMeta
 from connector_cli.v1_messages import recast
 
@@ -158,18 +156,13 @@ class SyncResult(ResourceMeta):
         return f"SyncResult(phase {self.value.phase})"
 
 
-class FlytekitConnector(AsyncConnector):
+class FlytekitConnector(Adopted):
     """One flytekit connector instance served as one of ours."""
 
     sdk: ClassVar[str] = SDK
-    own_loop: ClassVar[bool] = True
-    raw_inputs: ClassVar[bool] = True
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = str(inner.name)  # type: ignore[misc]
-        self.task_type_name = inner.task_category.name  # type: ignore[misc]
-        self.task_type_version = inner.task_category.version  # type: ignore[misc]
+        super().__init__(inner, inner.task_category.name, inner.task_category.version)
         self.is_sync = isinstance(inner, SyncConnectorBase)
         if self.is_sync:
             self.metadata_type = SyncResult  # type: ignore[misc]
@@ -179,7 +172,6 @@ class FlytekitConnector(AsyncConnector):
                 f"FlytekitMeta[{getattr(kit_type, '__name__', kit_type)}]",
                 (FlytekitMeta,), {"kit_type": kit_type, "__module__": __name__},
             )
-        self._queued = UndefinedAsQueued(self.name)
 
     async def create(
         self, task_template: Any, output_prefix: str, inputs: Any = None,
@@ -226,14 +218,7 @@ class FlytekitConnector(AsyncConnector):
         the task (a retried GetTask could not fix them), as in the Flyte SDK adapter."""
         from connector_cli.adapters.flytekit_types import resource_proto
 
-        try:
-            proto = await resource_proto(result)
-        except Exception as exc:  # noqa: BLE001 - a connector's outputs fail the task
-            logger.error("%s returned a Resource that cannot be converted: %s", self.name, exc)
-            return v1.Resource(
-                phase=TaskExecution.FAILED,
-                message=f"the connector's result cannot be converted to Flyte literals: {exc}",
-            )
+        proto: v1.Resource = await self._converted(resource_proto, result, v1.Resource)
         return proto
 
     async def delete(self, resource_meta: Any, **kwargs: Any) -> None:
