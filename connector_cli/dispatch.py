@@ -198,7 +198,7 @@ class Dispatcher:
             kwargs = self._kwargs(request, "create", scope, rule)
         else:
             kwargs = {}
-        inputs = self._inputs(route.connector, request, template, scope)
+        inputs = self._inputs(route, request, template, scope)
         if inputs.__class__ is _Large:
             inputs = await self._convert_large(inputs)
         meta = await route.create(
@@ -231,24 +231,23 @@ class Dispatcher:
         assert self.connections is not None
         return self.connections.lookup(route.name, tenancy), tenancy
 
-    def _inputs(self, connector: AsyncConnector, request: pb.CreateTaskRequest,
-                template: Any, scope: Scope) -> Any:
-        from connector_cli.literals import inputs_to_python  # deferred: not a start-up cost
-
+    def _inputs(self, route: Route, request: pb.CreateTaskRequest, template: Any,
+                scope: Scope) -> Any:
+        convert = route.convert
         interface = template.interface if template.HasField("interface") else None
         if not request.HasField("inputs"):
             if self.on_inputs is not None:  # 0 bytes, as the Flyte SDK server records it
                 self.on_inputs(scope.label, 0)
-            return None if connector.raw_inputs else inputs_to_python(None, interface)
+            return None if convert is None else convert(None, interface)
         inputs = request.inputs
         size = inputs.ByteSize()
         if self.on_inputs is not None:
             self.on_inputs(scope.label, size)
-        if connector.raw_inputs:
+        if convert is None:
             return inputs
         if size >= LARGE_INPUTS:
             return _Large(inputs, interface)
-        return inputs_to_python(inputs, interface)
+        return convert(inputs, interface)
 
     async def _convert_large(self, large: _Large) -> Any:
         """Convert large inputs on a thread of their own, one at a time: a conversion costs
